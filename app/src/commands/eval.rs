@@ -1,0 +1,127 @@
+//! `inspecta eval`: how good is this model on this folder, and which threshold to run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use inspecta_pipeline::evaluation::dataset::Dataset;
+use inspecta_pipeline::evaluation::{EvalOptions, EvalReport, evaluate, html};
+
+use crate::ModelArg;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Folder of class sub-folders (`<class>/*.jpg`) or an MVTec AD category.
+    folder: PathBuf,
+    /// Rename a class folder to a model label, e.g. `--map ok_front=good` (repeatable).
+    #[arg(long = "map", value_name = "FOLDER=LABEL", value_parser = parse_mapping)]
+    mappings: Vec<(String, String)>,
+    /// Where report.json and report.html are written.
+    #[arg(long, default_value = "out/eval")]
+    out: PathBuf,
+    /// Worker threads, one inference each (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Escape rate (defects passed) the recommended threshold must stay within.
+    #[arg(long, default_value_t = 0.005)]
+    target_escape: f64,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_mapping(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => Ok((from.into(), to.into())),
+        _ => Err(format!("expected FOLDER=LABEL, got {text:?}")),
+    }
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&args.target_escape) {
+        bail!("--target-escape must be within 0..=1, got {}", args.target_escape);
+    }
+    let model = super::load_model(&args.model.model, 1)?;
+    let mappings: BTreeMap<String, String> = args.mappings.iter().cloned().collect();
+    let dataset = Dataset::discover(&args.folder, &mappings)?;
+    let threads = args.threads.unwrap_or_else(super::available_threads).max(1);
+    tracing::info!(images = dataset.samples.len(), layout = ?dataset.layout, threads, "evaluating");
+
+    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(dataset.samples.len() as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
+            .context("progress bar template")?,
+    );
+    let options = EvalOptions {
+        threads,
+        target_escape_rate: args.target_escape,
+    };
+    let report = evaluate(&model, &dataset, &options, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+
+    let (json, page) = write_reports(&report, &args.out)?;
+    print_summary(&report);
+    println!("report: {}\n        {}", page.display(), json.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_reports(report: &EvalReport, out: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let json = out.join("report.json");
+    let text = serde_json::to_string_pretty(report).context("serialising the report")?;
+    std::fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
+    let page = out.join("report.html");
+    std::fs::write(&page, html::render(report)).with_context(|| format!("cannot write {}", page.display()))?;
+    Ok((json, page))
+}
+
+fn print_summary(r: &EvalReport) {
+    let pct = |v: f64| format!("{:.2}%", v * 100.0);
+    println!("model     {} {}", r.model.name, r.model.version);
+    println!("images    {} evaluated, {} unreadable", r.evaluated, r.failed);
+    println!("accuracy  {} (verdicts; uncertain {})", pct(r.accuracy), pct(r.uncertain_rate));
+    if let Some(top1) = r.top1_accuracy {
+        println!("top-1     {}", pct(top1));
+    }
+    if let Some(b) = &r.binary {
+        println!("ROC AUC   {:.4}", b.auroc);
+        println!(
+            "threshold {:.4} (manifest): escape {}, false reject {}",
+            b.at_manifest_threshold.threshold,
+            pct(b.at_manifest_threshold.escape_rate),
+            pct(b.at_manifest_threshold.false_reject_rate)
+        );
+        println!(
+            "threshold {:.4} (recommended for escape <= {}): escape {}, false reject {}",
+            b.recommended.threshold,
+            pct(b.target_escape_rate),
+            pct(b.recommended.escape_rate),
+            pct(b.recommended.false_reject_rate)
+        );
+    }
+    if let Some(t) = r.latency_ms.total {
+        println!("latency   p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms per image", t.p50, t.p95, t.p99);
+    }
+    println!("speed     {:.1} images/s with {} threads", r.images_per_second, r.threads);
+    println!("\n{:<24} {:>9} {:>9} {:>8} {:>7}", "class", "precision", "recall", "F1", "support");
+    for (class, m) in &r.per_class {
+        println!("{class:<24} {:>9} {:>9} {:>8.4} {:>7}", pct(m.precision), pct(m.recall), m.f1, m.support);
+    }
+    let wrong = r.misclassified().count();
+    if wrong > 0 {
+        println!("\n{wrong} misclassified:");
+        for s in r.misclassified().take(20) {
+            println!("  {} (truth {}, verdict {}, score {:.3})", s.path.display(), s.truth, s.verdict, s.defect_score);
+        }
+        if wrong > 20 {
+            println!("  ... and {} more in report.json", wrong - 20);
+        }
+    }
+    for f in &r.failures {
+        println!("unreadable: {}: {}", f.path.display(), f.error);
+    }
+}

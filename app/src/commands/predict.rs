@@ -1,0 +1,73 @@
+//! `inspecta predict`: verdicts for image files, for a quick check or a script.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use inspecta_pipeline::frame::Frame;
+use inspecta_pipeline::model::Inspection;
+use serde::Serialize;
+
+use crate::ModelArg;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArg,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Threads inside one inference (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Images to inspect.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    path: &'a std::path::Path,
+    #[serde(flatten)]
+    inspection: Option<&'a Inspection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let model = super::load_model(&args.model.model, args.threads.unwrap_or_else(super::available_threads))?;
+    let mut session = model.session()?;
+    let labels = &model.manifest().labels;
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0;
+    for path in &args.images {
+        let result = Frame::open(path).map_err(anyhow::Error::from).and_then(|f| Ok(session.inspect(&f)?));
+        if let Err(e) = &result {
+            failed += 1;
+            tracing::error!(path = %path.display(), "{e:#}");
+        }
+        if args.json {
+            let line = Line {
+                path,
+                inspection: result.as_ref().ok(),
+                error: result.as_ref().err().map(|e| format!("{e:#}")),
+            };
+            serde_json::to_writer(&mut out, &line).context("writing JSON")?;
+            writeln!(out)?;
+        } else if let Ok(i) = &result {
+            let top = i.scores.top;
+            writeln!(
+                out,
+                "{:<10} defect score {:.4}  top {} ({:.4})  {:.1} ms  {}",
+                i.verdict.name().to_uppercase(),
+                i.scores.defect_score,
+                labels[top],
+                i.scores.probabilities[top],
+                (i.timings_ms.preprocess + i.timings_ms.inference).as_secs_f64() * 1e3,
+                path.display()
+            )?;
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}

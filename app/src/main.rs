@@ -1,0 +1,51 @@
+//! `inspecta`: the edge vision inspection station.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "inspecta", version, about = "Edge vision quality inspection: camera -> model -> verdict -> operator and plant")]
+struct Cli {
+    /// Log filter, e.g. `info`, `debug`, `inspecta_pipeline=trace` (overrides RUST_LOG).
+    #[arg(long, global = true, env = "INSPECTA_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a model is read from: a model directory (with model.toml), a manifest, or an .onnx.
+#[derive(Debug, Clone, clap::Args)]
+struct ModelArg {
+    #[arg(long, short, env = "INSPECTA_MODEL", default_value = "models/casting")]
+    model: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect image files and print a verdict for each.
+    Predict(commands::predict::Args),
+    /// Evaluate a model on a labelled image folder and write JSON + HTML reports.
+    Eval(commands::eval::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let result = match cli.command {
+        Command::Predict(args) => commands::predict::run(&args),
+        Command::Eval(args) => commands::eval::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Inference benchmark: per-image latency and evaluation throughput of tract, side by side
+//! with ONNX Runtime on the same model, inputs and thread counts, with a parity check.
+//!
+//! `make bench` (or `PYTHON=.venv/bin/python cargo bench -p inspecta-pipeline --bench inference`).
+//! Env: BENCH_MODEL (default models/casting), BENCH_FOLDER (default samples/casting),
+//! BENCH_ROUNDS (default 10), PYTHON (with onnxruntime; the ORT columns are skipped without it).
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use inspecta_pipeline::evaluation::dataset::Dataset;
+use inspecta_pipeline::evaluation::metrics::Percentiles;
+use inspecta_pipeline::evaluation::{EvalOptions, evaluate};
+use inspecta_pipeline::frame::Frame;
+use inspecta_pipeline::model::manifest::Layout;
+use inspecta_pipeline::model::preprocess::Preprocessor;
+use inspecta_pipeline::model::{Model, RunnerOptions};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+struct Timing {
+    latency: Percentiles,
+    scores: Vec<Vec<f32>>,
+}
+
+fn env_path(name: &str, default: &Path) -> PathBuf {
+    std::env::var_os(name).map_or_else(|| default.to_owned(), PathBuf::from)
+}
+
+fn tract(model_dir: &Path, frames: &[Frame], threads: usize, rounds: usize) -> Result<Timing> {
+    let model = Arc::new(Model::load(model_dir, RunnerOptions { intra_op_threads: threads })?);
+    let mut session = model.session()?;
+    let scores = frames
+        .iter()
+        .map(|f| Ok(session.inspect(f)?.scores.probabilities))
+        .collect::<Result<Vec<_>>>()?;
+    let mut latencies = Vec::new();
+    for _ in 0..rounds {
+        for f in frames {
+            latencies.push(session.inspect(f)?.timings_ms.inference.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(Timing {
+        latency: Percentiles::of(latencies).ok_or("no frames")?,
+        scores,
+    })
+}
+
+fn ort(python: &str, onnx: &Path, inputs: &Path, shape: &str, threads: usize, rounds: usize) -> Result<(Timing, String)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ort_reference.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--model", &onnx.to_string_lossy(), "--inputs", &inputs.to_string_lossy(), "--shape", shape])
+        .args(["--threads", &threads.to_string(), "--rounds", &rounds.to_string()])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("ONNX Runtime reference failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let floats = |v: &serde_json::Value| -> Vec<f64> { v.as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64).collect() };
+    let latencies = floats(&json["latencies_ms"]);
+    let scores = json["scores"].as_array().ok_or("no scores")?.iter().map(|s| floats(s).into_iter().map(|v| v as f32).collect()).collect();
+    let version = json["version"].as_str().unwrap_or("?").to_owned();
+    Ok((
+        Timing {
+            latency: Percentiles::of(latencies).ok_or("no latencies")?,
+            scores,
+        },
+        version,
+    ))
+}
+
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Writes each frame's preprocessed tensor, back to back, for the ORT reference.
+fn write_inputs(model: &Model, frames: &[Frame], path: &Path) -> Result<String> {
+    let spec = &model.manifest().input;
+    let mut pre = Preprocessor::new(spec);
+    let mut buf = vec![0.0; pre.input_len()];
+    let mut bytes = Vec::new();
+    for f in frames {
+        pre.run(f, &mut buf)?;
+        bytes.extend(buf.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    std::fs::write(path, bytes)?;
+    let (c, h, w) = (spec.color.channels(), spec.height, spec.width);
+    Ok(match spec.layout {
+        Layout::Nchw => format!("1,{c},{h},{w}"),
+        Layout::Nhwc => format!("1,{h},{w},{c}"),
+    })
+}
+
+fn main() -> Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(());
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model_dir = env_path("BENCH_MODEL", &repo.join("models/casting"));
+    let folder = env_path("BENCH_FOLDER", &repo.join("samples/casting"));
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+    let python = std::env::var("PYTHON").ok();
+
+    let dataset = Dataset::discover(&folder, &BTreeMap::new())?;
+    let frames = dataset.samples.iter().map(|s| Frame::open(&s.path)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let model = Arc::new(Model::load(&model_dir, RunnerOptions::default())?);
+    let work = repo.join("target/bench");
+    std::fs::create_dir_all(&work)?;
+    let inputs = work.join("inputs.f32");
+    let shape = write_inputs(&model, &frames, &inputs)?;
+
+    let mut table = String::new();
+    writeln!(table, "model {} ({}), {} images x {rounds} rounds, {} logical CPUs\n", model.manifest().name, model_dir.display(), frames.len(), std::thread::available_parallelism()?)?;
+    writeln!(table, "| engine | intra-op threads | p50 ms | p95 ms | p99 ms | mean ms | ratio to ORT (mean) | max abs score diff vs tract |")?;
+    writeln!(table, "|---|---|---|---|---|---|---|---|")?;
+    for threads in [1, 2] {
+        let t = tract(&model_dir, &frames, threads, rounds)?;
+        let row = |name: &str, p: &Percentiles, ratio: &str, diff: &str| {
+            format!("| {name} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} | {ratio} | {diff} |\n", p.p50, p.p95, p.p99, p.mean)
+        };
+        match python.as_deref().map(|py| ort(py, model.onnx_path(), &inputs, &shape, threads, rounds)) {
+            Some(Ok((o, version))) => {
+                let ratio = format!("{:.2}x", t.latency.mean / o.latency.mean);
+                table.push_str(&row("tract 0.23", &t.latency, &ratio, "-"));
+                let diff = format!("{:.2e}", max_abs_diff(&t.scores, &o.scores));
+                table.push_str(&row(&format!("ONNX Runtime {version}"), &o.latency, "1.00x", &diff));
+            }
+            Some(Err(e)) => return Err(e),
+            None => {
+                eprintln!("PYTHON not set: ONNX Runtime columns skipped");
+                table.push_str(&row("tract 0.23", &t.latency, "-", "-"));
+            }
+        }
+    }
+
+    writeln!(table, "\n| evaluation (decode + preprocess + inference) | worker threads | images/s | p50 ms | p99 ms |")?;
+    writeln!(table, "|---|---|---|---|---|")?;
+    for threads in [1, 2] {
+        let options = EvalOptions { threads, target_escape_rate: 0.0 };
+        let started = Instant::now();
+        let mut images = 0;
+        let mut totals = Vec::new();
+        for _ in 0..rounds.div_ceil(2) {
+            let report = evaluate(&model, &dataset, &options, &|| {})?;
+            images += report.evaluated;
+            totals.extend(report.samples.iter().map(|s| s.decode_ms + s.preprocess_ms + s.inference_ms));
+        }
+        let rate = images as f64 / started.elapsed().as_secs_f64();
+        let p = Percentiles::of(totals).ok_or("no samples")?;
+        writeln!(table, "| {} | {threads} | {rate:.1} | {:.2} | {:.2} |", folder.display(), p.p50, p.p99)?;
+    }
+    println!("{table}");
+    std::fs::write(work.join("report.md"), &table)?;
+    Ok(())
+}

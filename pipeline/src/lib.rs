@@ -1,0 +1,7 @@
+//! Inspecta's pipeline: frames from sources, through a model, to verdicts and reports.
+//! Data flows one way: source -> [`frame::Frame`] -> [`model::Session`] -> [`verdict::Verdict`] -> sinks.
+
+pub mod evaluation;
+pub mod frame;
+pub mod model;
+pub mod verdict;

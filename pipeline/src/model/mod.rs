@@ -1,0 +1,334 @@
+//! The model runner: an ONNX classifier loaded and optimised once with tract, shared by
+//! every worker thread, each of which runs it through its own [`Session`].
+
+pub mod manifest;
+pub mod metadata;
+pub mod preprocess;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tract_onnx::prelude::*;
+use tract_linalg::multithread::Executor;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::frame::Frame;
+use crate::verdict::{DecisionRule, Scores, Verdict};
+use manifest::{Layout, MANIFEST_FILE, Manifest, ScoreKind};
+use metadata::OnnxFacts;
+use preprocess::{PreprocessError, Preprocessor};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid manifest {path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error(
+        "{path} has no manifest ({MANIFEST_FILE} or <name>.toml beside it) and no \
+         {} metadata to derive one from",
+        metadata::PIXEL_FORMAT
+    )]
+    NoManifest { path: PathBuf },
+    #[error("{path} is not a model Inspecta can run: {source}")]
+    Onnx { path: PathBuf, source: BoxError },
+    #[error("{path} does not fit its manifest: {reason}")]
+    Incompatible { path: PathBuf, reason: String },
+    #[error("preprocessing failed: {0}")]
+    Preprocess(#[from] PreprocessError),
+    #[error("inference failed: {0}")]
+    Inference(BoxError),
+}
+
+/// How the runner uses the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunnerOptions {
+    /// Threads tract may use inside one inference. 1 is best when the caller already runs
+    /// one inference per core (batch evaluation); more lowers single-frame latency.
+    pub intra_op_threads: usize,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self { intra_op_threads: 1 }
+    }
+}
+
+#[derive(Debug)]
+pub struct Model {
+    manifest: Manifest,
+    onnx_path: PathBuf,
+    rule: DecisionRule,
+    plan: Arc<TypedSimplePlan>,
+    input_shape: [usize; 4],
+}
+
+/// Time spent in each stage of one inspection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageTimings {
+    #[serde(serialize_with = "as_millis")]
+    pub preprocess: Duration,
+    #[serde(serialize_with = "as_millis")]
+    pub inference: Duration,
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inspection {
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    #[serde(flatten)]
+    pub scores: Scores,
+    pub timings_ms: StageTimings,
+}
+
+impl Model {
+    /// Loads a model from a directory holding `model.toml`, a manifest file, or an `.onnx`
+    /// file (with `<stem>.toml` beside it, or Custom Vision image metadata inside it).
+    pub fn load(path: &Path, options: RunnerOptions) -> Result<Self, ModelError> {
+        let (manifest_path, onnx_path) = resolve_paths(path)?;
+        let manifest = manifest_path.as_deref().map(Manifest::from_path).transpose()?;
+        let onnx_path = match (&manifest, manifest_path.as_deref()) {
+            (Some(m), Some(mp)) => mp.parent().unwrap_or(Path::new(".")).join(&m.onnx),
+            _ => onnx_path,
+        };
+        let onnx_error = |source: TractError| ModelError::Onnx {
+            path: onnx_path.clone(),
+            source: source.into(),
+        };
+        if !onnx_path.is_file() {
+            return Err(ModelError::Io {
+                path: onnx_path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "model file not found"),
+            });
+        }
+        let proto = onnx().proto_model_for_path(&onnx_path).map_err(onnx_error)?;
+        let graph = onnx().model_for_proto_model(&proto).map_err(onnx_error)?;
+        let declared = declared_input_shape(&graph).map_err(onnx_error)?;
+        let manifest = match manifest {
+            Some(m) => m,
+            None => {
+                let meta: HashMap<String, String> =
+                    proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
+                let facts = OnnxFacts {
+                    metadata: &meta,
+                    input_shape: &declared,
+                };
+                metadata::manifest_from_metadata(&onnx_path, &facts)?
+            }
+        };
+        let input_shape = check_input(&manifest, &declared).map_err(|reason| ModelError::Incompatible {
+            path: onnx_path.clone(),
+            reason,
+        })?;
+        let plan = optimise(graph, &manifest, input_shape, options).map_err(onnx_error)?;
+        check_output(&plan, &manifest).map_err(|reason| ModelError::Incompatible {
+            path: onnx_path.clone(),
+            reason,
+        })?;
+        tracing::info!(model = %manifest.name, version = %manifest.version, path = %onnx_path.display(), "model loaded");
+        Ok(Self {
+            rule: DecisionRule::from_manifest(&manifest),
+            manifest,
+            onnx_path,
+            plan,
+            input_shape,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn onnx_path(&self) -> &Path {
+        &self.onnx_path
+    }
+
+    pub fn rule(&self) -> &DecisionRule {
+        &self.rule
+    }
+
+    /// Per-thread state: preprocessing buffers, the input tensor and a tract run state,
+    /// reused frame after frame.
+    pub fn session(self: &Arc<Self>) -> Result<Session, ModelError> {
+        let state = self.plan.spawn().map_err(|e| ModelError::Inference(e.into()))?;
+        let input = Tensor::zero::<f32>(&self.input_shape).map_err(|e| ModelError::Inference(e.into()))?;
+        Ok(Session {
+            model: Arc::clone(self),
+            preprocessor: Preprocessor::new(&self.manifest.input),
+            input: Arc::new(input),
+            state,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Session {
+    model: Arc<Model>,
+    preprocessor: Preprocessor,
+    input: Arc<Tensor>,
+    state: TypedSimpleState,
+}
+
+impl Session {
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub fn inspect(&mut self, frame: &Frame) -> Result<Inspection, ModelError> {
+        let started = Instant::now();
+        // tract drops its reference to the input after each run, so this does not copy.
+        let input = Arc::make_mut(&mut self.input);
+        let mut view = input.to_plain_array_view_mut::<f32>().map_err(|e| ModelError::Inference(e.into()))?;
+        let values = view
+            .as_slice_mut()
+            .ok_or_else(|| ModelError::Inference("input tensor is not contiguous".into()))?;
+        self.preprocessor.run(frame, values)?;
+        let preprocessed = Instant::now();
+        let outputs = self
+            .state
+            .run(tvec![TValue::from_const(Arc::clone(&self.input))])
+            .map_err(|e| ModelError::Inference(e.into()))?;
+        let inferred = Instant::now();
+        let raw = outputs[0].to_plain_array_view::<f32>().map_err(|e| ModelError::Inference(e.into()))?;
+        let raw: Vec<f32> = raw.iter().copied().collect();
+        let probabilities = match self.model.manifest.output.scores {
+            ScoreKind::Probabilities => raw,
+            ScoreKind::Logits => softmax(&raw),
+        };
+        let scores = self.model.rule.scores(probabilities);
+        Ok(Inspection {
+            verdict: self.model.rule.verdict(&scores),
+            scores,
+            timings_ms: StageTimings {
+                preprocess: preprocessed - started,
+                inference: inferred - preprocessed,
+            },
+        })
+    }
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|v| v / sum).collect()
+}
+
+/// (manifest, onnx) for a user-given path.
+fn resolve_paths(path: &Path) -> Result<(Option<PathBuf>, PathBuf), ModelError> {
+    let missing = || ModelError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such model file or directory"),
+    };
+    if path.is_dir() {
+        let manifest = path.join(MANIFEST_FILE);
+        if manifest.is_file() {
+            return Ok((Some(manifest), PathBuf::new()));
+        }
+        let onnx = single_onnx_in(path)?;
+        return Ok((None, onnx));
+    }
+    if !path.is_file() {
+        return Err(missing());
+    }
+    if path.extension().is_some_and(|e| e == "toml") {
+        return Ok((Some(path.to_owned()), PathBuf::new()));
+    }
+    let sibling = path.with_extension("toml");
+    Ok((sibling.is_file().then_some(sibling), path.to_owned()))
+}
+
+fn single_onnx_in(dir: &Path) -> Result<PathBuf, ModelError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let onnx: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    match onnx.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(ModelError::NoManifest { path: dir.to_owned() }),
+    }
+}
+
+fn declared_input_shape(graph: &InferenceModel) -> TractResult<Vec<Option<usize>>> {
+    let inputs = graph.input_outlets()?.len();
+    if inputs != 1 {
+        return Err(TractError::msg(format!("the model has {inputs} inputs; an image classifier has exactly one")));
+    }
+    let fact = graph.input_fact(0)?;
+    Ok(fact.shape.dims().map(|d| d.concretize().and_then(|d| usize::try_from(d.to_i64().ok()?).ok())).collect())
+}
+
+/// The concrete input shape, or why the ONNX input cannot take the manifest's images.
+fn check_input(manifest: &Manifest, declared: &[Option<usize>]) -> Result<[usize; 4], String> {
+    let spec = &manifest.input;
+    let (c, h, w) = (spec.color.channels(), spec.height as usize, spec.width as usize);
+    let wanted = match spec.layout {
+        Layout::Nchw => [1, c, h, w],
+        Layout::Nhwc => [1, h, w, c],
+    };
+    let fits = declared.len() == 4 && declared.iter().zip(wanted).all(|(d, want)| d.is_none_or(|d| d == want));
+    if !fits {
+        let shown: Vec<String> = declared.iter().map(|d| d.map_or("?".into(), |d| d.to_string())).collect();
+        return Err(format!(
+            "the model input is [{}] but the manifest describes {:?} images as {wanted:?}",
+            shown.join(", "),
+            spec.layout,
+        ));
+    }
+    Ok(wanted)
+}
+
+fn optimise(
+    mut graph: InferenceModel,
+    manifest: &Manifest,
+    input_shape: [usize; 4],
+    options: RunnerOptions,
+) -> TractResult<Arc<TypedSimplePlan>> {
+    graph.set_input_fact(0, f32::fact(input_shape).into())?;
+    if let Some(name) = &manifest.output.name {
+        graph.select_outputs_by_name([name])?;
+    } else {
+        let first = graph.output_outlets()?[0];
+        graph.select_output_outlets(&[first])?;
+    }
+    let typed = graph.into_optimized()?;
+    let executor = if options.intra_op_threads > 1 {
+        Executor::multithread(options.intra_op_threads)
+    } else {
+        Executor::SingleThread
+    };
+    typed.into_runnable_with_options(&RunOptions {
+        executor: Some(executor),
+        ..RunOptions::default()
+    })
+}
+
+fn check_output(plan: &TypedSimplePlan, manifest: &Manifest) -> Result<(), String> {
+    let fact = plan.model().output_fact(0).map_err(|e| e.to_string())?;
+    let shape = fact.shape.as_concrete().map(<[usize]>::to_vec);
+    let labels = manifest.labels.len();
+    match shape {
+        Some(shape) if shape.iter().product::<usize>() == labels && fact.datum_type == f32::datum_type() => Ok(()),
+        _ => Err(format!(
+            "the model output is {:?} {:?} but the manifest lists {labels} labels; expected f32 [1, {labels}]",
+            fact.datum_type, fact.shape
+        )),
+    }
+}

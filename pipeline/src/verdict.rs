@@ -1,0 +1,166 @@
+//! Scores -> verdict. The rule is deliberately simple so a quality engineer can predict
+//! it from the manifest: the defect score is `1 - P(good labels)`; inside the uncertain
+//! band the operator decides; otherwise the threshold decides, and a defect is named by
+//! its most likely class when that class is confident enough.
+
+use serde::Serialize;
+
+use crate::model::manifest::Manifest;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "lowercase")]
+pub enum Verdict {
+    Good,
+    Defect { class: String },
+    Uncertain,
+}
+
+impl Verdict {
+    /// The name shown to people and used in reports: `good`, the defect class, or `uncertain`.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Good => "good",
+            Self::Defect { class } => class,
+            Self::Uncertain => "uncertain",
+        }
+    }
+}
+
+/// What one inference produced, before any rule is applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scores {
+    /// One probability per label, in manifest order.
+    pub probabilities: Vec<f32>,
+    /// `1 - sum(P(good labels))`; 1 for models without a good label.
+    pub defect_score: f32,
+    /// Index of the most probable label.
+    pub top: usize,
+}
+
+/// The manifest's decision rules, resolved to label indices once.
+#[derive(Debug, Clone)]
+pub struct DecisionRule {
+    labels: Vec<String>,
+    is_good: Vec<bool>,
+    class_thresholds: Vec<f32>,
+    defect_threshold: f32,
+    band: [f32; 2],
+}
+
+impl DecisionRule {
+    pub fn from_manifest(manifest: &Manifest) -> Self {
+        let d = &manifest.decision;
+        Self {
+            labels: manifest.labels.clone(),
+            is_good: manifest.labels.iter().map(|l| manifest.is_good(l)).collect(),
+            class_thresholds: manifest
+                .labels
+                .iter()
+                .map(|l| d.class_thresholds.get(l).copied().unwrap_or(d.class_threshold))
+                .collect(),
+            defect_threshold: d.defect_threshold,
+            band: d.uncertain_band,
+        }
+    }
+
+    /// The same rule with another reject threshold and no uncertain band, for sweeps.
+    pub fn with_threshold(&self, threshold: f32) -> Self {
+        Self {
+            defect_threshold: threshold,
+            band: [threshold, threshold],
+            ..self.clone()
+        }
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn is_good_label(&self, index: usize) -> bool {
+        self.is_good.get(index).copied().unwrap_or(false)
+    }
+
+    pub fn has_good_label(&self) -> bool {
+        self.is_good.contains(&true)
+    }
+
+    pub fn scores(&self, probabilities: Vec<f32>) -> Scores {
+        let good: f32 = probabilities.iter().zip(&self.is_good).filter(|(_, g)| **g).map(|(p, _)| p).sum();
+        let top = argmax(probabilities.iter().copied().enumerate());
+        Scores {
+            defect_score: (1.0 - good).clamp(0.0, 1.0),
+            probabilities,
+            top,
+        }
+    }
+
+    pub fn verdict(&self, scores: &Scores) -> Verdict {
+        let s = scores.defect_score;
+        let [low, high] = self.band;
+        if low < high && (low..high).contains(&s) {
+            return Verdict::Uncertain;
+        }
+        if s < self.defect_threshold {
+            return Verdict::Good;
+        }
+        let defects = scores.probabilities.iter().copied().enumerate().filter(|(i, _)| !self.is_good[*i]);
+        let class = argmax(defects);
+        match scores.probabilities.get(class) {
+            Some(p) if *p >= self.class_thresholds[class] => Verdict::Defect {
+                class: self.labels[class].clone(),
+            },
+            _ => Verdict::Uncertain,
+        }
+    }
+}
+
+fn argmax(values: impl Iterator<Item = (usize, f32)>) -> usize {
+    values.fold((0, f32::NEG_INFINITY), |best, (i, v)| if v > best.1 { (i, v) } else { best }).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(extra: &str) -> DecisionRule {
+        let text = format!(
+            "name = \"m\"\nversion = \"1\"\nonnx = \"m.onnx\"\nlabels = [\"good\", \"crack\", \"dent\"]\n\
+             good = [\"good\"]\n[input]\nwidth = 1\nheight = 1\n[decision]\n{extra}"
+        );
+        DecisionRule::from_manifest(&Manifest::from_toml(&text).expect("manifest"))
+    }
+
+    fn verdict(rule: &DecisionRule, p: [f32; 3]) -> Verdict {
+        rule.verdict(&rule.scores(p.to_vec()))
+    }
+
+    #[test]
+    fn threshold_splits_good_from_defect() {
+        let r = rule("defect_threshold = 0.5\nuncertain_band = [0.5, 0.5]");
+        assert_eq!(verdict(&r, [0.9, 0.05, 0.05]), Verdict::Good);
+        assert_eq!(verdict(&r, [0.2, 0.7, 0.1]), Verdict::Defect { class: "crack".into() });
+        assert_eq!(verdict(&r, [0.45, 0.1, 0.45]), Verdict::Defect { class: "dent".into() });
+    }
+
+    #[test]
+    fn band_makes_uncertain() {
+        let r = rule("defect_threshold = 0.5\nuncertain_band = [0.3, 0.7]");
+        assert_eq!(verdict(&r, [0.6, 0.3, 0.1]), Verdict::Uncertain);
+        assert_eq!(verdict(&r, [0.75, 0.2, 0.05]), Verdict::Good);
+        assert_eq!(verdict(&r, [0.29, 0.7, 0.01]), Verdict::Defect { class: "crack".into() });
+    }
+
+    #[test]
+    fn weak_class_is_uncertain() {
+        let r = rule("class_threshold = 0.3\n[decision.class_thresholds]\ncrack = 0.8");
+        assert_eq!(verdict(&r, [0.1, 0.7, 0.2]), Verdict::Uncertain);
+        assert_eq!(verdict(&r, [0.1, 0.2, 0.7]), Verdict::Defect { class: "dent".into() });
+    }
+
+    #[test]
+    fn defect_score_sums_good_labels() {
+        let r = rule("");
+        let s = r.scores(vec![0.25, 0.5, 0.25]);
+        assert_eq!((s.defect_score, s.top), (0.75, 1));
+    }
+}

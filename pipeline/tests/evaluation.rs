@@ -1,0 +1,135 @@
+//! Offline evaluation end to end: real images, a bad image in the folder, the reports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use inspecta_pipeline::evaluation::dataset::Dataset;
+use inspecta_pipeline::evaluation::{EvalError, EvalOptions, EvalReport, evaluate, html};
+
+use common::*;
+
+fn options() -> EvalOptions {
+    EvalOptions {
+        threads: 2,
+        target_escape_rate: 0.0,
+    }
+}
+
+fn run(model: &str, folder: &Path, map: &[(&str, &str)]) -> Result<EvalReport, EvalError> {
+    let map: BTreeMap<String, String> = map.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect();
+    let dataset = Dataset::discover(folder, &map).unwrap();
+    evaluate(&load(model), &dataset, &options(), &|| {})
+}
+
+/// A copy of the casting samples with one corrupt and one truncated image among them.
+fn samples_with_bad_images() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["good", "defect"] {
+        let to = dir.path().join(class);
+        std::fs::create_dir_all(&to).unwrap();
+        for image in images_in(&samples().join("casting").join(class)) {
+            std::fs::copy(&image, to.join(image.file_name().unwrap())).unwrap();
+        }
+    }
+    let jpeg = std::fs::read(&images_in(&samples().join("casting/good"))[0]).unwrap();
+    std::fs::write(dir.path().join("good/zz_truncated.jpeg"), &jpeg[..jpeg.len() / 3]).unwrap();
+    std::fs::write(dir.path().join("defect/zz_not_an_image.png"), b"not a png at all").unwrap();
+    dir
+}
+
+#[test]
+fn report_counts_add_up_and_bad_images_are_listed() {
+    let dir = samples_with_bad_images();
+    let report = run("casting", dir.path(), &[]).unwrap();
+    assert_eq!((report.images, report.evaluated, report.failed), (26, 24, 2));
+    let failed: Vec<String> =
+        report.failures.iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(failed.len(), 2);
+    assert!(failed.contains(&"zz_truncated.jpeg".to_string()) && failed.contains(&"zz_not_an_image.png".to_string()));
+    assert!(report.failures.iter().any(|f| f.error.contains("truncated")));
+
+    let c = &report.confusion;
+    assert_eq!(c.truth, ["defect", "good"]);
+    assert_eq!(c.predicted, ["good", "defect", "uncertain"]);
+    assert_eq!(c.counts.iter().flatten().sum::<usize>(), 24);
+    let correct = c.counts[0][1] + c.counts[1][0];
+    assert!((report.accuracy - correct as f64 / 24.0).abs() < 1e-12);
+    assert!(report.accuracy >= 0.9, "accuracy {}", report.accuracy);
+
+    let binary = report.binary.as_ref().expect("good and defect images");
+    assert_eq!((binary.good_images, binary.defect_images), (12, 12));
+    assert!(binary.auroc > 0.95, "auroc {}", binary.auroc);
+    assert_eq!(binary.recommended.escape_rate, 0.0, "target escape rate 0 must be met");
+    assert_eq!(binary.sweep.len(), 101);
+    assert_eq!(report.per_class["good"].support, 12);
+    assert!(report.latency_ms.total.is_some() && report.images_per_second > 0.0);
+}
+
+#[test]
+fn html_and_json_reports_are_complete() {
+    let report = run("casting", &samples().join("casting"), &[]).unwrap();
+    let page = html::render(&report);
+    for part in ["Confusion matrix", "ROC AUC", "<svg", "Threshold sweep", "Latency per image", "</html>"] {
+        assert!(page.contains(part), "report lacks {part}");
+    }
+    let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["samples"].as_array().unwrap().len(), 24);
+    assert!(json["binary"]["auroc"].as_f64().unwrap() > 0.95);
+}
+
+#[test]
+fn misclassified_images_get_thumbnails() {
+    // The casting model has no idea about steel strips: every X-SDD image is an error
+    // of some kind, and each error shows as an embedded thumbnail.
+    let report = run("casting", &samples().join("xsdd"), &[
+        ("finishing roll printing", "defect"),
+        ("iron sheet ash", "defect"),
+        ("oxide scale of plate system", "defect"),
+        ("oxide scale of temperature system", "defect"),
+        ("red iron", "good"),
+        ("slag inclusion", "good"),
+        ("surface scratch", "good"),
+    ])
+    .unwrap();
+    let wrong = report.misclassified().count();
+    assert!(wrong > 0);
+    assert_eq!(html::render(&report).matches("data:image/jpeg;base64,").count(), wrong);
+}
+
+#[test]
+fn unknown_class_folder_asks_for_a_mapping() {
+    let err = run("casting", &datasets().join("casting/train"), &[]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("--map"), "{text}");
+    assert!(text.contains("def_front") || text.contains("ok_front"), "{text}");
+}
+
+#[test]
+fn multi_class_model_without_good_label_has_no_binary_section() {
+    let report = run("xsdd", &samples().join("xsdd"), &[]).unwrap();
+    assert!(report.binary.is_none());
+    assert_eq!(report.per_class.len(), 7);
+    assert!(report.top1_accuracy.unwrap() >= 0.85);
+}
+
+/// A tenth of the real casting data, through the class-folder mapping a user would type.
+#[test]
+fn casting_dataset_subset_scores_high() {
+    let source = datasets().join("casting/train");
+    let dir = tempfile::tempdir().unwrap();
+    for (folder, label) in [("ok_front", "ok_front"), ("def_front", "def_front")] {
+        let to = dir.path().join(label);
+        std::fs::create_dir_all(&to).unwrap();
+        for image in images_in(&source.join(folder)).into_iter().step_by(25) {
+            std::os::unix::fs::symlink(&image, to.join(image.file_name().unwrap())).unwrap();
+        }
+    }
+    let report = run("casting", dir.path(), &[("ok_front", "good"), ("def_front", "defect")]).unwrap();
+    assert!(report.evaluated > 250, "{}", report.evaluated);
+    assert_eq!(report.failed, 0);
+    assert!(report.top1_accuracy.unwrap() >= 0.97, "top-1 {:?}", report.top1_accuracy);
+    assert!(report.binary.unwrap().auroc >= 0.99);
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building and testing Inspecta needs on Debian/Ubuntu, and only what is
+# missing: a machine that already has everything is not touched (no apt-get update).
+set -euo pipefail
+
+APT_PACKAGES=(pkg-config gcc make python3 python3-venv)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo not found. Install Rust 1.95 or newer with rustup (https://rustup.rs)." >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
