@@ -153,7 +153,7 @@ def write_manifest(out: Path, args, labels, metrics) -> None:
         f"data = {json.dumps(str(args.data))}",
         f"images = {metrics['train_images']}",
         f"heldout_accuracy = {metrics.get('heldout_accuracy', 'nan')}",
-        f"recipe = {json.dumps('models/recipe/train.py --cut ' + args.cut + f' --l2 {args.l2}')}",
+        f"recipe = {json.dumps(f'models/recipe/train.py --cut {args.cut} --l2 {args.l2}' + (' --flips' if args.flips else ''))}",
     ]
     (out / "model.toml").write_text("\n".join(lines) + "\n")
 

@@ -107,9 +107,10 @@ fn print_summary(r: &EvalReport) {
         println!("latency   p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms per image", t.p50, t.p95, t.p99);
     }
     println!("speed     {:.1} images/s with {} threads", r.images_per_second, r.threads);
-    println!("\n{:<24} {:>9} {:>9} {:>8} {:>7}", "class", "precision", "recall", "F1", "support");
+    let width = r.per_class.keys().map(String::len).max().unwrap_or(0).max(5);
+    println!("\n{:<width$} {:>9} {:>9} {:>8} {:>7}", "class", "precision", "recall", "F1", "support");
     for (class, m) in &r.per_class {
-        println!("{class:<24} {:>9} {:>9} {:>8.4} {:>7}", pct(m.precision), pct(m.recall), m.f1, m.support);
+        println!("{class:<width$} {:>9} {:>9} {:>8.4} {:>7}", pct(m.precision), pct(m.recall), m.f1, m.support);
     }
     let wrong = r.misclassified().count();
     if wrong > 0 {
