@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "inspecta", version, about = "Edge vision quality inspection: camera -> model -> verdict -> operator and plant")]
+#[command(
+    name = "inspecta",
+    version,
+    about = "Edge vision quality inspection: camera -> model -> verdict -> operator and plant"
+)]
 struct Cli {
     /// Log filter, e.g. `info`, `debug`, `inspecta_pipeline=trace` (overrides RUST_LOG).
     #[arg(long, global = true, env = "INSPECTA_LOG", default_value = "info")]
@@ -36,7 +40,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Predict(args) => commands::predict::run(&args),
         Command::Eval(args) => commands::eval::run(&args),

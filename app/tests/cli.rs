@@ -26,7 +26,10 @@ fn stderr(o: &Output) -> String {
 }
 
 fn first_image(folder: &str) -> String {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(folder)).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(folder))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files[0].to_string_lossy().into_owned()
 }
@@ -37,7 +40,10 @@ fn predict_json_gives_one_verdict_per_image() {
     let defect = first_image("samples/casting/defect");
     let out = inspecta(&["predict", "--json", &good, &defect]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["verdict"], "good");
     assert_eq!(lines[1]["verdict"], "defect");
@@ -55,8 +61,15 @@ fn predict_reports_a_corrupt_file_and_still_judges_the_rest() {
     let good = first_image("samples/casting/good");
     let out = inspecta(&["predict", "--json", bad.to_str().unwrap(), &good]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(lines[0]["error"].as_str().unwrap().contains("truncated"), "{}", lines[0]);
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines[0]["error"].as_str().unwrap().contains("truncated"),
+        "{}",
+        lines[0]
+    );
     assert_eq!(lines[1]["verdict"], "good");
 }
 
@@ -64,35 +77,73 @@ fn predict_reports_a_corrupt_file_and_still_judges_the_rest() {
 fn eval_writes_both_reports() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("report");
-    let out = inspecta(&["eval", "samples/casting", "--quiet", "--out", out_dir.to_str().unwrap()]);
+    let out = inspecta(&[
+        "eval",
+        "samples/casting",
+        "--quiet",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("ROC AUC") && text.contains("recommended"), "{text}");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    assert!(
+        text.contains("ROC AUC") && text.contains("recommended"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["evaluated"], 24);
-    assert!(std::fs::read_to_string(out_dir.join("report.html")).unwrap().contains("<svg"));
+    assert!(
+        std::fs::read_to_string(out_dir.join("report.html"))
+            .unwrap()
+            .contains("<svg")
+    );
 }
 
 #[test]
 fn eval_with_an_unmapped_folder_says_how_to_fix_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("ok_front")).unwrap();
-    std::fs::copy(first_image("samples/casting/good"), dir.path().join("ok_front/a.jpeg")).unwrap();
+    std::fs::copy(
+        first_image("samples/casting/good"),
+        dir.path().join("ok_front/a.jpeg"),
+    )
+    .unwrap();
     let out = inspecta(&["eval", dir.path().to_str().unwrap(), "--quiet"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("--map ok_front=<label>"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--map ok_front=<label>"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn broken_manifest_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(repo().join("models/casting/model.onnx"), dir.path().join("model.onnx")).unwrap();
+    std::fs::copy(
+        repo().join("models/casting/model.onnx"),
+        dir.path().join("model.onnx"),
+    )
+    .unwrap();
     let manifest = std::fs::read_to_string(repo().join("models/casting/model.toml")).unwrap();
-    std::fs::write(dir.path().join("model.toml"), manifest.replace("[input]", "[input]\nchannels = 3")).unwrap();
-    let out = inspecta(&["predict", "--model", dir.path().to_str().unwrap(), &first_image("samples/casting/good")]);
+    std::fs::write(
+        dir.path().join("model.toml"),
+        manifest.replace("[input]", "[input]\nchannels = 3"),
+    )
+    .unwrap();
+    let out = inspecta(&[
+        "predict",
+        "--model",
+        dir.path().to_str().unwrap(),
+        &first_image("samples/casting/good"),
+    ]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("model.toml") && err.contains("channels"), "{err}");
+    assert!(
+        err.contains("model.toml") && err.contains("channels"),
+        "{err}"
+    );
 }
 
 #[test]

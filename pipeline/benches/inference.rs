@@ -34,7 +34,12 @@ fn env_path(name: &str, default: &Path) -> PathBuf {
 }
 
 fn tract(model_dir: &Path, frames: &[Frame], threads: usize, rounds: usize) -> Result<Timing> {
-    let model = Arc::new(Model::load(model_dir, RunnerOptions { intra_op_threads: threads })?);
+    let model = Arc::new(Model::load(
+        model_dir,
+        RunnerOptions {
+            intra_op_threads: threads,
+        },
+    )?);
     let mut session = model.session()?;
     let scores = frames
         .iter()
@@ -52,20 +57,54 @@ fn tract(model_dir: &Path, frames: &[Frame], threads: usize, rounds: usize) -> R
     })
 }
 
-fn ort(python: &str, onnx: &Path, inputs: &Path, shape: &str, threads: usize, rounds: usize) -> Result<(Timing, String)> {
+fn ort(
+    python: &str,
+    onnx: &Path,
+    inputs: &Path,
+    shape: &str,
+    threads: usize,
+    rounds: usize,
+) -> Result<(Timing, String)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ort_reference.py");
     let out = Command::new(python)
         .arg(script)
-        .args(["--model", &onnx.to_string_lossy(), "--inputs", &inputs.to_string_lossy(), "--shape", shape])
-        .args(["--threads", &threads.to_string(), "--rounds", &rounds.to_string()])
+        .args([
+            "--model",
+            &onnx.to_string_lossy(),
+            "--inputs",
+            &inputs.to_string_lossy(),
+            "--shape",
+            shape,
+        ])
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--rounds",
+            &rounds.to_string(),
+        ])
         .output()?;
     if !out.status.success() {
-        return Err(format!("ONNX Runtime reference failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+        return Err(format!(
+            "ONNX Runtime reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
     }
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let floats = |v: &serde_json::Value| -> Vec<f64> { v.as_array().into_iter().flatten().filter_map(serde_json::Value::as_f64).collect() };
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_f64)
+            .collect()
+    };
     let latencies = floats(&json["latencies_ms"]);
-    let scores = json["scores"].as_array().ok_or("no scores")?.iter().map(|s| floats(s).into_iter().map(|v| v as f32).collect()).collect();
+    let scores = json["scores"]
+        .as_array()
+        .ok_or("no scores")?
+        .iter()
+        .map(|s| floats(s).into_iter().map(|v| v as f32).collect())
+        .collect();
     let version = json["version"].as_str().unwrap_or("?").to_owned();
     Ok((
         Timing {
@@ -77,7 +116,11 @@ fn ort(python: &str, onnx: &Path, inputs: &Path, shape: &str, threads: usize, ro
 }
 
 fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Writes each frame's preprocessed tensor, back to back, for the ORT reference.
@@ -105,11 +148,18 @@ fn main() -> Result<()> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let model_dir = env_path("BENCH_MODEL", &repo.join("models/casting"));
     let folder = env_path("BENCH_FOLDER", &repo.join("samples/casting"));
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
     let python = std::env::var("PYTHON").ok();
 
     let dataset = Dataset::discover(&folder, &BTreeMap::new())?;
-    let frames = dataset.samples.iter().map(|s| Frame::open(&s.path)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let frames = dataset
+        .samples
+        .iter()
+        .map(|s| Frame::open(&s.path))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let model = Arc::new(Model::load(&model_dir, RunnerOptions::default())?);
     let work = repo.join("target/bench");
     std::fs::create_dir_all(&work)?;
@@ -117,20 +167,41 @@ fn main() -> Result<()> {
     let shape = write_inputs(&model, &frames, &inputs)?;
 
     let mut table = String::new();
-    writeln!(table, "model {} ({}), {} images x {rounds} rounds, {} logical CPUs\n", model.manifest().name, model_dir.display(), frames.len(), std::thread::available_parallelism()?)?;
-    writeln!(table, "| engine | intra-op threads | p50 ms | p95 ms | p99 ms | mean ms | ratio to ORT (mean) | max abs score diff vs tract |")?;
+    writeln!(
+        table,
+        "model {} ({}), {} images x {rounds} rounds, {} logical CPUs\n",
+        model.manifest().name,
+        model_dir.display(),
+        frames.len(),
+        std::thread::available_parallelism()?
+    )?;
+    writeln!(
+        table,
+        "| engine | intra-op threads | p50 ms | p95 ms | p99 ms | mean ms | ratio to ORT (mean) | max abs score diff vs tract |"
+    )?;
     writeln!(table, "|---|---|---|---|---|---|---|---|")?;
     for threads in [1, 2] {
         let t = tract(&model_dir, &frames, threads, rounds)?;
         let row = |name: &str, p: &Percentiles, ratio: &str, diff: &str| {
-            format!("| {name} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} | {ratio} | {diff} |\n", p.p50, p.p95, p.p99, p.mean)
+            format!(
+                "| {name} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} | {ratio} | {diff} |\n",
+                p.p50, p.p95, p.p99, p.mean
+            )
         };
-        match python.as_deref().map(|py| ort(py, model.onnx_path(), &inputs, &shape, threads, rounds)) {
+        match python
+            .as_deref()
+            .map(|py| ort(py, model.onnx_path(), &inputs, &shape, threads, rounds))
+        {
             Some(Ok((o, version))) => {
                 let ratio = format!("{:.2}x", t.latency.mean / o.latency.mean);
                 table.push_str(&row("tract 0.23", &t.latency, &ratio, "-"));
                 let diff = format!("{:.2e}", max_abs_diff(&t.scores, &o.scores));
-                table.push_str(&row(&format!("ONNX Runtime {version}"), &o.latency, "1.00x", &diff));
+                table.push_str(&row(
+                    &format!("ONNX Runtime {version}"),
+                    &o.latency,
+                    "1.00x",
+                    &diff,
+                ));
             }
             Some(Err(e)) => return Err(e),
             None => {
@@ -140,21 +211,38 @@ fn main() -> Result<()> {
         }
     }
 
-    writeln!(table, "\n| evaluation (decode + preprocess + inference) | worker threads | images/s | p50 ms | p99 ms |")?;
+    writeln!(
+        table,
+        "\n| evaluation (decode + preprocess + inference) | worker threads | images/s | p50 ms | p99 ms |"
+    )?;
     writeln!(table, "|---|---|---|---|---|")?;
     for threads in [1, 2] {
-        let options = EvalOptions { threads, target_escape_rate: 0.0 };
+        let options = EvalOptions {
+            threads,
+            target_escape_rate: 0.0,
+        };
         let started = Instant::now();
         let mut images = 0;
         let mut totals = Vec::new();
         for _ in 0..rounds.div_ceil(2) {
             let report = evaluate(&model, &dataset, &options, &|| {})?;
             images += report.evaluated;
-            totals.extend(report.samples.iter().map(|s| s.decode_ms + s.preprocess_ms + s.inference_ms));
+            totals.extend(
+                report
+                    .samples
+                    .iter()
+                    .map(|s| s.decode_ms + s.preprocess_ms + s.inference_ms),
+            );
         }
         let rate = images as f64 / started.elapsed().as_secs_f64();
         let p = Percentiles::of(totals).ok_or("no samples")?;
-        writeln!(table, "| {} | {threads} | {rate:.1} | {:.2} | {:.2} |", folder.display(), p.p50, p.p99)?;
+        writeln!(
+            table,
+            "| {} | {threads} | {rate:.1} | {:.2} | {:.2} |",
+            folder.display(),
+            p.p50,
+            p.p99
+        )?;
     }
     println!("{table}");
     std::fs::write(work.join("report.md"), &table)?;

@@ -61,7 +61,9 @@ impl Frame {
         limits.max_image_width = Some(MAX_SIDE);
         limits.max_image_height = Some(MAX_SIDE);
         limits.max_alloc = Some(MAX_DECODE_BYTES);
-        let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| FrameError::Decode(image::ImageError::IoError(e)))?;
+        let mut reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| FrameError::Decode(image::ImageError::IoError(e)))?;
         reader.limits(limits);
         let rgb = reader.decode()?.into_rgb8();
         let (width, height) = rgb.dimensions();
@@ -111,7 +113,8 @@ mod tests {
     use super::*;
 
     fn encode(format: image::ImageFormat) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(32, 24, |x, y| image::Rgb([x as u8 * 8, y as u8 * 10, 128]));
+        let img =
+            image::RgbImage::from_fn(32, 24, |x, y| image::Rgb([x as u8 * 8, y as u8 * 10, 128]));
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, format).expect("encode test image");
         out.into_inner()

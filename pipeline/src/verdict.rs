@@ -52,11 +52,20 @@ impl DecisionRule {
         let d = &manifest.decision;
         Self {
             labels: manifest.labels.clone(),
-            is_good: manifest.labels.iter().map(|l| manifest.is_good(l)).collect(),
+            is_good: manifest
+                .labels
+                .iter()
+                .map(|l| manifest.is_good(l))
+                .collect(),
             class_thresholds: manifest
                 .labels
                 .iter()
-                .map(|l| d.class_thresholds.get(l).copied().unwrap_or(d.class_threshold))
+                .map(|l| {
+                    d.class_thresholds
+                        .get(l)
+                        .copied()
+                        .unwrap_or(d.class_threshold)
+                })
                 .collect(),
             defect_threshold: d.defect_threshold,
             band: d.uncertain_band,
@@ -85,7 +94,12 @@ impl DecisionRule {
     }
 
     pub fn scores(&self, probabilities: Vec<f32>) -> Scores {
-        let good: f32 = probabilities.iter().zip(&self.is_good).filter(|(_, g)| **g).map(|(p, _)| p).sum();
+        let good: f32 = probabilities
+            .iter()
+            .zip(&self.is_good)
+            .filter(|(_, g)| **g)
+            .map(|(p, _)| p)
+            .sum();
         let top = argmax(probabilities.iter().copied().enumerate());
         Scores {
             defect_score: (1.0 - good).clamp(0.0, 1.0),
@@ -103,7 +117,12 @@ impl DecisionRule {
         if s < self.defect_threshold {
             return Verdict::Good;
         }
-        let defects = scores.probabilities.iter().copied().enumerate().filter(|(i, _)| !self.is_good[*i]);
+        let defects = scores
+            .probabilities
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| !self.is_good[*i]);
         let class = argmax(defects);
         match scores.probabilities.get(class) {
             Some(p) if *p >= self.class_thresholds[class] => Verdict::Defect {
@@ -115,7 +134,11 @@ impl DecisionRule {
 }
 
 fn argmax(values: impl Iterator<Item = (usize, f32)>) -> usize {
-    values.fold((0, f32::NEG_INFINITY), |best, (i, v)| if v > best.1 { (i, v) } else { best }).0
+    values
+        .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
 }
 
 #[cfg(test)]
@@ -138,8 +161,18 @@ mod tests {
     fn threshold_splits_good_from_defect() {
         let r = rule("defect_threshold = 0.5\nuncertain_band = [0.5, 0.5]");
         assert_eq!(verdict(&r, [0.9, 0.05, 0.05]), Verdict::Good);
-        assert_eq!(verdict(&r, [0.2, 0.7, 0.1]), Verdict::Defect { class: "crack".into() });
-        assert_eq!(verdict(&r, [0.45, 0.1, 0.45]), Verdict::Defect { class: "dent".into() });
+        assert_eq!(
+            verdict(&r, [0.2, 0.7, 0.1]),
+            Verdict::Defect {
+                class: "crack".into()
+            }
+        );
+        assert_eq!(
+            verdict(&r, [0.45, 0.1, 0.45]),
+            Verdict::Defect {
+                class: "dent".into()
+            }
+        );
     }
 
     #[test]
@@ -147,14 +180,24 @@ mod tests {
         let r = rule("defect_threshold = 0.5\nuncertain_band = [0.3, 0.7]");
         assert_eq!(verdict(&r, [0.6, 0.3, 0.1]), Verdict::Uncertain);
         assert_eq!(verdict(&r, [0.75, 0.2, 0.05]), Verdict::Good);
-        assert_eq!(verdict(&r, [0.29, 0.7, 0.01]), Verdict::Defect { class: "crack".into() });
+        assert_eq!(
+            verdict(&r, [0.29, 0.7, 0.01]),
+            Verdict::Defect {
+                class: "crack".into()
+            }
+        );
     }
 
     #[test]
     fn weak_class_is_uncertain() {
         let r = rule("class_threshold = 0.3\n[decision.class_thresholds]\ncrack = 0.8");
         assert_eq!(verdict(&r, [0.1, 0.7, 0.2]), Verdict::Uncertain);
-        assert_eq!(verdict(&r, [0.1, 0.2, 0.7]), Verdict::Defect { class: "dent".into() });
+        assert_eq!(
+            verdict(&r, [0.1, 0.2, 0.7]),
+            Verdict::Defect {
+                class: "dent".into()
+            }
+        );
     }
 
     #[test]

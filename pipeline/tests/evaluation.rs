@@ -19,7 +19,10 @@ fn options() -> EvalOptions {
 }
 
 fn run(model: &str, folder: &Path, map: &[(&str, &str)]) -> Result<EvalReport, EvalError> {
-    let map: BTreeMap<String, String> = map.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect();
+    let map: BTreeMap<String, String> = map
+        .iter()
+        .map(|(a, b)| ((*a).into(), (*b).into()))
+        .collect();
     let dataset = Dataset::discover(folder, &map).unwrap();
     evaluate(&load(model), &dataset, &options(), &|| {})
 }
@@ -35,8 +38,16 @@ fn samples_with_bad_images() -> tempfile::TempDir {
         }
     }
     let jpeg = std::fs::read(&images_in(&samples().join("casting/good"))[0]).unwrap();
-    std::fs::write(dir.path().join("good/zz_truncated.jpeg"), &jpeg[..jpeg.len() / 3]).unwrap();
-    std::fs::write(dir.path().join("defect/zz_not_an_image.png"), b"not a png at all").unwrap();
+    std::fs::write(
+        dir.path().join("good/zz_truncated.jpeg"),
+        &jpeg[..jpeg.len() / 3],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("defect/zz_not_an_image.png"),
+        b"not a png at all",
+    )
+    .unwrap();
     dir
 }
 
@@ -44,12 +55,26 @@ fn samples_with_bad_images() -> tempfile::TempDir {
 fn report_counts_add_up_and_bad_images_are_listed() {
     let dir = samples_with_bad_images();
     let report = run("casting", dir.path(), &[]).unwrap();
-    assert_eq!((report.images, report.evaluated, report.failed), (26, 24, 2));
-    let failed: Vec<String> =
-        report.failures.iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        (report.images, report.evaluated, report.failed),
+        (26, 24, 2)
+    );
+    let failed: Vec<String> = report
+        .failures
+        .iter()
+        .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(failed.len(), 2);
-    assert!(failed.contains(&"zz_truncated.jpeg".to_string()) && failed.contains(&"zz_not_an_image.png".to_string()));
-    assert!(report.failures.iter().any(|f| f.error.contains("truncated")));
+    assert!(
+        failed.contains(&"zz_truncated.jpeg".to_string())
+            && failed.contains(&"zz_not_an_image.png".to_string())
+    );
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.error.contains("truncated"))
+    );
 
     let c = &report.confusion;
     assert_eq!(c.truth, ["defect", "good"]);
@@ -62,7 +87,10 @@ fn report_counts_add_up_and_bad_images_are_listed() {
     let binary = report.binary.as_ref().expect("good and defect images");
     assert_eq!((binary.good_images, binary.defect_images), (12, 12));
     assert!(binary.auroc > 0.95, "auroc {}", binary.auroc);
-    assert_eq!(binary.recommended.escape_rate, 0.0, "target escape rate 0 must be met");
+    assert_eq!(
+        binary.recommended.escape_rate, 0.0,
+        "target escape rate 0 must be met"
+    );
     assert_eq!(binary.sweep.len(), 101);
     assert_eq!(report.per_class["good"].support, 12);
     assert!(report.latency_ms.total.is_some() && report.images_per_second > 0.0);
@@ -72,7 +100,14 @@ fn report_counts_add_up_and_bad_images_are_listed() {
 fn html_and_json_reports_are_complete() {
     let report = run("casting", &samples().join("casting"), &[]).unwrap();
     let page = html::render(&report);
-    for part in ["Confusion matrix", "ROC AUC", "<svg", "Threshold sweep", "Latency per image", "</html>"] {
+    for part in [
+        "Confusion matrix",
+        "ROC AUC",
+        "<svg",
+        "Threshold sweep",
+        "Latency per image",
+        "</html>",
+    ] {
         assert!(page.contains(part), "report lacks {part}");
     }
     let json: serde_json::Value = serde_json::to_value(&report).unwrap();
@@ -84,19 +119,28 @@ fn html_and_json_reports_are_complete() {
 fn misclassified_images_get_thumbnails() {
     // The casting model has no idea about steel strips: every X-SDD image is an error
     // of some kind, and each error shows as an embedded thumbnail.
-    let report = run("casting", &samples().join("xsdd"), &[
-        ("finishing roll printing", "defect"),
-        ("iron sheet ash", "defect"),
-        ("oxide scale of plate system", "defect"),
-        ("oxide scale of temperature system", "defect"),
-        ("red iron", "good"),
-        ("slag inclusion", "good"),
-        ("surface scratch", "good"),
-    ])
+    let report = run(
+        "casting",
+        &samples().join("xsdd"),
+        &[
+            ("finishing roll printing", "defect"),
+            ("iron sheet ash", "defect"),
+            ("oxide scale of plate system", "defect"),
+            ("oxide scale of temperature system", "defect"),
+            ("red iron", "good"),
+            ("slag inclusion", "good"),
+            ("surface scratch", "good"),
+        ],
+    )
     .unwrap();
     let wrong = report.misclassified().count();
     assert!(wrong > 0);
-    assert_eq!(html::render(&report).matches("data:image/jpeg;base64,").count(), wrong);
+    assert_eq!(
+        html::render(&report)
+            .matches("data:image/jpeg;base64,")
+            .count(),
+        wrong
+    );
 }
 
 #[test]
@@ -104,7 +148,10 @@ fn unknown_class_folder_asks_for_a_mapping() {
     let err = run("casting", &datasets().join("casting/train"), &[]).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("--map"), "{text}");
-    assert!(text.contains("def_front") || text.contains("ok_front"), "{text}");
+    assert!(
+        text.contains("def_front") || text.contains("ok_front"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -127,9 +174,18 @@ fn casting_dataset_subset_scores_high() {
             std::os::unix::fs::symlink(&image, to.join(image.file_name().unwrap())).unwrap();
         }
     }
-    let report = run("casting", dir.path(), &[("ok_front", "good"), ("def_front", "defect")]).unwrap();
+    let report = run(
+        "casting",
+        dir.path(),
+        &[("ok_front", "good"), ("def_front", "defect")],
+    )
+    .unwrap();
     assert!(report.evaluated > 250, "{}", report.evaluated);
     assert_eq!(report.failed, 0);
-    assert!(report.top1_accuracy.unwrap() >= 0.97, "top-1 {:?}", report.top1_accuracy);
+    assert!(
+        report.top1_accuracy.unwrap() >= 0.97,
+        "top-1 {:?}",
+        report.top1_accuracy
+    );
     assert!(report.binary.unwrap().auroc >= 0.99);
 }

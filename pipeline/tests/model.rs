@@ -24,7 +24,9 @@ fn casting_model_sorts_good_from_defective_samples() {
             let expected = if class == "good" {
                 Verdict::Good
             } else {
-                Verdict::Defect { class: "defect".into() }
+                Verdict::Defect {
+                    class: "defect".into(),
+                }
             };
             correct += usize::from(inspection.verdict == expected);
             total += 1;
@@ -43,10 +45,19 @@ fn xsdd_model_names_the_defect_class() {
     let classes = images_in(&samples().join("xsdd"));
     let mut correct = 0;
     for class_dir in &classes {
-        let class = class_dir.file_name().unwrap().to_string_lossy().into_owned();
+        let class = class_dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         for path in images_in(class_dir) {
             let inspection = session.inspect(&Frame::open(&path).unwrap()).unwrap();
-            correct += usize::from(inspection.verdict == Verdict::Defect { class: class.clone() });
+            correct += usize::from(
+                inspection.verdict
+                    == Verdict::Defect {
+                        class: class.clone(),
+                    },
+            );
         }
     }
     assert_eq!(classes.len(), 7);
@@ -58,8 +69,16 @@ fn sessions_on_several_threads_agree_with_one() {
     let model = load("casting");
     let images = images_in(&samples().join("casting/defect"));
     let mut session = model.session().unwrap();
-    let serial: Vec<f32> =
-        images.iter().map(|p| session.inspect(&Frame::open(p).unwrap()).unwrap().scores.defect_score).collect();
+    let serial: Vec<f32> = images
+        .iter()
+        .map(|p| {
+            session
+                .inspect(&Frame::open(p).unwrap())
+                .unwrap()
+                .scores
+                .defect_score
+        })
+        .collect();
     let parallel: Vec<Vec<f32>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..3)
             .map(|_| {
@@ -67,7 +86,15 @@ fn sessions_on_several_threads_agree_with_one() {
                 let images = &images;
                 scope.spawn(move || {
                     let mut s = model.session().unwrap();
-                    images.iter().map(|p| s.inspect(&Frame::open(p).unwrap()).unwrap().scores.defect_score).collect()
+                    images
+                        .iter()
+                        .map(|p| {
+                            s.inspect(&Frame::open(p).unwrap())
+                                .unwrap()
+                                .scores
+                                .defect_score
+                        })
+                        .collect()
                 })
             })
             .collect();
@@ -81,11 +108,39 @@ fn sessions_on_several_threads_agree_with_one() {
 #[test]
 fn multithreaded_inference_matches_single_threaded() {
     let path = repo().join("models/casting");
-    let single = std::sync::Arc::new(Model::load(&path, RunnerOptions { intra_op_threads: 1 }).unwrap());
-    let multi = std::sync::Arc::new(Model::load(&path, RunnerOptions { intra_op_threads: 2 }).unwrap());
+    let single = std::sync::Arc::new(
+        Model::load(
+            &path,
+            RunnerOptions {
+                intra_op_threads: 1,
+            },
+        )
+        .unwrap(),
+    );
+    let multi = std::sync::Arc::new(
+        Model::load(
+            &path,
+            RunnerOptions {
+                intra_op_threads: 2,
+            },
+        )
+        .unwrap(),
+    );
     let frame = Frame::open(&images_in(&samples().join("casting/good"))[0]).unwrap();
-    let a = single.session().unwrap().inspect(&frame).unwrap().scores.probabilities;
-    let b = multi.session().unwrap().inspect(&frame).unwrap().scores.probabilities;
+    let a = single
+        .session()
+        .unwrap()
+        .inspect(&frame)
+        .unwrap()
+        .scores
+        .probabilities;
+    let b = multi
+        .session()
+        .unwrap()
+        .inspect(&frame)
+        .unwrap()
+        .scores
+        .probabilities;
     for (x, y) in a.iter().zip(&b) {
         assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
     }
@@ -114,7 +169,8 @@ fn corrupt_jpeg_is_refused() {
 #[test]
 fn truncated_png_is_refused() {
     let frame = Frame::open(&images_in(&samples().join("casting/good"))[0]).unwrap();
-    let image = image::RgbImage::from_raw(frame.width(), frame.height(), frame.rgb().to_vec()).unwrap();
+    let image =
+        image::RgbImage::from_raw(frame.width(), frame.height(), frame.rgb().to_vec()).unwrap();
     let mut png = std::io::Cursor::new(Vec::new());
     image.write_to(&mut png, image::ImageFormat::Png).unwrap();
     let png = png.into_inner();
@@ -131,7 +187,11 @@ fn text_file_is_not_an_image() {
 /// Writes `manifest` into a temp dir beside a copy of the X-SDD ONNX file.
 fn with_manifest(manifest: &str) -> (tempfile::TempDir, Result<Model, ModelError>) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(repo().join("models/xsdd/model.onnx"), dir.path().join("model.onnx")).unwrap();
+    std::fs::copy(
+        repo().join("models/xsdd/model.onnx"),
+        dir.path().join("model.onnx"),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("model.toml"), manifest).unwrap();
     let result = Model::load(dir.path(), RunnerOptions::default());
     (dir, result)
@@ -179,16 +239,26 @@ fn broken_toml_is_refused() {
 #[test]
 fn model_without_image_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(fixtures().join("vector_input.onnx"), dir.path().join("model.onnx")).unwrap();
+    std::fs::copy(
+        fixtures().join("vector_input.onnx"),
+        dir.path().join("model.onnx"),
+    )
+    .unwrap();
     let manifest = "name = \"v\"\nversion = \"1\"\nonnx = \"model.onnx\"\nlabels = [\"a\", \"b\"]\n[input]\nwidth = 10\nheight = 1\n";
     std::fs::write(dir.path().join("model.toml"), manifest).unwrap();
-    let err = Model::load(dir.path(), RunnerOptions::default()).unwrap_err().to_string();
+    let err = Model::load(dir.path(), RunnerOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("model input is [1, 10]"), "{err}");
 }
 
 #[test]
 fn onnx_without_manifest_or_metadata_is_refused() {
-    let err = Model::load(&fixtures().join("vector_input.onnx"), RunnerOptions::default()).unwrap_err();
+    let err = Model::load(
+        &fixtures().join("vector_input.onnx"),
+        RunnerOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, ModelError::NoManifest { .. }), "{err}");
 }
 
@@ -209,7 +279,9 @@ fn missing_model_is_refused() {
 
 #[test]
 fn custom_vision_metadata_stands_in_for_a_manifest() {
-    let model = std::sync::Arc::new(Model::load(&fixtures().join("custom_vision"), RunnerOptions::default()).unwrap());
+    let model = std::sync::Arc::new(
+        Model::load(&fixtures().join("custom_vision"), RunnerOptions::default()).unwrap(),
+    );
     let manifest = model.manifest();
     assert_eq!(manifest.input.color, ColorOrder::Bgr);
     assert_eq!(manifest.input.std, [255.0; 3]);
@@ -220,5 +292,9 @@ fn custom_vision_metadata_stands_in_for_a_manifest() {
     let blue = session.inspect(&solid([0, 0, 255])).unwrap();
     assert_eq!(red.scores.top, 0);
     assert_eq!(blue.scores.top, 1);
-    assert!((red.scores.probabilities[0] - 0.8808).abs() < 1e-3, "{:?}", red.scores);
+    assert!(
+        (red.scores.probabilities[0] - 0.8808).abs() < 1e-3,
+        "{:?}",
+        red.scores
+    );
 }

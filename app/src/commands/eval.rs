@@ -43,7 +43,10 @@ fn parse_mapping(text: &str) -> Result<(String, String), String> {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.target_escape) {
-        bail!("--target-escape must be within 0..=1, got {}", args.target_escape);
+        bail!(
+            "--target-escape must be within 0..=1, got {}",
+            args.target_escape
+        );
     }
     let model = super::load_model(&args.model.model, 1)?;
     let mappings: BTreeMap<String, String> = args.mappings.iter().cloned().collect();
@@ -51,7 +54,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let threads = args.threads.unwrap_or_else(super::available_threads).max(1);
     tracing::info!(images = dataset.samples.len(), layout = ?dataset.layout, threads, "evaluating");
 
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(dataset.samples.len() as u64) };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(dataset.samples.len() as u64)
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
             .context("progress bar template")?,
@@ -75,15 +82,23 @@ fn write_reports(report: &EvalReport, out: &Path) -> anyhow::Result<(PathBuf, Pa
     let text = serde_json::to_string_pretty(report).context("serialising the report")?;
     std::fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
     let page = out.join("report.html");
-    std::fs::write(&page, html::render(report)).with_context(|| format!("cannot write {}", page.display()))?;
+    std::fs::write(&page, html::render(report))
+        .with_context(|| format!("cannot write {}", page.display()))?;
     Ok((json, page))
 }
 
 fn print_summary(r: &EvalReport) {
     let pct = |v: f64| format!("{:.2}%", v * 100.0);
     println!("model     {} {}", r.model.name, r.model.version);
-    println!("images    {} evaluated, {} unreadable", r.evaluated, r.failed);
-    println!("accuracy  {} (verdicts; uncertain {})", pct(r.accuracy), pct(r.uncertain_rate));
+    println!(
+        "images    {} evaluated, {} unreadable",
+        r.evaluated, r.failed
+    );
+    println!(
+        "accuracy  {} (verdicts; uncertain {})",
+        pct(r.accuracy),
+        pct(r.uncertain_rate)
+    );
     if let Some(top1) = r.top1_accuracy {
         println!("top-1     {}", pct(top1));
     }
@@ -104,19 +119,46 @@ fn print_summary(r: &EvalReport) {
         );
     }
     if let Some(t) = r.latency_ms.total {
-        println!("latency   p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms per image", t.p50, t.p95, t.p99);
+        println!(
+            "latency   p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms per image",
+            t.p50, t.p95, t.p99
+        );
     }
-    println!("speed     {:.1} images/s with {} threads", r.images_per_second, r.threads);
-    let width = r.per_class.keys().map(String::len).max().unwrap_or(0).max(5);
-    println!("\n{:<width$} {:>9} {:>9} {:>8} {:>7}", "class", "precision", "recall", "F1", "support");
+    println!(
+        "speed     {:.1} images/s with {} threads",
+        r.images_per_second, r.threads
+    );
+    let width = r
+        .per_class
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    println!(
+        "\n{:<width$} {:>9} {:>9} {:>8} {:>7}",
+        "class", "precision", "recall", "F1", "support"
+    );
     for (class, m) in &r.per_class {
-        println!("{class:<width$} {:>9} {:>9} {:>8.4} {:>7}", pct(m.precision), pct(m.recall), m.f1, m.support);
+        println!(
+            "{class:<width$} {:>9} {:>9} {:>8.4} {:>7}",
+            pct(m.precision),
+            pct(m.recall),
+            m.f1,
+            m.support
+        );
     }
     let wrong = r.misclassified().count();
     if wrong > 0 {
         println!("\n{wrong} misclassified:");
         for s in r.misclassified().take(20) {
-            println!("  {} (truth {}, verdict {}, score {:.3})", s.path.display(), s.truth, s.verdict, s.defect_score);
+            println!(
+                "  {} (truth {}, verdict {}, score {:.3})",
+                s.path.display(),
+                s.truth,
+                s.verdict,
+                s.defect_score
+            );
         }
         if wrong > 20 {
             println!("  ... and {} more in report.json", wrong - 20);

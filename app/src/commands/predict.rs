@@ -36,13 +36,18 @@ struct Line<'a> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let model = super::load_model(&args.model.model, args.threads.unwrap_or_else(super::available_threads))?;
+    let model = super::load_model(
+        &args.model.model,
+        args.threads.unwrap_or_else(super::available_threads),
+    )?;
     let mut session = model.session()?;
     let labels = &model.manifest().labels;
     let mut out = std::io::stdout().lock();
     let mut failed = 0;
     for path in &args.images {
-        let result = Frame::open(path).map_err(anyhow::Error::from).and_then(|f| Ok(session.inspect(&f)?));
+        let result = Frame::open(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|f| Ok(session.inspect(&f)?));
         if let Err(e) = &result {
             failed += 1;
             tracing::error!(path = %path.display(), "{e:#}");
@@ -69,5 +74,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }

@@ -36,11 +36,18 @@ impl Frame {
     }
 
     fn py(&self, y: f64) -> f64 {
-        HEIGHT - BOTTOM - (y - self.y.0) / (self.y.1 - self.y.0).max(1e-12) * (HEIGHT - TOP - BOTTOM)
+        HEIGHT
+            - BOTTOM
+            - (y - self.y.0) / (self.y.1 - self.y.0).max(1e-12) * (HEIGHT - TOP - BOTTOM)
     }
 
     fn axes(&self, svg: &mut String, x_label: &str, y_label: &str) {
-        let (x0, x1, y0, y1) = (self.px(self.x.0), self.px(self.x.1), self.py(self.y.0), self.py(self.y.1));
+        let (x0, x1, y0, y1) = (
+            self.px(self.x.0),
+            self.px(self.x.1),
+            self.py(self.y.0),
+            self.py(self.y.1),
+        );
         for i in 0..=4 {
             let fx = self.x.0 + (self.x.1 - self.x.0) * f64::from(i) / 4.0;
             let fy = self.y.0 + (self.y.1 - self.y.0) * f64::from(i) / 4.0;
@@ -93,7 +100,9 @@ fn tick(v: f64) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn open() -> String {
@@ -126,11 +135,18 @@ pub fn line_chart(
     series: &[Series<'_>],
     markers: &[Marker<'_>],
 ) -> String {
-    let frame = Frame { x: x_range, y: y_range };
+    let frame = Frame {
+        x: x_range,
+        y: y_range,
+    };
     let mut svg = open();
     frame.axes(&mut svg, x_label, y_label);
     for s in series {
-        let points: Vec<String> = s.points.iter().map(|(x, y)| format!("{:.1},{:.1}", frame.px(*x), frame.py(*y))).collect();
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", frame.px(*x), frame.py(*y)))
+            .collect();
         let _ = write!(
             svg,
             r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#,
@@ -141,13 +157,23 @@ pub fn line_chart(
     for m in markers {
         frame.marker(&mut svg, *m);
     }
-    legend(&mut svg, series.iter().map(|s| (s.name.to_owned(), s.color.to_owned())));
+    legend(
+        &mut svg,
+        series
+            .iter()
+            .map(|s| (s.name.to_owned(), s.color.to_owned())),
+    );
     svg.push_str("</svg>");
     svg
 }
 
 /// Overlaid histograms of values in 0..=1, one per series (`points` holds `(value, _)`).
-pub fn histogram(x_label: &str, bins: usize, series: &[Series<'_>], markers: &[Marker<'_>]) -> String {
+pub fn histogram(
+    x_label: &str,
+    bins: usize,
+    series: &[Series<'_>],
+    markers: &[Marker<'_>],
+) -> String {
     let counts: Vec<Vec<usize>> = series
         .iter()
         .map(|s| {
@@ -167,7 +193,10 @@ pub fn histogram(x_label: &str, bins: usize, series: &[Series<'_>], markers: &[M
     frame.axes(&mut svg, x_label, "images");
     for (s, c) in series.iter().zip(&counts) {
         for (i, n) in c.iter().enumerate().filter(|(_, n)| **n > 0) {
-            let (x0, x1) = (frame.px(i as f64 / bins as f64), frame.px((i + 1) as f64 / bins as f64));
+            let (x0, x1) = (
+                frame.px(i as f64 / bins as f64),
+                frame.px((i + 1) as f64 / bins as f64),
+            );
             let y = frame.py(*n as f64);
             let _ = write!(
                 svg,
@@ -182,7 +211,12 @@ pub fn histogram(x_label: &str, bins: usize, series: &[Series<'_>], markers: &[M
     for m in markers {
         frame.marker(&mut svg, *m);
     }
-    legend(&mut svg, series.iter().map(|s| (s.name.to_owned(), s.color.to_owned())));
+    legend(
+        &mut svg,
+        series
+            .iter()
+            .map(|s| (s.name.to_owned(), s.color.to_owned())),
+    );
     svg.push_str("</svg>");
     svg
 }

@@ -18,7 +18,9 @@ pub enum DatasetError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0} has no class sub-folders with images (expected <folder>/<class>/*.jpg or MVTec test/<class>/)")]
+    #[error(
+        "{0} has no class sub-folders with images (expected <folder>/<class>/*.jpg or MVTec test/<class>/)"
+    )]
     Empty(PathBuf),
 }
 
@@ -48,19 +50,32 @@ pub struct Dataset {
 
 impl Dataset {
     /// Lists the images under `root`, renaming classes through `class_map` (folder -> label).
-    pub fn discover(root: &Path, class_map: &BTreeMap<String, String>) -> Result<Self, DatasetError> {
+    pub fn discover(
+        root: &Path,
+        class_map: &BTreeMap<String, String>,
+    ) -> Result<Self, DatasetError> {
         let test = root.join("test");
-        let is_mvtec = test.is_dir() && (root.join("train").is_dir() || root.join("ground_truth").is_dir());
+        let is_mvtec =
+            test.is_dir() && (root.join("train").is_dir() || root.join("ground_truth").is_dir());
         let (layout, images_root) = if is_mvtec {
             (DatasetLayout::MvTec, test)
         } else {
             (DatasetLayout::ClassFolders, root.to_owned())
         };
         let mut samples = Vec::new();
-        for class_dir in sorted_entries(&images_root)?.into_iter().filter(|p| p.is_dir()) {
+        for class_dir in sorted_entries(&images_root)?
+            .into_iter()
+            .filter(|p| p.is_dir())
+        {
             let folder = file_name(&class_dir);
-            let class = class_map.get(&folder).cloned().unwrap_or_else(|| folder.clone());
-            for path in sorted_entries(&class_dir)?.into_iter().filter(|p| is_image(p)) {
+            let class = class_map
+                .get(&folder)
+                .cloned()
+                .unwrap_or_else(|| folder.clone());
+            for path in sorted_entries(&class_dir)?
+                .into_iter()
+                .filter(|p| is_image(p))
+            {
                 let mask = (layout == DatasetLayout::MvTec)
                     .then(|| mask_path(root, &folder, &path))
                     .flatten();
@@ -90,18 +105,27 @@ impl Dataset {
 
 fn mask_path(root: &Path, folder: &str, image: &Path) -> Option<PathBuf> {
     let stem = image.file_stem()?.to_string_lossy();
-    let mask = root.join("ground_truth").join(folder).join(format!("{stem}_mask.png"));
+    let mask = root
+        .join("ground_truth")
+        .join(folder)
+        .join(format!("{stem}_mask.png"));
     mask.is_file().then_some(mask)
 }
 
 fn is_image(path: &Path) -> bool {
-    let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let hidden = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
     !hidden && path.is_file() && ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
@@ -150,8 +174,17 @@ mod tests {
         let ds = Dataset::discover(dir.path(), &BTreeMap::new()).expect("dataset");
         assert_eq!(ds.layout, DatasetLayout::MvTec);
         assert_eq!(ds.samples.len(), 2);
-        let crack = ds.samples.iter().find(|s| s.class == "crack").expect("crack sample");
-        assert!(crack.mask.as_ref().is_some_and(|m| m.ends_with("001_mask.png")));
+        let crack = ds
+            .samples
+            .iter()
+            .find(|s| s.class == "crack")
+            .expect("crack sample");
+        assert!(
+            crack
+                .mask
+                .as_ref()
+                .is_some_and(|m| m.ends_with("001_mask.png"))
+        );
     }
 
     #[test]

@@ -115,8 +115,16 @@ fn binary(r: &EvalReport) -> Markup {
     };
     let current = r.model.defect_threshold;
     let markers = [
-        Marker { x: f64::from(current), label: "manifest", color: "#555" },
-        Marker { x: f64::from(b.recommended.threshold), label: "recommended", color: ACCENT },
+        Marker {
+            x: f64::from(current),
+            label: "manifest",
+            color: "#555",
+        },
+        Marker {
+            x: f64::from(b.recommended.threshold),
+            label: "recommended",
+            color: ACCENT,
+        },
     ];
     let roc = charts::line_chart(
         "false-reject rate (good parts rejected)",
@@ -126,7 +134,11 @@ fn binary(r: &EvalReport) -> Markup {
         &[Series {
             name: "ROC",
             color: ACCENT,
-            points: b.roc.iter().map(|p| (p.false_positive_rate, p.true_positive_rate)).collect(),
+            points: b
+                .roc
+                .iter()
+                .map(|p| (p.false_positive_rate, p.true_positive_rate))
+                .collect(),
         }],
         &[],
     );
@@ -136,18 +148,48 @@ fn binary(r: &EvalReport) -> Markup {
         (0.0, 1.0),
         (0.0, 1.0),
         &[
-            Series { name: "escape rate", color: DEFECT_COLOR, points: b.sweep.iter().map(|p| (f64::from(p.threshold), p.escape_rate)).collect() },
-            Series { name: "false-reject rate", color: GOOD_COLOR, points: b.sweep.iter().map(|p| (f64::from(p.threshold), p.false_reject_rate)).collect() },
+            Series {
+                name: "escape rate",
+                color: DEFECT_COLOR,
+                points: b
+                    .sweep
+                    .iter()
+                    .map(|p| (f64::from(p.threshold), p.escape_rate))
+                    .collect(),
+            },
+            Series {
+                name: "false-reject rate",
+                color: GOOD_COLOR,
+                points: b
+                    .sweep
+                    .iter()
+                    .map(|p| (f64::from(p.threshold), p.false_reject_rate))
+                    .collect(),
+            },
         ],
         &markers,
     );
-    let scores = |defect: bool| r.samples.iter().filter(|s| s.truth_is_defect == defect).map(|s| (f64::from(s.defect_score), 0.0)).collect();
+    let scores = |defect: bool| {
+        r.samples
+            .iter()
+            .filter(|s| s.truth_is_defect == defect)
+            .map(|s| (f64::from(s.defect_score), 0.0))
+            .collect()
+    };
     let histogram = charts::histogram(
         "defect score",
         50,
         &[
-            Series { name: "good parts", color: GOOD_COLOR, points: scores(false) },
-            Series { name: "defective parts", color: DEFECT_COLOR, points: scores(true) },
+            Series {
+                name: "good parts",
+                color: GOOD_COLOR,
+                points: scores(false),
+            },
+            Series {
+                name: "defective parts",
+                color: DEFECT_COLOR,
+                points: scores(true),
+            },
         ],
         &markers,
     );
@@ -169,8 +211,12 @@ fn binary(r: &EvalReport) -> Markup {
 
 fn latency(r: &EvalReport) -> Markup {
     let l = &r.latency_ms;
-    let rows: [(&str, Option<Percentiles>); 4] =
-        [("decode", l.decode), ("preprocess", l.preprocess), ("inference", l.inference), ("total", l.total)];
+    let rows: [(&str, Option<Percentiles>); 4] = [
+        ("decode", l.decode),
+        ("preprocess", l.preprocess),
+        ("inference", l.inference),
+        ("total", l.total),
+    ];
     html! {
         table {
             tr { th.l { "stage" } th { "mean" } th { "p50" } th { "p95" } th { "p99" } th { "max" } }
@@ -223,5 +269,8 @@ fn thumbnail(path: &Path) -> Option<String> {
     let small = image::imageops::thumbnail(&image, side(frame.width()), side(frame.height()));
     let mut jpeg = Cursor::new(Vec::new());
     small.write_to(&mut jpeg, image::ImageFormat::Jpeg).ok()?;
-    Some(format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(jpeg.into_inner())))
+    Some(format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(jpeg.into_inner())
+    ))
 }

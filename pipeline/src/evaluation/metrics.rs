@@ -63,7 +63,8 @@ impl BinaryScores {
         OperatingPoint {
             threshold,
             escape_rate: below(&self.defect) as f64 / self.defect.len() as f64,
-            false_reject_rate: (self.good.len() - below(&self.good)) as f64 / self.good.len() as f64,
+            false_reject_rate: (self.good.len() - below(&self.good)) as f64
+                / self.good.len() as f64,
         }
     }
 
@@ -76,7 +77,9 @@ impl BinaryScores {
 
     /// The operating points at `steps + 1` evenly spaced thresholds in 0..=1.
     pub fn sweep(&self, steps: usize) -> Vec<OperatingPoint> {
-        (0..=steps).map(|i| self.at(i as f32 / steps as f32)).collect()
+        (0..=steps)
+            .map(|i| self.at(i as f32 / steps as f32))
+            .collect()
     }
 
     /// ROC curve through every distinct score, from (0, 0) to (1, 1).
@@ -117,7 +120,8 @@ impl Percentiles {
             return None;
         }
         values.sort_by(f64::total_cmp);
-        let rank = |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+        let rank =
+            |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
         Some(Self {
             mean: values.iter().sum::<f64>() / values.len() as f64,
             p50: rank(0.50),
@@ -139,7 +143,10 @@ pub struct ClassMetrics {
 impl ClassMetrics {
     pub fn new(true_positives: usize, predicted: usize, support: usize) -> Self {
         let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        let (precision, recall) = (ratio(true_positives, predicted), ratio(true_positives, support));
+        let (precision, recall) = (
+            ratio(true_positives, predicted),
+            ratio(true_positives, support),
+        );
         let f1 = if precision + recall == 0.0 {
             0.0
         } else {
@@ -182,9 +189,19 @@ mod tests {
     fn recommended_threshold_meets_target_with_fewest_rejects() {
         let s = scores(&[0.1, 0.2, 0.6, 0.7], &[0.3, 0.8, 0.9, 0.95]);
         let zero = s.threshold_for_escape_rate(0.0);
-        assert_eq!((zero.threshold, zero.escape_rate, zero.false_reject_rate), (0.3, 0.0, 0.5));
+        assert_eq!(
+            (zero.threshold, zero.escape_rate, zero.false_reject_rate),
+            (0.3, 0.0, 0.5)
+        );
         let quarter = s.threshold_for_escape_rate(0.25);
-        assert_eq!((quarter.threshold, quarter.escape_rate, quarter.false_reject_rate), (0.8, 0.25, 0.0));
+        assert_eq!(
+            (
+                quarter.threshold,
+                quarter.escape_rate,
+                quarter.false_reject_rate
+            ),
+            (0.8, 0.25, 0.0)
+        );
     }
 
     #[test]
@@ -192,8 +209,14 @@ mod tests {
         let roc = scores(&[0.1, 0.6], &[0.5, 0.9]).roc();
         let first = roc.first().expect("points");
         let last = roc.last().expect("points");
-        assert_eq!((first.false_positive_rate, first.true_positive_rate), (0.0, 0.0));
-        assert_eq!((last.false_positive_rate, last.true_positive_rate), (1.0, 1.0));
+        assert_eq!(
+            (first.false_positive_rate, first.true_positive_rate),
+            (0.0, 0.0)
+        );
+        assert_eq!(
+            (last.false_positive_rate, last.true_positive_rate),
+            (1.0, 1.0)
+        );
     }
 
     #[test]

@@ -242,7 +242,9 @@ pub fn evaluate(
     for f in &failures {
         tracing::warn!(path = %f.path.display(), error = %f.error, "skipped image");
     }
-    Ok(build_report(model, dataset, &truths, samples, failures, wall, options))
+    Ok(build_report(
+        model, dataset, &truths, samples, failures, wall, options,
+    ))
 }
 
 fn failure(sample: &Sample, error: &dyn std::fmt::Display) -> Failure {
@@ -297,16 +299,22 @@ fn build_report(
 ) -> EvalReport {
     let rule = model.rule();
     let manifest = model.manifest();
-    let truth_of: BTreeMap<&PathBuf, Truth> =
-        dataset.samples.iter().zip(truths).map(|(s, t)| (&s.path, *t)).collect();
+    let truth_of: BTreeMap<&PathBuf, Truth> = dataset
+        .samples
+        .iter()
+        .zip(truths)
+        .map(|(s, t)| (&s.path, *t))
+        .collect();
     let truth = |s: &SampleOutcome| truth_of.get(&s.path).copied().unwrap_or(Truth::OtherDefect);
 
     let columns = verdict_columns(rule);
     let rows = dataset.classes();
     let mut counts = vec![vec![0; columns.len()]; rows.len()];
     for s in &samples {
-        let (Some(r), Some(c)) = (rows.iter().position(|r| *r == s.truth), columns.iter().position(|c| *c == s.verdict))
-        else {
+        let (Some(r), Some(c)) = (
+            rows.iter().position(|r| *r == s.truth),
+            columns.iter().position(|c| *c == s.verdict),
+        ) else {
             continue;
         };
         counts[r][c] += 1;
@@ -316,8 +324,14 @@ fn build_report(
         .filter(|c| c.as_str() != UNCERTAIN)
         .map(|c| {
             let predicted = samples.iter().filter(|s| s.verdict == *c);
-            let tp = predicted.clone().filter(|s| truth(s).matches_column(rule, c)).count();
-            let support = samples.iter().filter(|s| truth(s).matches_column(rule, c)).count();
+            let tp = predicted
+                .clone()
+                .filter(|s| truth(s).matches_column(rule, c))
+                .count();
+            let support = samples
+                .iter()
+                .filter(|s| truth(s).matches_column(rule, c))
+                .count();
             (c.clone(), ClassMetrics::new(tp, predicted.count(), support))
         })
         .collect();
@@ -332,15 +346,31 @@ fn build_report(
     let top1_correct = labelled
         .iter()
         .filter(|(s, i)| {
-            let top = rule.labels().iter().position(|l| *l == s.top_label).unwrap_or(usize::MAX);
+            let top = rule
+                .labels()
+                .iter()
+                .position(|l| *l == s.top_label)
+                .unwrap_or(usize::MAX);
             top == *i || (rule.is_good_label(top) && rule.is_good_label(*i))
         })
         .count();
 
-    let scores_of = |defect: bool| samples.iter().filter(|s| s.truth_is_defect == defect).map(|s| s.defect_score).collect();
+    let scores_of = |defect: bool| {
+        samples
+            .iter()
+            .filter(|s| s.truth_is_defect == defect)
+            .map(|s| s.defect_score)
+            .collect()
+    };
     let binary = BinaryScores::new(scores_of(false), scores_of(true))
         .filter(|_| rule.has_good_label())
-        .map(|b| binary_report(&b, manifest.decision.defect_threshold, options.target_escape_rate));
+        .map(|b| {
+            binary_report(
+                &b,
+                manifest.decision.defect_threshold,
+                options.target_escape_rate,
+            )
+        });
 
     let stage = |f: fn(&SampleOutcome) -> f64| Percentiles::of(samples.iter().map(f).collect());
     let latency_ms = Latency {
@@ -368,7 +398,10 @@ fn build_report(
         failed: failures.len(),
         accuracy: ratio(samples.iter().filter(|s| s.correct).count(), evaluated),
         top1_accuracy: (!labelled.is_empty()).then(|| ratio(top1_correct, labelled.len())),
-        uncertain_rate: ratio(samples.iter().filter(|s| s.verdict == UNCERTAIN).count(), evaluated),
+        uncertain_rate: ratio(
+            samples.iter().filter(|s| s.verdict == UNCERTAIN).count(),
+            evaluated,
+        ),
         confusion: Confusion {
             truth: rows,
             predicted: columns,
@@ -388,8 +421,16 @@ fn build_report(
 /// Verdict names in display order: good, the defect classes, uncertain.
 fn verdict_columns(rule: &DecisionRule) -> Vec<String> {
     let good = rule.has_good_label().then(|| "good".to_owned());
-    let defects = rule.labels().iter().enumerate().filter(|(i, _)| !rule.is_good_label(*i)).map(|(_, l)| l.clone());
-    good.into_iter().chain(defects).chain([UNCERTAIN.to_owned()]).collect()
+    let defects = rule
+        .labels()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !rule.is_good_label(*i))
+        .map(|(_, l)| l.clone());
+    good.into_iter()
+        .chain(defects)
+        .chain([UNCERTAIN.to_owned()])
+        .collect()
 }
 
 fn binary_report(scores: &BinaryScores, manifest_threshold: f32, target: f64) -> BinaryReport {
@@ -404,6 +445,11 @@ fn binary_report(scores: &BinaryScores, manifest_threshold: f32, target: f64) ->
         target_escape_rate: target,
         recommended: scores.threshold_for_escape_rate(target),
         sweep: scores.sweep(100),
-        roc: roc.iter().enumerate().filter(|(i, _)| i % step == 0 || *i == last).map(|(_, p)| *p).collect(),
+        roc: roc
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % step == 0 || *i == last)
+            .map(|(_, p)| *p)
+            .collect(),
     }
 }

@@ -193,7 +193,9 @@ impl Manifest {
             return Err(format!("`good` names {g:?}, which is not in `labels`"));
         }
         if let Some(c) = self.decision.class_thresholds.keys().find(|c| !known(c)) {
-            return Err(format!("`decision.class_thresholds` names {c:?}, which is not in `labels`"));
+            return Err(format!(
+                "`decision.class_thresholds` names {c:?}, which is not in `labels`"
+            ));
         }
         if self.input.width == 0 || self.input.height == 0 {
             return Err("`input.width` and `input.height` must be positive".into());
@@ -261,7 +263,8 @@ mod tests {
 
     #[test]
     fn band_must_contain_threshold() {
-        let text = format!("{MINIMAL}\n[decision]\ndefect_threshold = 0.5\nuncertain_band = [0.6, 0.9]\n");
+        let text =
+            format!("{MINIMAL}\n[decision]\ndefect_threshold = 0.5\nuncertain_band = [0.6, 0.9]\n");
         let err = Manifest::from_toml(&text).expect_err("bad band");
         assert!(err.contains("uncertain_band"), "{err}");
     }

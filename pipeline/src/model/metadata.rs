@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::ModelError;
-use super::manifest::{ColorOrder, DecisionSpec, InputSpec, Layout, Manifest, OutputSpec, ResizeMode};
+use super::manifest::{
+    ColorOrder, DecisionSpec, InputSpec, Layout, Manifest, OutputSpec, ResizeMode,
+};
 
 pub const PIXEL_FORMAT: &str = "Image.BitmapPixelFormat";
 pub const PIXEL_RANGE: &str = "Image.NominalPixelRange";
@@ -27,16 +29,26 @@ pub fn manifest_from_metadata(onnx: &Path, facts: &OnnxFacts<'_>) -> Result<Mani
         path: onnx.to_owned(),
         reason,
     };
-    let format = facts.metadata.get(PIXEL_FORMAT).ok_or_else(|| ModelError::NoManifest {
-        path: onnx.to_owned(),
-    })?;
+    let format = facts
+        .metadata
+        .get(PIXEL_FORMAT)
+        .ok_or_else(|| ModelError::NoManifest {
+            path: onnx.to_owned(),
+        })?;
     let color = match format.as_str() {
         "Rgb8" | "Rgba8" => ColorOrder::Rgb,
         "Bgr8" | "Bgra8" => ColorOrder::Bgr,
         "Gray8" => ColorOrder::Gray,
-        other => return Err(incompatible(format!("unsupported {PIXEL_FORMAT} {other:?}"))),
+        other => {
+            return Err(incompatible(format!(
+                "unsupported {PIXEL_FORMAT} {other:?}"
+            )));
+        }
     };
-    let range = facts.metadata.get(PIXEL_RANGE).map_or("NominalRange_0_255", String::as_str);
+    let range = facts
+        .metadata
+        .get(PIXEL_RANGE)
+        .map_or("NominalRange_0_255", String::as_str);
     let (mean, std) = match range {
         "NominalRange_0_255" => (0.0, 1.0),
         "Normalized_0_1" => (0.0, 255.0),
@@ -59,7 +71,9 @@ pub fn manifest_from_metadata(onnx: &Path, facts: &OnnxFacts<'_>) -> Result<Mani
         .filter(|l| GOOD_NAMES.contains(&l.to_ascii_lowercase().as_str()))
         .cloned()
         .collect();
-    let name = onnx.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    let name = onnx
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
     Ok(Manifest {
         name,
         version: "0".into(),
@@ -95,7 +109,12 @@ fn read_labels(onnx: &Path) -> Result<Vec<String>, ModelError> {
         path: path.clone(),
         source,
     })?;
-    let labels: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(Into::into).collect();
+    let labels: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(Into::into)
+        .collect();
     if labels.is_empty() {
         return Err(ModelError::Manifest {
             path,

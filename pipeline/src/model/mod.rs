@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tract_onnx::prelude::*;
 use tract_linalg::multithread::Executor;
+use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::frame::Frame;
@@ -58,7 +58,9 @@ pub struct RunnerOptions {
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        Self { intra_op_threads: 1 }
+        Self {
+            intra_op_threads: 1,
+        }
     }
 }
 
@@ -98,7 +100,10 @@ impl Model {
     /// file (with `<stem>.toml` beside it, or Custom Vision image metadata inside it).
     pub fn load(path: &Path, options: RunnerOptions) -> Result<Self, ModelError> {
         let (manifest_path, onnx_path) = resolve_paths(path)?;
-        let manifest = manifest_path.as_deref().map(Manifest::from_path).transpose()?;
+        let manifest = manifest_path
+            .as_deref()
+            .map(Manifest::from_path)
+            .transpose()?;
         let onnx_path = match (&manifest, manifest_path.as_deref()) {
             (Some(m), Some(mp)) => mp.parent().unwrap_or(Path::new(".")).join(&m.onnx),
             _ => onnx_path,
@@ -113,14 +118,19 @@ impl Model {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "model file not found"),
             });
         }
-        let proto = onnx().proto_model_for_path(&onnx_path).map_err(onnx_error)?;
+        let proto = onnx()
+            .proto_model_for_path(&onnx_path)
+            .map_err(onnx_error)?;
         let graph = onnx().model_for_proto_model(&proto).map_err(onnx_error)?;
         let declared = declared_input_shape(&graph).map_err(onnx_error)?;
         let manifest = match manifest {
             Some(m) => m,
             None => {
-                let meta: HashMap<String, String> =
-                    proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
+                let meta: HashMap<String, String> = proto
+                    .metadata_props
+                    .iter()
+                    .map(|p| (p.key.clone(), p.value.clone()))
+                    .collect();
                 let facts = OnnxFacts {
                     metadata: &meta,
                     input_shape: &declared,
@@ -128,10 +138,11 @@ impl Model {
                 metadata::manifest_from_metadata(&onnx_path, &facts)?
             }
         };
-        let input_shape = check_input(&manifest, &declared).map_err(|reason| ModelError::Incompatible {
-            path: onnx_path.clone(),
-            reason,
-        })?;
+        let input_shape =
+            check_input(&manifest, &declared).map_err(|reason| ModelError::Incompatible {
+                path: onnx_path.clone(),
+                reason,
+            })?;
         let plan = optimise(graph, &manifest, input_shape, options).map_err(onnx_error)?;
         check_output(&plan, &manifest).map_err(|reason| ModelError::Incompatible {
             path: onnx_path.clone(),
@@ -162,8 +173,12 @@ impl Model {
     /// Per-thread state: preprocessing buffers, the input tensor and a tract run state,
     /// reused frame after frame.
     pub fn session(self: &Arc<Self>) -> Result<Session, ModelError> {
-        let state = self.plan.spawn().map_err(|e| ModelError::Inference(e.into()))?;
-        let input = Tensor::zero::<f32>(&self.input_shape).map_err(|e| ModelError::Inference(e.into()))?;
+        let state = self
+            .plan
+            .spawn()
+            .map_err(|e| ModelError::Inference(e.into()))?;
+        let input =
+            Tensor::zero::<f32>(&self.input_shape).map_err(|e| ModelError::Inference(e.into()))?;
         Ok(Session {
             model: Arc::clone(self),
             preprocessor: Preprocessor::new(&self.manifest.input),
@@ -190,7 +205,9 @@ impl Session {
         let started = Instant::now();
         // tract drops its reference to the input after each run, so this does not copy.
         let input = Arc::make_mut(&mut self.input);
-        let mut view = input.to_plain_array_view_mut::<f32>().map_err(|e| ModelError::Inference(e.into()))?;
+        let mut view = input
+            .to_plain_array_view_mut::<f32>()
+            .map_err(|e| ModelError::Inference(e.into()))?;
         let values = view
             .as_slice_mut()
             .ok_or_else(|| ModelError::Inference("input tensor is not contiguous".into()))?;
@@ -201,7 +218,9 @@ impl Session {
             .run(tvec![TValue::from_const(Arc::clone(&self.input))])
             .map_err(|e| ModelError::Inference(e.into()))?;
         let inferred = Instant::now();
-        let raw = outputs[0].to_plain_array_view::<f32>().map_err(|e| ModelError::Inference(e.into()))?;
+        let raw = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| ModelError::Inference(e.into()))?;
         let raw: Vec<f32> = raw.iter().copied().collect();
         let probabilities = match self.model.manifest.output.scores {
             ScoreKind::Probabilities => raw,
@@ -230,7 +249,10 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
 fn resolve_paths(path: &Path) -> Result<(Option<PathBuf>, PathBuf), ModelError> {
     let missing = || ModelError::Io {
         path: path.to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such model file or directory"),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such model file or directory",
+        ),
     };
     if path.is_dir() {
         let manifest = path.join(MANIFEST_FILE);
@@ -262,30 +284,52 @@ fn single_onnx_in(dir: &Path) -> Result<PathBuf, ModelError> {
         .collect();
     match onnx.as_slice() {
         [one] => Ok(one.clone()),
-        _ => Err(ModelError::NoManifest { path: dir.to_owned() }),
+        _ => Err(ModelError::NoManifest {
+            path: dir.to_owned(),
+        }),
     }
 }
 
 fn declared_input_shape(graph: &InferenceModel) -> TractResult<Vec<Option<usize>>> {
     let inputs = graph.input_outlets()?.len();
     if inputs != 1 {
-        return Err(TractError::msg(format!("the model has {inputs} inputs; an image classifier has exactly one")));
+        return Err(TractError::msg(format!(
+            "the model has {inputs} inputs; an image classifier has exactly one"
+        )));
     }
     let fact = graph.input_fact(0)?;
-    Ok(fact.shape.dims().map(|d| d.concretize().and_then(|d| usize::try_from(d.to_i64().ok()?).ok())).collect())
+    Ok(fact
+        .shape
+        .dims()
+        .map(|d| {
+            d.concretize()
+                .and_then(|d| usize::try_from(d.to_i64().ok()?).ok())
+        })
+        .collect())
 }
 
 /// The concrete input shape, or why the ONNX input cannot take the manifest's images.
 fn check_input(manifest: &Manifest, declared: &[Option<usize>]) -> Result<[usize; 4], String> {
     let spec = &manifest.input;
-    let (c, h, w) = (spec.color.channels(), spec.height as usize, spec.width as usize);
+    let (c, h, w) = (
+        spec.color.channels(),
+        spec.height as usize,
+        spec.width as usize,
+    );
     let wanted = match spec.layout {
         Layout::Nchw => [1, c, h, w],
         Layout::Nhwc => [1, h, w, c],
     };
-    let fits = declared.len() == 4 && declared.iter().zip(wanted).all(|(d, want)| d.is_none_or(|d| d == want));
+    let fits = declared.len() == 4
+        && declared
+            .iter()
+            .zip(wanted)
+            .all(|(d, want)| d.is_none_or(|d| d == want));
     if !fits {
-        let shown: Vec<String> = declared.iter().map(|d| d.map_or("?".into(), |d| d.to_string())).collect();
+        let shown: Vec<String> = declared
+            .iter()
+            .map(|d| d.map_or("?".into(), |d| d.to_string()))
+            .collect();
         return Err(format!(
             "the model input is [{}] but the manifest describes {:?} images as {wanted:?}",
             shown.join(", "),
@@ -325,7 +369,12 @@ fn check_output(plan: &TypedSimplePlan, manifest: &Manifest) -> Result<(), Strin
     let shape = fact.shape.as_concrete().map(<[usize]>::to_vec);
     let labels = manifest.labels.len();
     match shape {
-        Some(shape) if shape.iter().product::<usize>() == labels && fact.datum_type == f32::datum_type() => Ok(()),
+        Some(shape)
+            if shape.iter().product::<usize>() == labels
+                && fact.datum_type == f32::datum_type() =>
+        {
+            Ok(())
+        }
         _ => Err(format!(
             "the model output is {:?} {:?} but the manifest lists {labels} labels; expected f32 [1, {labels}]",
             fact.datum_type, fact.shape

@@ -55,9 +55,9 @@ impl Preprocessor {
         if width == 0 || height == 0 {
             return Err(PreprocessError::EmptyFrame { width, height });
         }
-        let src = ImageRef::new(width, height, frame.rgb(), PixelType::U8x3)
-            ?;
-        let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        let src = ImageRef::new(width, height, frame.rgb(), PixelType::U8x3)?;
+        let mut options =
+            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
         if self.spec.resize == ResizeMode::CenterCrop {
             options = options.fit_into_destination(Some((0.5, 0.5)));
         }
@@ -129,7 +129,14 @@ mod tests {
         let mut p = Preprocessor::new(&spec(ColorOrder::Bgr, Layout::Nhwc));
         let mut out = vec![0.0; 12];
         p.run(&solid(80, 60, 30), &mut out).expect("preprocess");
-        assert_eq!(&out[..3], &[(30.0 - 10.0) / 2.0, (60.0 - 20.0) / 4.0, (80.0 - 30.0) / 5.0]);
+        assert_eq!(
+            &out[..3],
+            &[
+                (30.0 - 10.0) / 2.0,
+                (60.0 - 20.0) / 4.0,
+                (80.0 - 30.0) / 5.0
+            ]
+        );
     }
 
     #[test]
@@ -143,7 +150,9 @@ mod tests {
     #[test]
     fn wrong_buffer_is_rejected() {
         let mut p = Preprocessor::new(&spec(ColorOrder::Rgb, Layout::Nchw));
-        let err = p.run(&solid(0, 0, 0), &mut [0.0; 3]).expect_err("short buffer");
+        let err = p
+            .run(&solid(0, 0, 0), &mut [0.0; 3])
+            .expect_err("short buffer");
         assert!(err.to_string().contains("needs 12"), "{err}");
     }
 }

@@ -20,8 +20,13 @@ pub fn fixtures() -> PathBuf {
 
 /// The public defect datasets laid beside the checkout (see ../shared/datasets/README.md).
 pub fn datasets() -> PathBuf {
-    let dir = std::env::var_os("INSPECTA_DATASETS").map_or_else(|| repo().join("../shared/datasets"), PathBuf::from);
-    assert!(dir.is_dir(), "datasets not found at {}; set INSPECTA_DATASETS", dir.display());
+    let dir = std::env::var_os("INSPECTA_DATASETS")
+        .map_or_else(|| repo().join("../shared/datasets"), PathBuf::from);
+    assert!(
+        dir.is_dir(),
+        "datasets not found at {}; set INSPECTA_DATASETS",
+        dir.display()
+    );
     dir
 }
 
@@ -30,7 +35,10 @@ pub fn load(model: &str) -> Arc<Model> {
 }
 
 pub fn images_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
 }
