@@ -141,6 +141,59 @@ fn write_inputs(model: &Model, frames: &[Frame], path: &Path) -> Result<String> 
     })
 }
 
+/// Where tract spends one inference: the slowest nodes, averaged over `rounds` runs.
+fn profile_ops(onnx_path: &Path, shape: &str, rounds: usize) -> Result<String> {
+    use tract_onnx::prelude::*;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .map(str::parse)
+        .collect::<std::result::Result<_, _>>()?;
+    let plan = onnx()
+        .model_for_path(onnx_path)?
+        .with_input_fact(0, f32::fact(&dims).into())?
+        .into_optimized()?
+        .into_runnable()?;
+    let input: TValue = Tensor::zero::<f32>(&dims)?.into();
+    let mut state = plan.spawn()?;
+    let mut times: BTreeMap<usize, (String, f64)> = BTreeMap::new();
+    for round in 0..=rounds {
+        let mut last = Instant::now();
+        state.run_plan_with_eval(tvec![input.clone()], |session, op_state, node, inputs| {
+            let result = tract_core::plan::eval(session, op_state, node, inputs);
+            let now = Instant::now();
+            if round > 0 {
+                let label = format!("{} -> {:?}", node.op().name(), node.outputs[0].fact.shape);
+                times.entry(node.id).or_insert((label, 0.0)).1 +=
+                    (now - last).as_secs_f64() * 1e3 / rounds as f64;
+            }
+            last = now;
+            result
+        })?;
+    }
+    let mut nodes: Vec<_> = times.into_values().collect();
+    nodes.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = nodes.iter().map(|n| n.1).sum();
+    let mut by_op: BTreeMap<String, f64> = BTreeMap::new();
+    for (label, t) in &nodes {
+        *by_op
+            .entry(label.split(" -> ").next().unwrap_or_default().to_owned())
+            .or_default() += t;
+    }
+    let mut out = format!(
+        "\ntract time per op type, one thread ({total:.2} ms per image in all):\n\n| op | ms | share |\n|---|---|---|\n"
+    );
+    let mut ops: Vec<_> = by_op.into_iter().collect();
+    ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (op, t) in ops.iter().take(4) {
+        writeln!(out, "| {op} | {t:.2} | {:.0}% |", 100.0 * t / total)?;
+    }
+    out.push_str("\nslowest nodes:\n\n| node -> output shape | ms |\n|---|---|\n");
+    for (label, t) in nodes.iter().take(6) {
+        writeln!(out, "| {label} | {t:.2} |")?;
+    }
+    Ok(out)
+}
+
 fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(());
@@ -244,6 +297,7 @@ fn main() -> Result<()> {
             p.p99
         )?;
     }
+    table.push_str(&profile_ops(model.onnx_path(), &shape, rounds)?);
     println!("{table}");
     std::fs::write(work.join("report.md"), &table)?;
     Ok(())
