@@ -113,7 +113,7 @@ fn open() -> String {
 
 fn legend(svg: &mut String, names: impl Iterator<Item = (String, String)>) {
     for (i, (name, color)) in names.enumerate() {
-        let y = TOP + 14.0 + 14.0 * i as f64;
+        let y = TOP + 32.0 + 14.0 * i as f64;
         let _ = write!(
             svg,
             r#"<rect x="{:.1}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
