@@ -189,3 +189,64 @@ fn casting_dataset_subset_scores_high() {
     );
     assert!(report.binary.unwrap().auroc >= 0.99);
 }
+
+/// An MVTec AD style category built from the magnetic-tile set: `good` plus defect types the
+/// casting model has no label for, which count as defects.
+#[test]
+fn mvtec_layout_scores_unlabelled_defect_types_as_defects() {
+    let source = datasets().join("magnetic_tile");
+    let dir = tempfile::tempdir().unwrap();
+    for (folder, class) in [("MT_Free", "good"), ("MT_Blowhole", "blowhole")] {
+        let images: Vec<_> = images_in(&source.join(folder).join("Imgs"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+            .take(6)
+            .collect();
+        let test = dir.path().join("test").join(class);
+        std::fs::create_dir_all(&test).unwrap();
+        for image in images {
+            std::os::unix::fs::symlink(&image, test.join(image.file_name().unwrap())).unwrap();
+            if class != "good" {
+                let mask = dir.path().join("ground_truth").join(class);
+                std::fs::create_dir_all(&mask).unwrap();
+                let stem = image.file_stem().unwrap().to_string_lossy().into_owned();
+                std::os::unix::fs::symlink(
+                    image.with_extension("png"),
+                    mask.join(format!("{stem}_mask.png")),
+                )
+                .unwrap();
+            }
+        }
+    }
+    std::fs::create_dir_all(dir.path().join("train/good")).unwrap();
+    let dataset = Dataset::discover(dir.path(), &BTreeMap::new()).unwrap();
+    assert!(
+        dataset
+            .samples
+            .iter()
+            .filter(|s| s.class == "blowhole")
+            .all(|s| s.mask.is_some())
+    );
+    let report = evaluate(&load("casting"), &dataset, &options(), &|| {}).unwrap();
+    assert_eq!(report.evaluated, 12);
+    assert_eq!(report.confusion.truth, ["blowhole", "good"]);
+    let binary = report.binary.expect("good and defect images");
+    assert_eq!((binary.good_images, binary.defect_images), (6, 6));
+    assert_eq!(report.per_class["good"].support, 6);
+    assert_eq!(
+        report.per_class["defect"].support, 0,
+        "blowhole is no label of the model"
+    );
+    // Every blowhole image judged a defect counts as right, whatever class it was given.
+    let blowhole_defects = report
+        .samples
+        .iter()
+        .filter(|s| s.truth == "blowhole" && s.verdict == "defect")
+        .count();
+    let blowhole_right = report
+        .samples
+        .iter()
+        .filter(|s| s.truth == "blowhole" && s.correct)
+        .count();
+    assert_eq!(blowhole_defects, blowhole_right);
+}

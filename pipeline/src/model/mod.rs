@@ -381,3 +381,38 @@ fn check_output(plan: &TypedSimplePlan, manifest: &Manifest) -> Result<(), Strin
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_reuses_its_input_tensor() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/xsdd");
+        let model = Arc::new(Model::load(&dir, RunnerOptions::default()).expect("model"));
+        let mut session = model.session().expect("session");
+        let frame = Frame::from_rgb8(64, 48, vec![90; 64 * 48 * 3]).expect("frame");
+        session.inspect(&frame).expect("first run");
+        let buffer = Arc::as_ptr(&session.input);
+        session.inspect(&frame).expect("second run");
+        assert_eq!(
+            Arc::strong_count(&session.input),
+            1,
+            "tract kept a reference to the input"
+        );
+        assert_eq!(
+            Arc::as_ptr(&session.input),
+            buffer,
+            "the input tensor was reallocated"
+        );
+    }
+
+    #[test]
+    fn softmax_normalises_logits() {
+        let p = softmax(&[1.0, 1.0, 1.0 + 2f32.ln()]);
+        assert!(
+            (p[2] - 0.5).abs() < 1e-6 && (p[0] - 0.25).abs() < 1e-6,
+            "{p:?}"
+        );
+    }
+}
