@@ -111,6 +111,21 @@ fn open() -> String {
     )
 }
 
+/// Markers, legend and the closing tag, drawn over the data.
+fn finish(frame: &Frame, mut svg: String, series: &[Series<'_>], markers: &[Marker<'_>]) -> String {
+    for m in markers {
+        frame.marker(&mut svg, *m);
+    }
+    legend(
+        &mut svg,
+        series
+            .iter()
+            .map(|s| (s.name.to_owned(), s.color.to_owned())),
+    );
+    svg.push_str("</svg>");
+    svg
+}
+
 fn legend(svg: &mut String, names: impl Iterator<Item = (String, String)>) {
     for (i, (name, color)) in names.enumerate() {
         let y = TOP + 32.0 + 14.0 * i as f64;
@@ -154,17 +169,7 @@ pub fn line_chart(
             points.join(" ")
         );
     }
-    for m in markers {
-        frame.marker(&mut svg, *m);
-    }
-    legend(
-        &mut svg,
-        series
-            .iter()
-            .map(|s| (s.name.to_owned(), s.color.to_owned())),
-    );
-    svg.push_str("</svg>");
-    svg
+    finish(&frame, svg, series, markers)
 }
 
 /// Overlaid histograms of values in 0..=1, one per series (`points` holds `(value, _)`).
@@ -208,17 +213,7 @@ pub fn histogram(
             );
         }
     }
-    for m in markers {
-        frame.marker(&mut svg, *m);
-    }
-    legend(
-        &mut svg,
-        series
-            .iter()
-            .map(|s| (s.name.to_owned(), s.color.to_owned())),
-    );
-    svg.push_str("</svg>");
-    svg
+    finish(&frame, svg, series, markers)
 }
 
 #[cfg(test)]
