@@ -3,7 +3,12 @@
 # missing: a machine that already has everything is not touched (no apt-get update).
 set -euo pipefail
 
-APT_PACKAGES=(pkg-config gcc make python3 python3-venv)
+APT_PACKAGES=(
+  pkg-config gcc make python3 python3-venv
+  # GStreamer sources: headers for gstreamer-rs, plugins for cameras, RTSP, files and decoding
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-libav
+)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -112,7 +112,7 @@ fn mask_path(root: &Path, folder: &str, image: &Path) -> Option<PathBuf> {
     mask.is_file().then_some(mask)
 }
 
-fn is_image(path: &Path) -> bool {
+pub fn is_image(path: &Path) -> bool {
     let hidden = path
         .file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with('.'));

@@ -1,0 +1,141 @@
+//! Where frames come from: cameras and streams through GStreamer, or a folder of images
+//! played like a production line. Every source hands out owned [`Frame`]s with a sequence
+//! number and capture time; no source type leaks past this module.
+
+pub mod folder;
+pub mod gstreamer;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::frame::{Frame, FrameError};
+
+/// One frame as captured.
+#[derive(Debug, Clone)]
+pub struct CapturedFrame {
+    pub frame: Frame,
+    /// Counts frames delivered by this source since it opened, from 0.
+    pub sequence: u64,
+    pub captured_at: SystemTime,
+    /// Where the frame came from (a file name for folder sources).
+    pub origin: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("GStreamer is not available: {0}")]
+    Init(String),
+    #[error("invalid pipeline {pipeline:?}: {reason}")]
+    Pipeline { pipeline: String, reason: String },
+    #[error("stream error from {element}: {message}")]
+    Stream { element: String, message: String },
+    #[error("no frame within {0:?}")]
+    Timeout(Duration),
+    #[error("unusable frame: {0}")]
+    Frame(String),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Image { path: PathBuf, source: FrameError },
+}
+
+/// A source of frames. `Ok(None)` means the source has ended (end of file or folder).
+pub trait FrameSource: Send {
+    fn next_frame(&mut self, timeout: Duration) -> Result<Option<CapturedFrame>, SourceError>;
+    /// What this source reads, for logs and status.
+    fn describe(&self) -> String;
+}
+
+/// A source as written in a station config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// Any GStreamer pipeline. Without an `appsink`, `! videoconvert ! appsink` is appended.
+    Pipeline { pipeline: String },
+    /// A V4L2 camera, e.g. `/dev/video0`.
+    V4l2 { device: PathBuf },
+    /// An RTSP stream, e.g. `rtsp://camera.local:554/stream1`.
+    Rtsp {
+        url: String,
+        #[serde(default = "default_rtsp_latency_ms")]
+        latency_ms: u32,
+    },
+    /// A video file, played at its own frame rate (or as fast as possible).
+    File {
+        path: PathBuf,
+        #[serde(default = "yes")]
+        realtime: bool,
+    },
+    /// GStreamer's test pattern: a camera stand-in for trials and tests.
+    TestPattern {
+        #[serde(default = "default_pattern")]
+        pattern: String,
+        #[serde(default = "default_width")]
+        width: u32,
+        #[serde(default = "default_height")]
+        height: u32,
+        #[serde(default = "default_fps")]
+        fps: u32,
+    },
+    /// Image files played one after another at `parts_per_second`, looping if asked.
+    Folder {
+        path: PathBuf,
+        #[serde(default = "default_parts_per_second")]
+        parts_per_second: f64,
+        #[serde(default)]
+        repeat: bool,
+    },
+}
+
+fn default_rtsp_latency_ms() -> u32 {
+    200
+}
+fn yes() -> bool {
+    true
+}
+fn default_pattern() -> String {
+    "smpte".into()
+}
+fn default_width() -> u32 {
+    640
+}
+fn default_height() -> u32 {
+    480
+}
+fn default_fps() -> u32 {
+    30
+}
+fn default_parts_per_second() -> f64 {
+    2.0
+}
+
+impl SourceSpec {
+    /// Opens the source this spec describes.
+    pub fn open(&self) -> Result<Box<dyn FrameSource>, SourceError> {
+        match self {
+            Self::Folder {
+                path,
+                parts_per_second,
+                repeat,
+            } => Ok(Box::new(folder::FolderSource::open(
+                path,
+                *parts_per_second,
+                *repeat,
+            )?)),
+            other => {
+                let description = gstreamer::pipeline_description(other).ok_or_else(|| {
+                    SourceError::Pipeline {
+                        pipeline: format!("{other:?}"),
+                        reason: "not a GStreamer source".into(),
+                    }
+                })?;
+                Ok(Box::new(gstreamer::GstSource::open(&description)?))
+            }
+        }
+    }
+}

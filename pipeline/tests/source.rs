@@ -1,0 +1,146 @@
+//! Frame sources against real GStreamer pipelines and real image folders.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use inspecta_pipeline::source::gstreamer::GstSource;
+use inspecta_pipeline::source::{FrameSource, SourceError, SourceSpec};
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn drain(source: &mut dyn FrameSource) -> Vec<inspecta_pipeline::source::CapturedFrame> {
+    let mut frames = Vec::new();
+    while let Some(frame) = source.next_frame(WAIT).unwrap() {
+        frames.push(frame);
+    }
+    frames
+}
+
+#[test]
+fn test_pattern_frames_are_packed_despite_row_padding() {
+    // 101 RGB pixels = 303 bytes a row; GStreamer pads rows to 304.
+    let mut source = GstSource::open(
+        "videotestsrc num-buffers=4 pattern=smpte ! video/x-raw,width=101,height=60 ! videoconvert ! appsink name=sink sync=false",
+    )
+    .unwrap();
+    let frames = drain(&mut source);
+    // The sink keeps only the newest buffer, so a fast producer may skip some.
+    assert!(!frames.is_empty() && frames.len() <= 4);
+    let sequences: Vec<u64> = frames.iter().map(|f| f.sequence).collect();
+    assert_eq!(sequences, (0..frames.len() as u64).collect::<Vec<_>>());
+    let frame = &frames[0].frame;
+    assert_eq!((frame.width(), frame.height()), (101, 60));
+    // SMPTE bars are vertical: in the upper part every row is the same. A wrong stride would
+    // shift each row by one more byte.
+    let row = |y: usize| &frame.rgb()[y * 303..(y + 1) * 303];
+    for y in 1..30 {
+        assert_eq!(row(y), row(0), "row {y} differs");
+    }
+}
+
+#[test]
+fn video_file_plays_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.avi");
+    // A real MJPEG clip, written by GStreamer itself.
+    let mut writer = GstSource::open(&format!(
+        "videotestsrc num-buffers=12 ! video/x-raw,width=160,height=120,framerate=30/1 ! tee name=t \
+         t. ! queue ! jpegenc ! avimux ! filesink location={} \
+         t. ! queue ! videoconvert ! appsink name=sink sync=false",
+        clip.display()
+    ))
+    .unwrap();
+    while writer.next_frame(WAIT).unwrap().is_some() {}
+    drop(writer);
+    let spec = SourceSpec::File {
+        path: clip,
+        realtime: false,
+    };
+    let mut source = spec.open().unwrap();
+    let frames = drain(source.as_mut());
+    assert!(!frames.is_empty());
+    assert_eq!(
+        (frames[0].frame.width(), frames[0].frame.height()),
+        (160, 120)
+    );
+}
+
+#[test]
+fn missing_video_file_is_a_clear_error() {
+    let spec = SourceSpec::File {
+        path: "/nonexistent/clip.mp4".into(),
+        realtime: false,
+    };
+    let err = match spec.open() {
+        Err(e) => e,
+        Ok(mut source) => source.next_frame(WAIT).unwrap_err(),
+    };
+    assert!(matches!(err, SourceError::Stream { .. }), "{err}");
+    assert!(err.to_string().contains("nonexistent"), "{err}");
+}
+
+#[test]
+fn malformed_pipeline_is_refused() {
+    let err = GstSource::open("videotestsrc ! no-such-element ! appsink name=sink").unwrap_err();
+    assert!(matches!(err, SourceError::Pipeline { .. }), "{err}");
+    let err = GstSource::open("videotestsrc ! fakesink").unwrap_err();
+    assert!(err.to_string().contains("appsink"), "{err}");
+}
+
+#[test]
+fn folder_plays_at_the_line_rate_and_reports_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = images_in(&samples().join("casting/good"));
+    for image in good.iter().take(3) {
+        std::fs::copy(image, dir.path().join(image.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(dir.path().join("zz_broken.jpg"), b"\xFF\xD8 not really").unwrap();
+    let spec = SourceSpec::Folder {
+        path: dir.path().to_owned(),
+        parts_per_second: 20.0,
+        repeat: false,
+    };
+    let mut source = spec.open().unwrap();
+    let started = Instant::now();
+    let mut frames = 0;
+    let mut errors = Vec::new();
+    loop {
+        match source.next_frame(WAIT) {
+            Ok(Some(f)) => {
+                assert_eq!(f.sequence, frames);
+                frames += 1;
+            }
+            Ok(None) => break,
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    assert_eq!(frames, 3);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("zz_broken.jpg"), "{errors:?}");
+    // Four parts at 20 per second: at least three periods between the first and the last.
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn source_specs_parse_from_config_and_reject_unknown_keys() {
+    let spec: SourceSpec =
+        toml::from_str("kind = \"rtsp\"\nurl = \"rtsp://127.0.0.1:8554/line1\"").unwrap();
+    assert_eq!(
+        spec,
+        SourceSpec::Rtsp {
+            url: "rtsp://127.0.0.1:8554/line1".into(),
+            latency_ms: 200
+        }
+    );
+    let err = toml::from_str::<SourceSpec>("kind = \"v4l2\"\ndevice = \"/dev/video0\"\nfps = 5")
+        .unwrap_err();
+    assert!(err.to_string().contains("fps"), "{err}");
+}
