@@ -5,4 +5,5 @@ pub mod evaluation;
 pub mod frame;
 pub mod model;
 pub mod source;
+pub mod station;
 pub mod verdict;

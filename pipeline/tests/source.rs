@@ -46,16 +46,7 @@ fn test_pattern_frames_are_packed_despite_row_padding() {
 fn video_file_plays_to_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.avi");
-    // A real MJPEG clip, written by GStreamer itself.
-    let mut writer = GstSource::open(&format!(
-        "videotestsrc num-buffers=12 ! video/x-raw,width=160,height=120,framerate=30/1 ! tee name=t \
-         t. ! queue ! jpegenc ! avimux ! filesink location={} \
-         t. ! queue ! videoconvert ! appsink name=sink sync=false",
-        clip.display()
-    ))
-    .unwrap();
-    while writer.next_frame(WAIT).unwrap().is_some() {}
-    drop(writer);
+    write_clip(&clip, 12);
     let spec = SourceSpec::File {
         path: clip,
         realtime: false,

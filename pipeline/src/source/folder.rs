@@ -95,11 +95,16 @@ impl FrameSource for FolderSource {
             frame,
             sequence,
             captured_at: SystemTime::now(),
+            captured: Instant::now(),
             origin: Some(path),
         }))
     }
 
     fn describe(&self) -> String {
         format!("folder {}", self.root.display())
+    }
+
+    fn is_live(&self) -> bool {
+        false
     }
 }

@@ -3,7 +3,7 @@
 //! camera faster than inference never builds a backlog here.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer::prelude::*;
 use gstreamer_app::AppSink;
@@ -152,6 +152,7 @@ impl GstSource {
             frame,
             sequence,
             captured_at: SystemTime::now(),
+            captured: Instant::now(),
             origin: None,
         })
     }

@@ -6,7 +6,7 @@ pub mod folder;
 pub mod gstreamer;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,8 @@ pub struct CapturedFrame {
     /// Counts frames delivered by this source since it opened, from 0.
     pub sequence: u64,
     pub captured_at: SystemTime,
+    /// The same moment on the monotonic clock, for latency measurements.
+    pub captured: Instant,
     /// Where the frame came from (a file name for folder sources).
     pub origin: Option<PathBuf>,
 }
@@ -49,6 +51,11 @@ pub trait FrameSource: Send {
     fn next_frame(&mut self, timeout: Duration) -> Result<Option<CapturedFrame>, SourceError>;
     /// What this source reads, for logs and status.
     fn describe(&self) -> String;
+    /// Live sources (cameras, streams) may skip frames when inspection is slower; parts
+    /// from a non-live source (a folder of part images) are each inspected.
+    fn is_live(&self) -> bool {
+        true
+    }
 }
 
 /// A source as written in a station config.

@@ -1,0 +1,315 @@
+//! The live station: a capture thread feeds the newest frame to an inspection thread, which
+//! sends verdicts on. Cameras that drop out are reopened with backoff; a slow model makes
+//! the station skip frames (counted), never fall behind.
+
+pub mod mailbox;
+pub mod status;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::frame::Frame;
+use crate::model::{Inspection, Model, ModelError, Session};
+use crate::source::{CapturedFrame, FrameSource, SourceError, SourceSpec};
+use mailbox::{Mailbox, Take};
+use status::{SourceState, StationStatus, StatusSnapshot};
+
+/// How often blocked threads look up to see whether the station is stopping.
+const POLL: Duration = Duration::from_millis(100);
+/// Verdicts waiting for the sinks; beyond this the inspection thread waits (and the
+/// mailbox drops frames) rather than memory growing.
+const RESULT_QUEUE: usize = 256;
+
+/// When and how often a lost source is reopened.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reconnect {
+    /// First wait after a failure; doubles with each failed attempt.
+    #[serde(default = "default_initial_ms")]
+    pub initial_ms: u64,
+    #[serde(default = "default_max_ms")]
+    pub max_ms: u64,
+    /// A source that delivers nothing for this long is treated as lost.
+    #[serde(default = "default_stall_ms")]
+    pub stall_timeout_ms: u64,
+}
+
+fn default_initial_ms() -> u64 {
+    500
+}
+fn default_max_ms() -> u64 {
+    10_000
+}
+fn default_stall_ms() -> u64 {
+    5_000
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            initial_ms: default_initial_ms(),
+            max_ms: default_max_ms(),
+            stall_timeout_ms: default_stall_ms(),
+        }
+    }
+}
+
+impl Reconnect {
+    fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(20);
+        Duration::from_millis(self.initial_ms.saturating_mul(factor).min(self.max_ms))
+    }
+}
+
+/// A verdict on one live frame, with the frame for sinks that keep images.
+#[derive(Debug, Clone)]
+pub struct LiveVerdict {
+    pub sequence: u64,
+    pub captured_at: SystemTime,
+    pub origin: Option<PathBuf>,
+    pub inspection: Inspection,
+    /// From capture to verdict, waiting in the mailbox included.
+    pub latency: Duration,
+    pub frame: Frame,
+}
+
+#[derive(Debug)]
+pub struct Station {
+    status: Arc<StationStatus>,
+    stop: Arc<AtomicBool>,
+    results: Receiver<LiveVerdict>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Station {
+    /// Starts capturing from `source` and inspecting with `model`.
+    pub fn start(
+        model: &Arc<Model>,
+        source: SourceSpec,
+        reconnect: Reconnect,
+    ) -> Result<Self, ModelError> {
+        let status = Arc::new(StationStatus::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mailbox = Arc::new(Mailbox::default());
+        let (sender, results) = sync_channel(RESULT_QUEUE);
+        let session = model.session()?;
+        let capture = Capture {
+            spec: source,
+            reconnect,
+            mailbox: Arc::clone(&mailbox),
+            status: Arc::clone(&status),
+            stop: Arc::clone(&stop),
+        };
+        let inspect = Inspect {
+            session,
+            mailbox,
+            status: Arc::clone(&status),
+            stop: Arc::clone(&stop),
+            results: sender,
+        };
+        let threads = vec![
+            spawn("capture", move || capture.run()),
+            spawn("inspect", move || inspect.run()),
+        ];
+        Ok(Self {
+            status,
+            stop,
+            results,
+            threads,
+        })
+    }
+
+    pub fn status(&self) -> &Arc<StationStatus> {
+        &self.status
+    }
+
+    /// Verdicts in the order they were made. Disconnected once a finite source has ended
+    /// and every frame taken from it has been inspected.
+    pub fn results(&self) -> &Receiver<LiveVerdict> {
+        &self.results
+    }
+
+    /// Stops capture and inspection, waits for both threads, and returns the final counts.
+    pub fn stop(mut self) -> StatusSnapshot {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock an inspection thread waiting to hand over a verdict.
+        while self.results.try_recv().is_ok() {}
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a station thread panicked");
+            }
+        }
+        self.status.snapshot()
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    match std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+    {
+        Ok(handle) => handle,
+        // Only fails when the OS is out of threads; nothing sensible can run then.
+        Err(e) => panic!("cannot start the {name} thread: {e}"),
+    }
+}
+
+struct Capture {
+    spec: SourceSpec,
+    reconnect: Reconnect,
+    mailbox: Arc<Mailbox<CapturedFrame>>,
+    status: Arc<StationStatus>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Why a source stopped delivering.
+enum Lost {
+    Ended,
+    Stopping,
+    Failed(SourceError),
+}
+
+impl Capture {
+    fn run(self) {
+        let mut attempt = 0u32;
+        while !self.stopping() {
+            let outcome = match self.spec.open() {
+                Ok(mut source) => {
+                    tracing::info!(source = %source.describe(), "source opened");
+                    self.pump(source.as_mut(), &mut attempt)
+                }
+                Err(e) => Lost::Failed(e),
+            };
+            match outcome {
+                Lost::Ended => {
+                    self.status.set_source(SourceState::Ended);
+                    tracing::info!("source ended");
+                    break;
+                }
+                Lost::Stopping => break,
+                Lost::Failed(error) => {
+                    attempt += 1;
+                    let delay = self.reconnect.delay(attempt);
+                    tracing::warn!(attempt, retry_in = ?delay, "source lost: {error}");
+                    self.status.set_source(SourceState::Reconnecting {
+                        attempt,
+                        error: error.to_string(),
+                    });
+                    self.sleep(delay);
+                }
+            }
+        }
+        self.mailbox.close();
+    }
+
+    /// Moves frames from `source` to the mailbox until it ends, fails or stalls.
+    fn pump(&self, source: &mut dyn FrameSource, attempt: &mut u32) -> Lost {
+        let stall = Duration::from_millis(self.reconnect.stall_timeout_ms);
+        let mut last_frame = Instant::now();
+        while !self.stopping() {
+            match source.next_frame(POLL) {
+                Ok(Some(frame)) => {
+                    if self.status.set_source(SourceState::Online) {
+                        tracing::info!("source online");
+                    }
+                    *attempt = 0;
+                    last_frame = Instant::now();
+                    self.status.frame_in();
+                    if source.is_live() {
+                        if self.mailbox.put(frame).is_some() {
+                            self.status.frame_dropped();
+                        }
+                    } else if !self.hand_over(frame) {
+                        return Lost::Stopping;
+                    }
+                }
+                Ok(None) => return Lost::Ended,
+                Err(SourceError::Timeout(_)) if last_frame.elapsed() < stall => {}
+                Err(SourceError::Timeout(_)) => {
+                    return Lost::Failed(SourceError::Timeout(last_frame.elapsed()));
+                }
+                Err(e @ SourceError::Image { .. }) => {
+                    self.status.unreadable();
+                    tracing::warn!("skipped: {e}");
+                }
+                Err(e) => return Lost::Failed(e),
+            }
+        }
+        Lost::Stopping
+    }
+
+    /// Waits until inspection takes `frame`; false if the station stops first.
+    fn hand_over(&self, mut frame: CapturedFrame) -> bool {
+        while !self.stopping() {
+            match self.mailbox.put_when_empty(frame, POLL) {
+                Ok(()) => return true,
+                Err(back) => frame = back,
+            }
+        }
+        false
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn sleep(&self, total: Duration) {
+        let until = Instant::now() + total;
+        while !self.stopping() && Instant::now() < until {
+            std::thread::sleep(POLL.min(until - Instant::now()));
+        }
+    }
+}
+
+struct Inspect {
+    session: Session,
+    mailbox: Arc<Mailbox<CapturedFrame>>,
+    status: Arc<StationStatus>,
+    stop: Arc<AtomicBool>,
+    results: SyncSender<LiveVerdict>,
+}
+
+impl Inspect {
+    fn run(mut self) {
+        loop {
+            match self.mailbox.take(POLL) {
+                Take::Item(captured) => {
+                    if !self.inspect(captured) {
+                        return;
+                    }
+                }
+                Take::Timeout if self.stop.load(Ordering::Relaxed) => return,
+                Take::Timeout => {}
+                Take::Closed => return,
+            }
+        }
+    }
+
+    /// Inspects one frame and hands the verdict on; false once nobody listens.
+    fn inspect(&mut self, captured: CapturedFrame) -> bool {
+        let inspection = match self.session.inspect(&captured.frame) {
+            Ok(inspection) => inspection,
+            Err(e) => {
+                self.status.unreadable();
+                tracing::warn!(sequence = captured.sequence, "frame not inspected: {e}");
+                return true;
+            }
+        };
+        self.status.verdict(inspection.verdict.name());
+        let verdict = LiveVerdict {
+            sequence: captured.sequence,
+            captured_at: captured.captured_at,
+            origin: captured.origin,
+            latency: captured.captured.elapsed(),
+            inspection,
+            frame: captured.frame,
+        };
+        self.results.send(verdict).is_ok()
+    }
+}

@@ -1,0 +1,117 @@
+//! The live station end to end: real sources, the real model, frames dropped and sources lost.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use inspecta_pipeline::source::SourceSpec;
+use inspecta_pipeline::station::status::SourceState;
+use inspecta_pipeline::station::{LiveVerdict, Reconnect, Station};
+
+use common::*;
+
+fn collect(station: &Station, limit: Duration) -> Vec<LiveVerdict> {
+    let deadline = Instant::now() + limit;
+    let mut verdicts = Vec::new();
+    while Instant::now() < deadline {
+        match station.results().recv_timeout(Duration::from_millis(100)) {
+            Ok(v) => verdicts.push(v),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    verdicts
+}
+
+#[test]
+fn every_part_of_a_folder_line_gets_a_verdict() {
+    let source = SourceSpec::Folder {
+        path: samples().join("casting"),
+        parts_per_second: 200.0,
+        repeat: false,
+    };
+    let station = Station::start(&load("casting"), source, Reconnect::default()).unwrap();
+    let verdicts = collect(&station, Duration::from_secs(120));
+    let status = station.stop();
+    // Parts are not video frames: none may be skipped, however slow the model.
+    assert_eq!(verdicts.len(), 24);
+    assert_eq!(
+        verdicts.iter().map(|v| v.sequence).collect::<Vec<_>>(),
+        (0..24).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (status.frames_in, status.frames_dropped, status.inspected()),
+        (24, 0, 24)
+    );
+    assert_eq!(status.source, SourceState::Ended);
+    let defects = verdicts
+        .iter()
+        .filter(|v| v.inspection.verdict.name() == "defect")
+        .count();
+    assert!(
+        (10..=14).contains(&defects),
+        "{defects} defects among 12 defective samples"
+    );
+    assert!(verdicts.iter().all(|v| v.origin.is_some()));
+}
+
+#[test]
+fn a_camera_faster_than_the_model_drops_frames_instead_of_queueing() {
+    let source = SourceSpec::TestPattern {
+        pattern: "ball".into(),
+        width: 320,
+        height: 240,
+        fps: 120,
+    };
+    let station = Station::start(&load("casting"), source, Reconnect::default()).unwrap();
+    let verdicts = collect(&station, Duration::from_secs(3));
+    let status = station.stop();
+    assert!(verdicts.len() >= 2, "{} verdicts", verdicts.len());
+    assert!(status.frames_dropped > 0, "{status:?}");
+    // Every captured frame was either inspected, dropped, or is the one left in the mailbox.
+    let accounted = status.inspected() + status.frames_dropped;
+    assert!(status.frames_in - accounted <= 1, "{status:?}");
+    // Newest frame wins: the inspected sequence numbers skip the dropped ones.
+    let sequences: Vec<u64> = verdicts.iter().map(|v| v.sequence).collect();
+    assert!(sequences.windows(2).all(|w| w[1] > w[0]), "{sequences:?}");
+    assert!(
+        sequences.windows(2).any(|w| w[1] > w[0] + 1),
+        "{sequences:?}"
+    );
+}
+
+#[test]
+fn a_source_that_appears_later_is_reconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("late.avi");
+    let source = SourceSpec::File {
+        path: clip.clone(),
+        realtime: false,
+    };
+    let reconnect = Reconnect {
+        initial_ms: 100,
+        max_ms: 400,
+        stall_timeout_ms: 5_000,
+    };
+    let station = Station::start(&load("casting"), source, reconnect).unwrap();
+    // Wait until the station has failed to open the missing file at least twice.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let attempts = loop {
+        if let SourceState::Reconnecting { attempt, error } = station.status().snapshot().source
+            && attempt >= 2
+        {
+            assert!(error.contains("late.avi"), "{error}");
+            break attempt;
+        }
+        assert!(Instant::now() < deadline, "never reported reconnecting");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(station.results().try_recv().is_err());
+    write_clip(&clip, 10);
+    let verdicts = collect(&station, Duration::from_secs(60));
+    let status = station.stop();
+    assert!(attempts >= 2);
+    assert!(!verdicts.is_empty(), "no verdicts after the file appeared");
+    assert_eq!(status.source, SourceState::Ended);
+}
