@@ -25,6 +25,11 @@ demo: build
 	@echo "== Evaluation of models/xsdd (7 steel defect classes) on samples/xsdd =="
 	$(INSPECTA) eval --model models/xsdd samples/xsdd --out out/demo/xsdd --quiet
 	@echo
+	@echo "== A headless station judging the sample parts as a line (samples/station.example.toml) =="
+	rm -f out/station/verdicts.jsonl
+	$(INSPECTA) run --headless --config samples/station.example.toml
+	@echo "Verdicts recorded in out/station/verdicts.jsonl: $$(wc -l < out/station/verdicts.jsonl)"
+	@echo
 	@echo "Open out/demo/casting/report.html in a browser."
 
 ## test: formatting, lints, and every unit and integration test.

@@ -1,6 +1,7 @@
 //! `inspecta`: the edge vision inspection station.
 
 mod commands;
+mod config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Predict(commands::predict::Args),
     /// Evaluate a model on a labelled image folder and write JSON + HTML reports.
     Eval(commands::eval::Args),
+    /// Run a station: frames from a camera, stream or folder, a verdict for each part.
+    Run(commands::run::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Predict(args) => commands::predict::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
+        Command::Run(args) => commands::run::run(&args),
     };
     match result {
         Ok(code) => code,

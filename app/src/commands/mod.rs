@@ -1,5 +1,6 @@
 pub mod eval;
 pub mod predict;
+pub mod run;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +15,6 @@ fn load_model(path: &Path, intra_op_threads: usize) -> anyhow::Result<Arc<Model>
 }
 
 /// Logical CPUs, the default worker count.
-fn available_threads() -> usize {
+pub fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }

@@ -1,0 +1,129 @@
+//! `inspecta run --headless` as a service runs it: a config file, a real source, signals.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn write_config(dir: &Path, source: &str) -> (PathBuf, PathBuf) {
+    let jsonl = dir.join("verdicts.jsonl");
+    let config = dir.join("station.toml");
+    let text = format!(
+        "[station]\nname = \"test-station\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
+         [source]\n{source}\n[output]\njsonl = \"{}\"\n",
+        jsonl.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    (config, jsonl)
+}
+
+fn station(config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inspecta"));
+    command
+        .current_dir(repo())
+        .args(["run", "--headless", "--config"])
+        .arg(config);
+    command
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is complete JSON"))
+        .collect()
+}
+
+#[test]
+fn folder_line_runs_to_the_end_and_records_every_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "kind = \"folder\"\npath = \"{}\"\nparts_per_second = 100.0",
+        repo().join("samples/casting").display()
+    );
+    let (config, jsonl) = write_config(dir.path(), &source);
+    let out = station(&config).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = lines(&jsonl);
+    assert_eq!(records.len(), 24);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["sequence"], i as u64);
+        assert_eq!(r["station"], "test-station");
+        assert!(
+            ["good", "defect", "uncertain"].contains(&r["verdict"].as_str().unwrap()),
+            "{r}"
+        );
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("station stopped"));
+}
+
+#[test]
+fn sigterm_stops_a_live_station_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, jsonl) = write_config(
+        dir.path(),
+        "kind = \"test_pattern\"\nfps = 30\nwidth = 320\nheight = 240",
+    );
+    let child = station(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines(&jsonl).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no verdicts from the live source"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit {:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("station stopped"));
+    let records = lines(&jsonl);
+    let sequences: Vec<u64> = records
+        .iter()
+        .map(|r| r["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(sequences.windows(2).all(|w| w[1] > w[0]), "{sequences:?}");
+}
+
+#[test]
+fn config_with_a_typo_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = write_config(
+        dir.path(),
+        "kind = \"folder\"\npath = \"samples/casting\"\nparts_per_minute = 5",
+    );
+    let out = station(&config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("parts_per_minute") && err.contains("station.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_without_headless_says_what_to_do() {
+    let out = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .current_dir(repo())
+        .args(["run", "--config", "samples/station.example.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--headless"));
+}
