@@ -8,6 +8,8 @@ APT_PACKAGES=(
   # GStreamer sources: headers for gstreamer-rs, plugins for cameras, RTSP, files and decoding
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-libav
+  # tests: a real RTSP server to lose and get back
+  libgstrtspserver-1.0-dev gstreamer1.0-rtsp
 )
 
 missing=()
