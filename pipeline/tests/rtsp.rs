@@ -119,7 +119,7 @@ fn camera_lost_and_back() {
     let _camera = Camera::start(port);
     verdicts(&station, 3, Duration::from_secs(60));
     assert_eq!(station.status().snapshot().source, SourceState::Online);
-    let status = station.stop();
+    let (_pending, status) = station.stop();
     assert!(status.inspected() >= 6, "{status:?}");
 }
 

@@ -33,7 +33,11 @@ fn every_part_of_a_folder_line_gets_a_verdict() {
     };
     let station = Station::start(&load("casting"), source, Reconnect::default()).unwrap();
     let verdicts = collect(&station, Duration::from_secs(120));
-    let status = station.stop();
+    let (pending, status) = station.stop();
+    assert!(
+        pending.is_empty(),
+        "the result channel closed only after the last part"
+    );
     // Parts are not video frames: none may be skipped, however slow the model.
     assert_eq!(verdicts.len(), 24);
     assert_eq!(
@@ -66,7 +70,13 @@ fn a_camera_faster_than_the_model_drops_frames_instead_of_queueing() {
     };
     let station = Station::start(&load("casting"), source, Reconnect::default()).unwrap();
     let verdicts = collect(&station, Duration::from_secs(3));
-    let status = station.stop();
+    let (pending, status) = station.stop();
+    // Verdicts made while stopping are handed back, not lost.
+    assert_eq!(
+        (verdicts.len() + pending.len()) as u64,
+        status.inspected(),
+        "{status:?}"
+    );
     assert!(verdicts.len() >= 2, "{} verdicts", verdicts.len());
     assert!(status.frames_dropped > 0, "{status:?}");
     // Every captured frame was either inspected, dropped, or is the one left in the mailbox.
@@ -110,8 +120,9 @@ fn a_source_that_appears_later_is_reconnected() {
     assert!(station.results().try_recv().is_err());
     write_clip(&clip, 10);
     let verdicts = collect(&station, Duration::from_secs(60));
-    let status = station.stop();
+    let (pending, status) = station.stop();
     assert!(attempts >= 2);
+    assert!(pending.is_empty(), "a finished file leaves nothing pending");
     assert!(!verdicts.is_empty(), "no verdicts after the file appeared");
     assert_eq!(status.source, SourceState::Ended);
 }

@@ -75,10 +75,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     // Verdicts made before the stop still reach the log and the file.
-    while let Ok(verdict) = station.results().try_recv() {
-        record(&config.station.name, &verdict, output.as_mut())?;
+    let (pending, status) = station.stop();
+    for verdict in &pending {
+        record(&config.station.name, verdict, output.as_mut())?;
     }
-    let status = station.stop();
     tracing::info!(
         frames = status.frames_in,
         dropped = status.frames_dropped,

@@ -135,17 +135,24 @@ impl Station {
         &self.results
     }
 
-    /// Stops capture and inspection, waits for both threads, and returns the final counts.
-    pub fn stop(mut self) -> StatusSnapshot {
+    /// Stops capture and inspection and waits for both threads. Returns the verdicts made
+    /// but not yet taken from [`Self::results`], so none is lost, and the final counts.
+    pub fn stop(mut self) -> (Vec<LiveVerdict>, StatusSnapshot) {
         self.stop.store(true, Ordering::Relaxed);
-        // Unblock an inspection thread waiting to hand over a verdict.
-        while self.results.try_recv().is_ok() {}
+        let mut pending = Vec::new();
+        // Keep taking verdicts so the inspection thread never blocks on a full queue.
+        while self.threads.iter().any(|t| !t.is_finished()) {
+            if let Ok(verdict) = self.results.recv_timeout(POLL) {
+                pending.push(verdict);
+            }
+        }
+        pending.extend(self.results.try_iter());
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
                 tracing::error!("a station thread panicked");
             }
         }
-        self.status.snapshot()
+        (pending, self.status.snapshot())
     }
 }
 
