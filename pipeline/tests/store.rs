@@ -1,0 +1,433 @@
+//! The record store with real verdicts from the bundled model on sample parts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use inspecta_pipeline::frame::Frame;
+use inspecta_pipeline::model::{Inspection, Model};
+use inspecta_pipeline::store::{
+    ImagePolicy, NewRecord, NewReview, Query, RecordStore, ReviewAction, StoreConfig, StoreError,
+};
+use inspecta_pipeline::verdict::Verdict;
+
+#[derive(Clone)]
+struct Part {
+    frame: Frame,
+    inspection: Inspection,
+    origin: String,
+}
+
+/// Every sample casting part, judged once by the bundled model and shared by the tests.
+fn judged() -> &'static (Arc<Model>, Vec<Part>) {
+    static JUDGED: OnceLock<(Arc<Model>, Vec<Part>)> = OnceLock::new();
+    JUDGED.get_or_init(|| {
+        let model = common::load("casting");
+        let parts = judge(&model);
+        (model, parts)
+    })
+}
+
+fn judge(model: &Arc<Model>) -> Vec<Part> {
+    let mut session = model.session().unwrap();
+    ["good", "defect"]
+        .iter()
+        .flat_map(|class| common::images_in(&common::samples().join("casting").join(class)))
+        .map(|path| {
+            let frame = Frame::open(&path).unwrap();
+            let inspection = session.inspect(&frame).unwrap();
+            Part {
+                frame,
+                inspection,
+                origin: path.display().to_string(),
+            }
+        })
+        .collect()
+}
+
+fn record<'a>(model: &'a Model, part: &'a Part, sequence: u64) -> NewRecord<'a> {
+    NewRecord {
+        station: "test-station",
+        part_id: None,
+        sequence: Some(sequence),
+        origin: Some(&part.origin),
+        captured_at: SystemTime::now(),
+        model: model.manifest(),
+        inspection: &part.inspection,
+        latency: Some(Duration::from_millis(25)),
+        frame: Some(&part.frame),
+    }
+}
+
+fn images_on_disk(dir: &Path) -> usize {
+    let images = dir.join("images");
+    std::fs::read_dir(images)
+        .map(|days| {
+            days.flatten()
+                .map(|d| std::fs::read_dir(d.path()).map_or(0, Iterator::count))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn verdicts_round_trip_with_images_of_non_good_parts_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    let ids: Vec<i64> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| store.insert(&record(model, p, i as u64)).unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    assert_eq!(store.count().unwrap(), parts.len() as u64);
+
+    let not_good = parts
+        .iter()
+        .filter(|p| p.inspection.verdict != Verdict::Good)
+        .count();
+    assert!(not_good >= 10, "the samples hold defects: {not_good}");
+    assert_eq!(images_on_disk(dir.path()), not_good);
+
+    for (id, part) in ids.iter().zip(parts) {
+        let r = store.get(*id).unwrap();
+        assert_eq!(r.station, "test-station");
+        assert_eq!(r.origin.as_deref(), Some(part.origin.as_str()));
+        assert_eq!(r.model.name, model.manifest().name);
+        assert_eq!(r.label, part.inspection.verdict.name());
+        let defect_score = f64::from(part.inspection.scores.defect_score);
+        assert!((r.defect_score - defect_score).abs() < 1e-6);
+        assert_eq!(r.probabilities.as_object().unwrap().len(), 2);
+        assert_eq!(r.timings.latency_ms, Some(25.0));
+        let image = store.image_path(*id).unwrap();
+        assert_eq!(image.is_some(), part.inspection.verdict != Verdict::Good);
+        assert_eq!(r.has_image, image.is_some());
+        if let Some(path) = image {
+            // The kept image is a real JPEG of the part as it was inspected.
+            let kept = Frame::open(&path).unwrap();
+            assert_eq!(
+                (kept.width(), kept.height()),
+                (part.frame.width(), part.frame.height())
+            );
+        }
+    }
+}
+
+#[test]
+fn listing_filters_and_pages_without_gaps_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        let part_id = format!("P-{i:03}");
+        let mut new = record(model, part, i as u64);
+        new.part_id = Some(&part_id);
+        store.insert(&new).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut query = Query {
+        limit: Some(5),
+        ..Query::default()
+    };
+    loop {
+        let page = store.list(&query).unwrap();
+        assert!(page.items.len() <= 5);
+        seen.extend(page.items.iter().map(|r| r.id));
+        match page.next {
+            Some(next) => query.before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), parts.len());
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seen:?}"
+    );
+
+    let defects = store
+        .list(&Query {
+            verdict: Some("defect".into()),
+            limit: Some(500),
+            ..Query::default()
+        })
+        .unwrap();
+    let expected = parts
+        .iter()
+        .filter(|p| matches!(p.inspection.verdict, Verdict::Defect { .. }))
+        .count();
+    assert_eq!(defects.items.len(), expected);
+    assert!(defects.items.iter().all(|r| r.verdict == "defect"));
+
+    let one = store
+        .list(&Query {
+            part_id: Some("P-007".into()),
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(one.items[0].sequence, Some(7));
+
+    let future = store
+        .list(&Query {
+            since: Some(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)),
+            ..Query::default()
+        })
+        .unwrap();
+    assert!(future.items.is_empty());
+}
+
+#[test]
+fn reviews_keep_who_what_and_the_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    let defect = parts
+        .iter()
+        .find(|p| matches!(p.inspection.verdict, Verdict::Defect { .. }))
+        .unwrap();
+    let id = store.insert(&record(model, defect, 0)).unwrap();
+    let other = store.insert(&record(model, defect, 1)).unwrap();
+
+    let confirm = NewReview {
+        reviewer: "anna".into(),
+        action: ReviewAction::Confirm,
+        label: None,
+        reason: None,
+    };
+    let first = store.review(id, &confirm).unwrap();
+    assert_eq!(
+        (first.before.as_str(), first.after.as_str()),
+        ("defect", "defect")
+    );
+
+    let missing_label = NewReview {
+        action: ReviewAction::Override,
+        ..confirm.clone()
+    };
+    assert!(matches!(
+        store.review(id, &missing_label),
+        Err(StoreError::Invalid(_))
+    ));
+    let nobody = NewReview {
+        reviewer: "  ".into(),
+        ..confirm.clone()
+    };
+    assert!(matches!(
+        store.review(id, &nobody),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.review(9999, &confirm),
+        Err(StoreError::NotFound(9999))
+    ));
+
+    let overridden = store
+        .review(
+            id,
+            &NewReview {
+                reviewer: "bert".into(),
+                action: ReviewAction::Override,
+                label: Some("good".into()),
+                reason: Some("flash, not a defect".into()),
+            },
+        )
+        .unwrap();
+    assert_eq!(overridden.before, "defect");
+    assert_eq!(overridden.after, "good");
+
+    let r = store.get(id).unwrap();
+    assert_eq!(r.label, "good");
+    assert_eq!(r.verdict, "defect", "the model's verdict is kept as it was");
+    let latest = r.review.unwrap();
+    assert_eq!(latest.reviewer, "bert");
+    assert_eq!(latest.reason.as_deref(), Some("flash, not a defect"));
+    let trail = store.reviews(id).unwrap();
+    assert_eq!(trail.len(), 2);
+    assert_eq!(trail[0].reviewer, "anna");
+
+    let reviewed = store
+        .list(&Query {
+            reviewed: Some(true),
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(
+        reviewed.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [id]
+    );
+    let open = store
+        .list(&Query {
+            reviewed: Some(false),
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(open.items.iter().map(|r| r.id).collect::<Vec<_>>(), [other]);
+}
+
+#[test]
+fn records_survive_reopening_and_ids_are_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let config = StoreConfig::in_dir(dir.path());
+    let last = {
+        let store = RecordStore::open(&config).unwrap();
+        store.insert(&record(model, &parts[0], 0)).unwrap();
+        store.insert(&record(model, &parts[1], 1)).unwrap()
+    };
+    // Delete the newest record behind the store's back: its id must still not come back.
+    let conn = rusqlite::Connection::open(dir.path().join("records.sqlite")).unwrap();
+    conn.execute("DELETE FROM verdicts WHERE id = ?1", [last])
+        .unwrap();
+    drop(conn);
+    let store = RecordStore::open(&config).unwrap();
+    assert_eq!(store.count().unwrap(), 1);
+    let next = store.insert(&record(model, &parts[2], 2)).unwrap();
+    assert!(next > last, "{next} > {last}");
+}
+
+#[test]
+fn retention_deletes_oldest_images_first_and_keeps_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let defects: Vec<&Part> = parts
+        .iter()
+        .filter(|p| p.inspection.verdict != Verdict::Good)
+        .take(8)
+        .collect();
+    // Room for about three of these images.
+    let mean_size = {
+        let sizing = tempfile::tempdir().unwrap();
+        let store = RecordStore::open(&StoreConfig::in_dir(sizing.path())).unwrap();
+        for (i, p) in defects.iter().enumerate() {
+            store.insert(&record(model, p, i as u64)).unwrap();
+        }
+        store.image_bytes() / defects.len() as u64
+    };
+    let limit = mean_size * 7 / 2;
+    let config = StoreConfig {
+        max_image_bytes: limit,
+        ..StoreConfig::in_dir(dir.path())
+    };
+    let store = RecordStore::open(&config).unwrap();
+    let ids: Vec<i64> = defects
+        .iter()
+        .enumerate()
+        .map(|(i, p)| store.insert(&record(model, p, i as u64)).unwrap())
+        .collect();
+    assert!(
+        store.image_bytes() <= limit,
+        "{} > {limit}",
+        store.image_bytes()
+    );
+    let kept: Vec<bool> = ids
+        .iter()
+        .map(|id| store.image_path(*id).unwrap().is_some())
+        .collect();
+    assert!(kept.last().copied().unwrap(), "the newest image is kept");
+    assert!(!kept[0], "the oldest image is gone");
+    let first_kept = kept.iter().position(|k| *k).unwrap();
+    assert!(
+        kept[first_kept..].iter().all(|k| *k),
+        "oldest go first: {kept:?}"
+    );
+    assert_eq!(
+        images_on_disk(dir.path()),
+        kept.iter().filter(|k| **k).count()
+    );
+    assert_eq!(store.count().unwrap(), ids.len() as u64, "records stay");
+    assert!(!store.get(ids[0]).unwrap().has_image);
+}
+
+#[test]
+fn retention_deletes_images_older_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let defect = parts
+        .iter()
+        .find(|p| p.inspection.verdict != Verdict::Good)
+        .unwrap();
+    let config = StoreConfig {
+        max_image_days: 30,
+        ..StoreConfig::in_dir(dir.path())
+    };
+    let (old, recent) = {
+        let store = RecordStore::open(&config).unwrap();
+        let mut old = record(model, defect, 0);
+        old.captured_at = SystemTime::now() - Duration::from_secs(40 * 86_400);
+        (
+            store.insert(&old).unwrap(),
+            store.insert(&record(model, defect, 1)).unwrap(),
+        )
+    };
+    assert_eq!(images_on_disk(dir.path()), 2);
+    // Opening the store applies retention, as a restarted station does.
+    let store = RecordStore::open(&config).unwrap();
+    assert!(store.image_path(old).unwrap().is_none());
+    assert!(store.image_path(recent).unwrap().is_some());
+    assert_eq!(images_on_disk(dir.path()), 1);
+}
+
+#[test]
+fn images_policy_none_and_all() {
+    let (model, parts) = judged();
+    for (policy, expected) in [(ImagePolicy::None, 0), (ImagePolicy::All, parts.len())] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            images: policy,
+            ..StoreConfig::in_dir(dir.path())
+        };
+        let store = RecordStore::open(&config).unwrap();
+        for (i, part) in parts.iter().enumerate() {
+            store.insert(&record(model, part, i as u64)).unwrap();
+        }
+        assert_eq!(images_on_disk(dir.path()), expected, "{policy:?}");
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("records.sqlite"),
+        "these are not the records you are looking for\n".repeat(200),
+    )
+    .unwrap();
+    let err = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("records.sqlite"), "{message}");
+    assert!(message.contains("not a database"), "{message}");
+}
+
+#[test]
+fn a_store_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("records.sqlite")).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooNew { found: 99, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn an_uncertain_part_is_stored_with_its_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let mut part = parts[0].clone();
+    part.inspection.verdict = Verdict::Uncertain;
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    let id = store.insert(&record(model, &part, 0)).unwrap();
+    let r = store.get(id).unwrap();
+    assert_eq!(
+        (r.verdict.as_str(), r.label.as_str()),
+        ("uncertain", "uncertain")
+    );
+    assert!(r.has_image);
+}
