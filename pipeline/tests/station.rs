@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use inspecta_pipeline::source::SourceSpec;
 use inspecta_pipeline::station::status::SourceState;
-use inspecta_pipeline::station::{LiveVerdict, Reconnect, Station};
+use inspecta_pipeline::station::{LiveVerdict, Reconnect, Station, TriggerError};
 
 use common::*;
 
@@ -125,4 +125,113 @@ fn a_source_that_appears_later_is_reconnected() {
     assert!(pending.is_empty(), "a finished file leaves nothing pending");
     assert!(!verdicts.is_empty(), "no verdicts after the file appeared");
     assert_eq!(status.source, SourceState::Ended);
+}
+
+fn camera() -> SourceSpec {
+    SourceSpec::TestPattern {
+        pattern: "ball".into(),
+        width: 320,
+        height: 240,
+        fps: 30,
+    }
+}
+
+#[test]
+fn a_triggered_station_judges_one_fresh_frame_per_trigger() {
+    let (station, triggers) = Station::start_triggered(
+        &load("casting"),
+        camera(),
+        Reconnect::default(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    // The camera runs, but without a trigger nothing is judged.
+    let idle = collect(&station, Duration::from_millis(1500));
+    assert!(idle.is_empty(), "{} verdicts without a trigger", idle.len());
+    assert!(station.status().snapshot().frames_in > 10);
+
+    let mut fired = Vec::new();
+    for part in ["A-1", "A-2", "A-3"] {
+        let at = Instant::now();
+        triggers.fire(part).unwrap();
+        let verdict = station
+            .results()
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a verdict per trigger");
+        fired.push((at, verdict));
+    }
+    let mut sequences = Vec::new();
+    for (at, verdict) in &fired {
+        // The frame judged was captured after the trigger, not one left over from before.
+        assert!(verdict.latency <= at.elapsed());
+        sequences.push(verdict.sequence);
+    }
+    assert_eq!(
+        fired
+            .iter()
+            .map(|(_, v)| v.part_id.as_deref().unwrap())
+            .collect::<Vec<_>>(),
+        ["A-1", "A-2", "A-3"]
+    );
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    let (pending, status) = station.stop();
+    assert!(pending.is_empty());
+    assert_eq!((status.triggers, status.triggers_missed), (3, 0));
+    assert_eq!(status.inspected(), 3);
+    assert_eq!(
+        status.frames_dropped, 0,
+        "frames nobody asked for are not drops"
+    );
+}
+
+#[test]
+fn a_triggered_folder_line_hands_out_the_next_part_per_trigger() {
+    let source = SourceSpec::Folder {
+        path: samples().join("casting"),
+        parts_per_second: 100.0,
+        repeat: false,
+    };
+    let (station, triggers) = Station::start_triggered(
+        &load("casting"),
+        source,
+        Reconnect::default(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..4 {
+        triggers.fire(format!("P{i}")).unwrap();
+        let verdict = station
+            .results()
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(verdict.sequence, i, "no part skipped while waiting");
+        assert_eq!(verdict.part_id, Some(format!("P{i}")));
+    }
+    station.stop();
+}
+
+#[test]
+fn a_trigger_without_a_frame_is_counted_as_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = SourceSpec::File {
+        path: dir.path().join("camera-not-there.avi"),
+        realtime: true,
+    };
+    let (station, triggers) = Station::start_triggered(
+        &load("casting"),
+        source,
+        Reconnect::default(),
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    triggers.fire("lost-part").unwrap();
+    let verdicts = collect(&station, Duration::from_secs(1));
+    assert!(verdicts.is_empty());
+    let (_, status) = station.stop();
+    assert_eq!((status.triggers, status.triggers_missed), (1, 1));
+    assert!(
+        matches!(triggers.fire("late"), Err(TriggerError::Stopped)),
+        "a stopped station refuses triggers"
+    );
 }

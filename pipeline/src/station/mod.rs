@@ -1,6 +1,7 @@
 //! The live station: a capture thread feeds the newest frame to an inspection thread, which
 //! sends verdicts on. Cameras that drop out are reopened with backoff; a slow model makes
-//! the station skip frames (counted), never fall behind.
+//! the station skip frames (counted), never fall behind. In triggered mode the inspection
+//! thread judges one frame per trigger (a part arriving), taken after the trigger fired.
 
 pub mod mailbox;
 pub mod status;
@@ -8,7 +9,7 @@ pub mod status;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,6 +26,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// Verdicts waiting for the sinks; beyond this the inspection thread waits (and the
 /// mailbox drops frames) rather than memory growing.
 const RESULT_QUEUE: usize = 256;
+/// Triggers waiting for a frame; a PLC firing faster than the station can judge is told so.
+const TRIGGER_QUEUE: usize = 16;
 
 /// When and how often a lost source is reopened.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -70,6 +73,8 @@ impl Reconnect {
 /// A verdict on one live frame, with the frame for sinks that keep images.
 #[derive(Debug, Clone)]
 pub struct LiveVerdict {
+    /// The part id given with the trigger, in triggered mode.
+    pub part_id: Option<String>,
     pub sequence: u64,
     pub captured_at: SystemTime,
     pub origin: Option<PathBuf>,
@@ -88,11 +93,47 @@ pub struct Station {
 }
 
 impl Station {
-    /// Starts capturing from `source` and inspecting with `model`.
+    /// Starts capturing from `source` and inspecting every frame (live sources: the newest
+    /// frame whenever the model is free) with `model`.
     pub fn start(
         model: &Arc<Model>,
         source: SourceSpec,
         reconnect: Reconnect,
+    ) -> Result<Self, ModelError> {
+        Self::launch(model, source, reconnect, None)
+    }
+
+    /// Starts a station that inspects one frame per trigger: the first frame captured after
+    /// the trigger (from a live source), or the next part (from a folder). A trigger that
+    /// gets no frame within `frame_timeout` is counted as missed.
+    pub fn start_triggered(
+        model: &Arc<Model>,
+        source: SourceSpec,
+        reconnect: Reconnect,
+        frame_timeout: Duration,
+    ) -> Result<(Self, Triggers), ModelError> {
+        let (sender, receiver) = sync_channel(TRIGGER_QUEUE);
+        let station = Self::launch(
+            model,
+            source,
+            reconnect,
+            Some(TriggerInbox {
+                receiver,
+                frame_timeout,
+            }),
+        )?;
+        let triggers = Triggers {
+            sender,
+            status: Arc::clone(&station.status),
+        };
+        Ok((station, triggers))
+    }
+
+    fn launch(
+        model: &Arc<Model>,
+        source: SourceSpec,
+        reconnect: Reconnect,
+        triggers: Option<TriggerInbox>,
     ) -> Result<Self, ModelError> {
         let status = Arc::new(StationStatus::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -102,6 +143,7 @@ impl Station {
         let capture = Capture {
             spec: source,
             reconnect,
+            triggered: triggers.is_some(),
             mailbox: Arc::clone(&mailbox),
             status: Arc::clone(&status),
             stop: Arc::clone(&stop),
@@ -112,6 +154,7 @@ impl Station {
             status: Arc::clone(&status),
             stop: Arc::clone(&stop),
             results: sender,
+            triggers,
         };
         let threads = vec![
             spawn("capture", move || capture.run()),
@@ -167,10 +210,65 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     }
 }
 
+/// A part id and when its trigger fired.
+#[derive(Debug, Clone)]
+struct Trigger {
+    part_id: String,
+    fired: Instant,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TriggerError {
+    #[error("{TRIGGER_QUEUE} triggers are already waiting for a frame")]
+    Busy,
+    #[error("the station has stopped")]
+    Stopped,
+}
+
+/// Fires triggers at a triggered station; cheap to clone for every trigger input (HTTP,
+/// stdin, plant links).
+#[derive(Debug, Clone)]
+pub struct Triggers {
+    sender: SyncSender<Trigger>,
+    status: Arc<StationStatus>,
+}
+
+impl Triggers {
+    /// Asks for the part `part_id` to be inspected. Returns at once; the verdict arrives
+    /// with the station's results, carrying `part_id`.
+    pub fn fire(&self, part_id: impl Into<String>) -> Result<(), TriggerError> {
+        let trigger = Trigger {
+            part_id: part_id.into(),
+            fired: Instant::now(),
+        };
+        match self.sender.try_send(trigger) {
+            Ok(()) => {
+                self.status.trigger();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(TriggerError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(TriggerError::Stopped),
+        }
+    }
+}
+
+struct TriggerInbox {
+    receiver: Receiver<Trigger>,
+    frame_timeout: Duration,
+}
+
+/// A frame in the mailbox, and whether it came from a live source.
+struct Handed {
+    captured: CapturedFrame,
+    live: bool,
+}
+
 struct Capture {
     spec: SourceSpec,
     reconnect: Reconnect,
-    mailbox: Arc<Mailbox<CapturedFrame>>,
+    /// Frames replaced while waiting for a trigger are not drops: nobody asked for them.
+    triggered: bool,
+    mailbox: Arc<Mailbox<Handed>>,
     status: Arc<StationStatus>,
     stop: Arc<AtomicBool>,
 }
@@ -228,11 +326,16 @@ impl Capture {
                     *attempt = 0;
                     last_frame = Instant::now();
                     self.status.frame_in();
-                    if source.is_live() {
-                        if self.mailbox.put(frame).is_some() {
+                    let live = source.is_live();
+                    let handed = Handed {
+                        captured: frame,
+                        live,
+                    };
+                    if live {
+                        if self.mailbox.put(handed).is_some() && !self.triggered {
                             self.status.frame_dropped();
                         }
-                    } else if !self.hand_over(frame) {
+                    } else if !self.hand_over(handed) {
                         return Lost::Stopping;
                     }
                 }
@@ -252,7 +355,7 @@ impl Capture {
     }
 
     /// Waits until inspection takes `frame`; false if the station stops first.
-    fn hand_over(&self, mut frame: CapturedFrame) -> bool {
+    fn hand_over(&self, mut frame: Handed) -> bool {
         while !self.stopping() {
             match self.mailbox.put_when_empty(frame, POLL) {
                 Ok(()) => return true,
@@ -276,30 +379,83 @@ impl Capture {
 
 struct Inspect {
     session: Session,
-    mailbox: Arc<Mailbox<CapturedFrame>>,
+    mailbox: Arc<Mailbox<Handed>>,
     status: Arc<StationStatus>,
     stop: Arc<AtomicBool>,
     results: SyncSender<LiveVerdict>,
+    triggers: Option<TriggerInbox>,
 }
 
 impl Inspect {
     fn run(mut self) {
+        match self.triggers.take() {
+            Some(inbox) => self.run_triggered(&inbox),
+            None => self.run_free(),
+        }
+    }
+
+    fn run_free(&mut self) {
         loop {
             match self.mailbox.take(POLL) {
-                Take::Item(captured) => {
-                    if !self.inspect(captured) {
+                Take::Item(handed) => {
+                    if !self.inspect(handed.captured, None) {
                         return;
                     }
                 }
-                Take::Timeout if self.stop.load(Ordering::Relaxed) => return,
+                Take::Timeout if self.stopping() => return,
                 Take::Timeout => {}
                 Take::Closed => return,
             }
         }
     }
 
+    fn run_triggered(&mut self, inbox: &TriggerInbox) {
+        while !self.stopping() {
+            let trigger = match inbox.receiver.recv_timeout(POLL) {
+                Ok(trigger) => trigger,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            match self.frame_after(&trigger, inbox.frame_timeout) {
+                Take::Item(captured) => {
+                    if !self.inspect(captured, Some(trigger.part_id)) {
+                        return;
+                    }
+                }
+                Take::Timeout => {
+                    self.status.trigger_missed();
+                    tracing::warn!(part_id = %trigger.part_id, timeout = ?inbox.frame_timeout, "trigger missed: no frame");
+                }
+                Take::Closed => return,
+            }
+        }
+    }
+
+    /// The first frame that shows the triggered part: captured after the trigger fired
+    /// (older live frames show the previous part), or the next part of a folder.
+    fn frame_after(&self, trigger: &Trigger, timeout: Duration) -> Take<CapturedFrame> {
+        let deadline = trigger.fired + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stopping() {
+                return Take::Timeout;
+            }
+            match self.mailbox.take(left.min(POLL)) {
+                Take::Item(h) if !h.live || h.captured.captured >= trigger.fired => {
+                    return Take::Item(h.captured);
+                }
+                Take::Item(_) | Take::Timeout => {}
+                Take::Closed => return Take::Closed,
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// Inspects one frame and hands the verdict on; false once nobody listens.
-    fn inspect(&mut self, captured: CapturedFrame) -> bool {
+    fn inspect(&mut self, captured: CapturedFrame, part_id: Option<String>) -> bool {
         let inspection = match self.session.inspect(&captured.frame) {
             Ok(inspection) => inspection,
             Err(e) => {
@@ -310,6 +466,7 @@ impl Inspect {
         };
         self.status.verdict(inspection.verdict.name());
         let verdict = LiveVerdict {
+            part_id,
             sequence: captured.sequence,
             captured_at: captured.captured_at,
             origin: captured.origin,

@@ -25,6 +25,8 @@ pub struct StationStatus {
     frames_in: AtomicU64,
     frames_dropped: AtomicU64,
     unreadable: AtomicU64,
+    triggers: AtomicU64,
+    triggers_missed: AtomicU64,
     verdicts: Mutex<BTreeMap<String, u64>>,
     source: Mutex<SourceState>,
 }
@@ -35,6 +37,10 @@ pub struct StatusSnapshot {
     pub frames_in: u64,
     pub frames_dropped: u64,
     pub unreadable: u64,
+    /// Triggers accepted (triggered mode).
+    pub triggers: u64,
+    /// Triggers for which no frame came in time.
+    pub triggers_missed: u64,
     pub verdicts: BTreeMap<String, u64>,
     pub source: SourceState,
 }
@@ -51,6 +57,8 @@ impl Default for StationStatus {
             frames_in: AtomicU64::new(0),
             frames_dropped: AtomicU64::new(0),
             unreadable: AtomicU64::new(0),
+            triggers: AtomicU64::new(0),
+            triggers_missed: AtomicU64::new(0),
             verdicts: Mutex::new(BTreeMap::new()),
             source: Mutex::new(SourceState::Connecting),
         }
@@ -68,6 +76,14 @@ impl StationStatus {
 
     pub fn unreadable(&self) {
         self.unreadable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn trigger(&self) {
+        self.triggers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn trigger_missed(&self) {
+        self.triggers_missed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn verdict(&self, name: &str) {
@@ -94,6 +110,8 @@ impl StationStatus {
             frames_in: self.frames_in.load(Ordering::Relaxed),
             frames_dropped: self.frames_dropped.load(Ordering::Relaxed),
             unreadable: self.unreadable.load(Ordering::Relaxed),
+            triggers: self.triggers.load(Ordering::Relaxed),
+            triggers_missed: self.triggers_missed.load(Ordering::Relaxed),
             verdicts: self
                 .verdicts
                 .lock()
