@@ -135,3 +135,60 @@ fn source_specs_parse_from_config_and_reject_unknown_keys() {
         .unwrap_err();
     assert!(err.to_string().contains("fps"), "{err}");
 }
+
+#[test]
+fn missing_uvc_camera_is_a_clear_error() {
+    let spec = SourceSpec::Uvc {
+        index: 57,
+        width: None,
+        height: None,
+        fps: None,
+    };
+    let started = Instant::now();
+    let Err(err) = spec.open() else {
+        panic!("camera 57 opened");
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err, SourceError::Camera { index: 57, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with("UVC camera 57: cannot open it"),
+        "{err}"
+    );
+}
+
+#[test]
+fn uvc_specs_parse_from_config() {
+    let spec: SourceSpec =
+        toml::from_str("kind = \"uvc\"\nindex = 0\nwidth = 1280\nheight = 720").unwrap();
+    assert_eq!(
+        spec,
+        SourceSpec::Uvc {
+            index: 0,
+            width: Some(1280),
+            height: Some(720),
+            fps: None
+        }
+    );
+    let spec: SourceSpec = toml::from_str("kind = \"uvc\"\nindex = 2\nfps = 15").unwrap();
+    assert_eq!(
+        spec,
+        SourceSpec::Uvc {
+            index: 2,
+            width: None,
+            height: None,
+            fps: Some(15)
+        }
+    );
+    let err = toml::from_str::<SourceSpec>("kind = \"uvc\"\nindex = 0\ndevice = \"/dev/video0\"")
+        .unwrap_err();
+    assert!(err.to_string().contains("device"), "{err}");
+    let err = toml::from_str::<SourceSpec>("kind = \"uvc\"").unwrap_err();
+    assert!(err.to_string().contains("index"), "{err}");
+}

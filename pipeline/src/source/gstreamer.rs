@@ -42,7 +42,7 @@ pub fn pipeline_description(spec: &SourceSpec) -> Option<String> {
             "videotestsrc is-live=true pattern={} ! video/x-raw,width={width},height={height},framerate={fps}/1 ! {sink}",
             quote(pattern)
         ),
-        SourceSpec::Folder { .. } => return None,
+        SourceSpec::Folder { .. } | SourceSpec::Uvc { .. } => return None,
     })
 }
 

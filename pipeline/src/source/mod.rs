@@ -1,9 +1,10 @@
-//! Where frames come from: cameras and streams through GStreamer, or a folder of images
-//! played like a production line. Every source hands out owned [`Frame`]s with a sequence
+//! Where frames come from: cameras and streams through GStreamer, UVC cameras through
+//! nokhwa, or a folder of images played like a production line. Every source hands out owned [`Frame`]s with a sequence
 //! number and capture time; no source type leaks past this module.
 
 pub mod folder;
 pub mod gstreamer;
+pub mod uvc;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -44,6 +45,8 @@ pub enum SourceError {
     },
     #[error("{path}: {source}")]
     Image { path: PathBuf, source: FrameError },
+    #[error("UVC camera {index}: {message}")]
+    Camera { index: u32, message: String },
 }
 
 /// A source of frames. `Ok(None)` means the source has ended (end of file or folder).
@@ -71,6 +74,14 @@ pub enum SourceSpec {
         url: String,
         #[serde(default = "default_rtsp_latency_ms")]
         latency_ms: u32,
+    },
+    /// A UVC camera through nokhwa, by index (`/dev/video<index>` on Linux), in the mode
+    /// closest to the size and rate asked for (640x480 at 30 fps when unset).
+    Uvc {
+        index: u32,
+        width: Option<u32>,
+        height: Option<u32>,
+        fps: Option<u32>,
     },
     /// A video file, played at its own frame rate (or as fast as possible).
     File {
@@ -133,6 +144,19 @@ impl SourceSpec {
                 path,
                 *parts_per_second,
                 *repeat,
+            )?)),
+            Self::Uvc {
+                index,
+                width,
+                height,
+                fps,
+            } => Ok(Box::new(uvc::UvcSource::open(
+                *index,
+                uvc::Wanted {
+                    width: *width,
+                    height: *height,
+                    fps: *fps,
+                },
             )?)),
             other => {
                 let description = gstreamer::pipeline_description(other).ok_or_else(|| {
