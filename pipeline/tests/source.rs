@@ -3,8 +3,10 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use gstreamer::prelude::*;
 use inspecta_pipeline::source::gstreamer::GstSource;
 use inspecta_pipeline::source::{FrameSource, SourceError, SourceSpec};
 
@@ -134,6 +136,87 @@ fn source_specs_parse_from_config_and_reject_unknown_keys() {
     let err = toml::from_str::<SourceSpec>("kind = \"v4l2\"\ndevice = \"/dev/video0\"\nfps = 5")
         .unwrap_err();
     assert!(err.to_string().contains("fps"), "{err}");
+}
+
+#[test]
+fn closing_a_recording_pipeline_leaves_a_finished_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("line.mkv");
+    let mut source = GstSource::open(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! tee name=t \
+         t. ! queue ! videoconvert ! appsink name=sink \
+         t. ! queue ! videoconvert ! jpegenc ! matroskamux ! filesink location=\"{}\"",
+        recording.display()
+    ))
+    .unwrap();
+    for _ in 0..15 {
+        source
+            .next_frame(WAIT)
+            .unwrap()
+            .expect("a live source does not end");
+    }
+    let closing = Instant::now();
+    drop(source);
+    assert!(
+        closing.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        closing.elapsed()
+    );
+    // Matroska writes the duration (and the index) at end-of-stream: torn down without it,
+    // the header says the recording is one frame long.
+    let (header, played) = durations(&recording).unwrap();
+    assert!(played >= Duration::from_millis(400), "played {played:?}");
+    assert!(
+        header.abs_diff(played) < Duration::from_millis(100),
+        "the header gives {header:?} for a recording of {played:?}"
+    );
+}
+
+/// The duration in the header of `mkv` and the duration found by playing it to the end.
+/// `pushfilesrc` keeps the demuxer from scanning the file for a duration the header lacks.
+fn durations(mkv: &Path) -> Result<(Duration, Duration), String> {
+    let pipeline = gstreamer::parse::launch(&format!(
+        "pushfilesrc location=\"{}\" ! matroskademux ! jpegdec ! fakesink sync=false",
+        mkv.display()
+    ))
+    .map_err(|e| e.to_string())?
+    .downcast::<gstreamer::Pipeline>()
+    .map_err(|_| "not a pipeline".to_owned())?;
+    let bus = pipeline.bus().ok_or("no bus")?;
+    let wait_for = |kind: gstreamer::MessageType| -> Result<(), String> {
+        let message = bus
+            .timed_pop_filtered(
+                gstreamer::ClockTime::from_seconds(10),
+                &[kind, gstreamer::MessageType::Error],
+            )
+            .ok_or(format!("no {kind:?} within 10 s"))?;
+        match message.view() {
+            gstreamer::MessageView::Error(err) => {
+                Err(format!("{} ({:?})", err.error(), err.debug()))
+            }
+            _ => Ok(()),
+        }
+    };
+    let duration = || {
+        pipeline
+            .query_duration::<gstreamer::ClockTime>()
+            .map(|d| Duration::from_nanos(d.nseconds()))
+            .ok_or("no duration")
+    };
+    let result = (|| {
+        pipeline
+            .set_state(gstreamer::State::Paused)
+            .map_err(|e| e.to_string())?;
+        wait_for(gstreamer::MessageType::AsyncDone)?;
+        let header = duration()?;
+        pipeline
+            .set_state(gstreamer::State::Playing)
+            .map_err(|e| e.to_string())?;
+        wait_for(gstreamer::MessageType::Eos)?;
+        Ok((header, duration()?))
+    })();
+    let _ = pipeline.set_state(gstreamer::State::Null);
+    result
 }
 
 #[test]

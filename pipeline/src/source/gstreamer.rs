@@ -1,6 +1,7 @@
 //! GStreamer sources: a pipeline that ends in an `appsink` named `sink`, which hands us
 //! RGB frames. The sink keeps only the newest buffer (`max-buffers=1`, `drop=true`), so a
-//! camera faster than inference never builds a backlog here.
+//! camera faster than inference never builds a backlog here. Closing sends end-of-stream
+//! first, so pipelines that also record (`tee ! ... ! mux ! filesink`) leave a finished file.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,6 +14,9 @@ use super::{CapturedFrame, FrameSource, SourceError, SourceSpec};
 use crate::frame::Frame;
 
 const SINK_NAME: &str = "sink";
+/// How long closing waits for end-of-stream to reach every sink: enough for muxers to write
+/// their index, short enough that a stuck pipeline cannot hold up a reconnect for long.
+const EOS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The pipeline text for a spec; `None` for sources GStreamer does not serve.
 pub fn pipeline_description(spec: &SourceSpec) -> Option<String> {
@@ -60,6 +64,12 @@ pub struct GstSource {
     pipeline: gstreamer::Pipeline,
     sink: AppSink,
     sequence: u64,
+    /// Set once the pipeline runs: only then can end-of-stream flow through it.
+    playing: bool,
+    /// End-of-stream reached every sink (read off the bus, which forgets it afterwards).
+    ended: bool,
+    /// The pipeline posted an error; its streaming threads have stopped.
+    failed: bool,
 }
 
 impl GstSource {
@@ -85,11 +95,14 @@ impl GstSource {
         ));
         sink.set_max_buffers(1);
         sink.set_drop(true);
-        let source = Self {
+        let mut source = Self {
             description: description.to_owned(),
             pipeline,
             sink,
             sequence: 0,
+            playing: false,
+            ended: false,
+            failed: false,
         };
         if source
             .pipeline
@@ -101,26 +114,67 @@ impl GstSource {
                 .bus_error()
                 .unwrap_or_else(|| invalid("cannot start".into())));
         }
+        source.playing = true;
         Ok(source)
     }
 
-    /// The first error message waiting on the bus, if any.
-    fn bus_error(&self) -> Option<SourceError> {
+    /// The first error message waiting on the bus, if any. Notes end-of-stream on the way,
+    /// as popping discards every message it passes.
+    fn bus_error(&mut self) -> Option<SourceError> {
         let bus = self.pipeline.bus()?;
-        while let Some(message) = bus.pop_filtered(&[gstreamer::MessageType::Error]) {
-            if let gstreamer::MessageView::Error(err) = message.view() {
-                return Some(SourceError::Stream {
-                    element: err
-                        .src()
-                        .map_or_else(|| "pipeline".into(), |s| s.name().to_string()),
-                    message: match err.debug() {
-                        Some(debug) => format!("{} ({debug})", err.error()),
-                        None => err.error().to_string(),
-                    },
-                });
+        while let Some(message) =
+            bus.pop_filtered(&[gstreamer::MessageType::Error, gstreamer::MessageType::Eos])
+        {
+            match message.view() {
+                gstreamer::MessageView::Error(err) => {
+                    self.failed = true;
+                    return Some(stream_error(err));
+                }
+                gstreamer::MessageView::Eos(_) => self.ended = true,
+                _ => {}
             }
         }
         None
+    }
+
+    /// Sends end-of-stream and waits, up to [`EOS_TIMEOUT`], until every sink has it, so
+    /// that muxers finish their files before the pipeline is torn down.
+    fn finish(&mut self) {
+        if !self.playing || self.failed || self.ended {
+            return;
+        }
+        let Some(bus) = self.pipeline.bus() else {
+            return;
+        };
+        if !self.pipeline.send_event(gstreamer::event::Eos::new()) {
+            tracing::debug!(pipeline = %self.description, "end-of-stream not accepted");
+        }
+        let until = Instant::now() + EOS_TIMEOUT;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let wait = gstreamer::ClockTime::from_nseconds(
+                u64::try_from(left.as_nanos()).unwrap_or(u64::MAX),
+            );
+            let Some(message) = bus.timed_pop_filtered(
+                wait,
+                &[gstreamer::MessageType::Eos, gstreamer::MessageType::Error],
+            ) else {
+                tracing::warn!(
+                    pipeline = %self.description,
+                    "no end-of-stream within {EOS_TIMEOUT:?}; recordings may be unfinished"
+                );
+                return;
+            };
+            match message.view() {
+                gstreamer::MessageView::Eos(_) => return,
+                gstreamer::MessageView::Error(err) => {
+                    let error = stream_error(err);
+                    tracing::warn!(pipeline = %self.description, "while closing: {error}");
+                    return;
+                }
+                _ => {}
+            }
+        }
     }
 
     fn convert(&mut self, sample: &gstreamer::Sample) -> Result<CapturedFrame, SourceError> {
@@ -158,6 +212,18 @@ impl GstSource {
     }
 }
 
+fn stream_error(err: &gstreamer::message::Error) -> SourceError {
+    SourceError::Stream {
+        element: err
+            .src()
+            .map_or_else(|| "pipeline".into(), |s| s.name().to_string()),
+        message: match err.debug() {
+            Some(debug) => format!("{} ({debug})", err.error()),
+            None => err.error().to_string(),
+        },
+    }
+}
+
 impl FrameSource for GstSource {
     fn next_frame(&mut self, timeout: Duration) -> Result<Option<CapturedFrame>, SourceError> {
         if let Some(error) = self.bus_error() {
@@ -181,6 +247,7 @@ impl FrameSource for GstSource {
 
 impl Drop for GstSource {
     fn drop(&mut self) {
+        self.finish();
         // Releases the camera or connection; an error here has nowhere useful to go.
         let _ = self.pipeline.set_state(gstreamer::State::Null);
     }
