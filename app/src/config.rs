@@ -1,11 +1,13 @@
 //! `station.toml`: what a headless station runs. Unknown keys are errors that name the key,
 //! so a typo never silently falls back to a default on the line.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use inspecta_pipeline::source::SourceSpec;
 use inspecta_pipeline::station::Reconnect;
+use inspecta_pipeline::store::StoreConfig;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -17,7 +19,13 @@ pub struct StationConfig {
     #[serde(default)]
     pub reconnect: Reconnect,
     #[serde(default)]
+    pub trigger: TriggerSection,
+    #[serde(default)]
     pub output: OutputSection,
+    /// Where verdicts, reviews and part images are kept.
+    pub store: Option<StoreConfig>,
+    /// The HTTP API (REST + Prometheus metrics); needs a store.
+    pub api: Option<ApiSection>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -48,11 +56,64 @@ pub struct OutputSection {
     pub jsonl: Option<PathBuf>,
 }
 
+/// Inspect every frame, or one frame per part when a trigger says a part is in view.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSection {
+    /// Inspect only on a trigger (HTTP `POST /trigger`, or stdin when `stdin = true`).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Read triggers from standard input: one part id per line (an empty line gets a
+    /// generated id).
+    #[serde(default)]
+    pub stdin: bool,
+    /// A trigger that gets no frame within this long is counted as missed.
+    #[serde(default = "default_frame_timeout_ms")]
+    pub frame_timeout_ms: u64,
+}
+
+fn default_frame_timeout_ms() -> u64 {
+    2_000
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address and port to serve on, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Bearer token required by the write endpoints (predict, trigger, review). The
+    /// environment variable INSPECTA_API_TOKEN overrides it.
+    pub token: Option<String>,
+    /// Largest image `POST /predict` accepts.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: usize,
+}
+
+fn default_max_upload_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
 impl StationConfig {
     pub fn from_path(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid station config {}", path.display()))
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("invalid station config {}", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("invalid station config {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Rules that span sections, which serde cannot check.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.api.is_some() && self.store.is_none() {
+            bail!("[api] serves the record store: add a [store] section");
+        }
+        if self.trigger.stdin && !self.trigger.enabled {
+            bail!("[trigger] stdin = true needs enabled = true");
+        }
+        Ok(())
     }
 }
 
@@ -71,6 +132,25 @@ mod tests {
         assert_eq!(config.station.name, "line1-cam1");
         assert!(matches!(config.source, SourceSpec::Folder { .. }));
         assert_eq!(config.reconnect.max_ms, 10_000);
+        assert!(config.store.is_some());
+        assert!(config.api.is_some());
+        config.check().expect("consistent");
+    }
+
+    #[test]
+    fn an_api_without_a_store_is_refused() {
+        let text = "[station]\nname = \"s\"\n[model]\npath = \"m\"\n[source]\nkind = \"folder\"\n\
+                    path = \"p\"\n[api]\nlisten = \"127.0.0.1:8080\"\n";
+        let err = parse(text).expect("parses").check().expect_err("no store");
+        assert!(err.to_string().contains("[store]"), "{err}");
+    }
+
+    #[test]
+    fn unknown_store_key_is_named() {
+        let text = include_str!("../../samples/station.example.toml")
+            .replace("[store]", "[store]\nmax_days = 3");
+        let err = parse(&text).expect_err("unknown key").to_string();
+        assert!(err.contains("max_days"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! `inspecta`: the edge vision inspection station.
 
+mod api;
 mod commands;
 mod config;
+mod metrics;
+mod recorder;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

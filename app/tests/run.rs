@@ -127,3 +127,79 @@ fn run_without_headless_says_what_to_do() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--headless"));
 }
+
+/// JSON lines of a file a killed process was writing: the last line may be cut short.
+fn complete_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn kill_9_at_any_moment_loses_no_committed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let source = format!(
+        "kind = \"folder\"\npath = \"{}\"\nparts_per_second = 500.0\nrepeat = true",
+        repo().join("samples/casting").display()
+    );
+    let (config, jsonl) = write_config(dir.path(), &source);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[store]\ndir = \"{}\"\nimages = \"all\"\n",
+        records.display()
+    ));
+    std::fs::write(&config, text).unwrap();
+
+    // Kill the station several times, each time a little later into its run; every
+    // verdict it reported (a JSON line is written only after the commit) must be stored.
+    let mut reported = 0;
+    for round in 0..4u64 {
+        let mut child = station(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while complete_lines(&jsonl).len() < reported + 5 {
+            assert!(Instant::now() < deadline, "the station records nothing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(37 * round));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        reported = complete_lines(&jsonl).len();
+    }
+
+    let db = rusqlite::Connection::open(records.join("records.sqlite")).unwrap();
+    let integrity: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let lines = complete_lines(&jsonl);
+    assert!(lines.len() >= 20, "{} verdicts reported", lines.len());
+    let mut ids = Vec::new();
+    for line in &lines {
+        let id = line["id"]
+            .as_i64()
+            .expect("every reported verdict has a record id");
+        let (sequence, image): (i64, Option<String>) = db
+            .query_row(
+                "SELECT sequence, image FROM verdicts WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap_or_else(|e| panic!("record {id} reported but not stored: {e}"));
+        assert_eq!(Some(sequence), line["sequence"].as_i64());
+        // The image a committed record points to is complete.
+        let image = records.join("images").join(image.expect("images = all"));
+        image::open(&image).unwrap_or_else(|e| panic!("{}: {e}", image.display()));
+        ids.push(id);
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids never reused: {ids:?}"
+    );
+}

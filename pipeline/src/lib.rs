@@ -5,6 +5,6 @@ pub mod evaluation;
 pub mod frame;
 pub mod model;
 pub mod source;
-pub mod store;
 pub mod station;
+pub mod store;
 pub mod verdict;

@@ -225,6 +225,14 @@ fn reviews_keep_who_what_and_the_trail() {
         Err(StoreError::NotFound(9999))
     ));
 
+    let same = NewReview {
+        action: ReviewAction::Override,
+        label: Some("defect".into()),
+        ..confirm
+    };
+    let err = store.review(id, &same).unwrap_err().to_string();
+    assert!(err.contains("confirm it instead"), "{err}");
+
     let overridden = store
         .review(
             id,

@@ -1,23 +1,27 @@
 //! `inspecta run --headless`: a station without a display, until the source ends or the
-//! service is told to stop (SIGINT/SIGTERM). Every verdict is logged and, if configured,
-//! appended to a JSON-lines file that is flushed line by line.
+//! service is told to stop (SIGINT/SIGTERM). Every verdict goes through the [`Recorder`]
+//! (store, metrics, log, JSON lines); the API, when configured, serves the same store and
+//! keeps serving after a finite source has ended.
 
-use std::fs::File;
-use std::io::{BufWriter, Write as _};
+use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use inspecta_pipeline::station::{LiveVerdict, Station};
-use serde::Serialize;
+use inspecta_pipeline::station::{Station, Triggers};
+use inspecta_pipeline::store::RecordStore;
 
+use crate::api::{ApiServer, ApiState, SessionPool, TriggerInput};
 use crate::config::StationConfig;
+use crate::metrics::{Identity, Metrics};
+use crate::recorder::{PartWaiters, Recorder};
 
 const STATUS_EVERY: Duration = Duration::from_secs(10);
+const TOKEN_ENV: &str = "INSPECTA_API_TOKEN";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,29 +33,20 @@ pub struct Args {
     headless: bool,
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    station: &'a str,
-    sequence: u64,
-    captured_unix_ms: u128,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    origin: Option<&'a std::path::Path>,
-    latency_ms: f64,
-    #[serde(flatten)]
-    inspection: &'a inspecta_pipeline::model::Inspection,
-}
-
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if !args.headless {
         bail!("the operator panel is not available yet: run with --headless");
     }
     let config = StationConfig::from_path(&args.config)?;
     let model = super::load_model(&config.model.path, config.model.threads)?;
-    let mut output = config
-        .output
-        .jsonl
-        .as_deref()
-        .map(open_output)
+    let store = config
+        .store
+        .as_ref()
+        .map(|s| {
+            RecordStore::open(s)
+                .map(Arc::new)
+                .with_context(|| format!("cannot open the record store in {}", s.dir.display()))
+        })
         .transpose()?;
 
     let stopping = Arc::new(AtomicBool::new(false));
@@ -59,13 +54,88 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("installing the signal handler")?;
 
-    let station = Station::start(&model, config.source.clone(), config.reconnect)?;
-    tracing::info!(station = %config.station.name, model = %model.manifest().name, "station running");
+    let frame_timeout = Duration::from_millis(config.trigger.frame_timeout_ms);
+    let (station, triggers) = if config.trigger.enabled {
+        let (station, triggers) = Station::start_triggered(
+            &model,
+            config.source.clone(),
+            config.reconnect,
+            frame_timeout,
+        )?;
+        (station, Some(triggers))
+    } else {
+        (
+            Station::start(&model, config.source.clone(), config.reconnect)?,
+            None,
+        )
+    };
+    let manifest = model.manifest();
+    let metrics = Arc::new(Metrics::new(
+        Identity {
+            station: &config.station.name,
+            model: &manifest.name,
+            model_version: &manifest.version,
+        },
+        Arc::clone(station.status()),
+        store.clone(),
+    ));
+    let waiters = Arc::new(PartWaiters::default());
+    let mut recorder = Recorder::new(
+        config.station.name.clone(),
+        Arc::clone(&model),
+        store.clone(),
+        config.output.jsonl.as_deref(),
+        Arc::clone(&metrics),
+        Arc::clone(&waiters),
+    )?;
+    let api = match (&config.api, &store) {
+        (Some(api), Some(store)) => {
+            let state = ApiState {
+                station: config.station.name.clone(),
+                model: Arc::clone(&model),
+                store: Arc::clone(store),
+                status: Arc::clone(station.status()),
+                metrics: Arc::clone(&metrics),
+                trigger: triggers.clone().map(|triggers| TriggerInput {
+                    triggers,
+                    frame_timeout,
+                }),
+                waiters,
+                token: std::env::var(TOKEN_ENV).ok().or_else(|| api.token.clone()),
+                started: Instant::now(),
+                sessions: SessionPool::default(),
+            };
+            match ApiServer::start(api, state) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    station.stop();
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+    if config.trigger.stdin
+        && let Some(triggers) = triggers
+    {
+        read_stdin_triggers(triggers, config.station.name.clone())?;
+    }
+    tracing::info!(station = %config.station.name, model = %manifest.name, "station running");
+
     let mut last_status = Instant::now();
+    let mut source_ended = false;
     while !stopping.load(Ordering::Relaxed) {
+        if source_ended {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
         match station.results().recv_timeout(Duration::from_millis(200)) {
-            Ok(verdict) => record(&config.station.name, &verdict, output.as_mut())?,
+            Ok(verdict) => recorder.record(&verdict)?,
             Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) if api.is_some() => {
+                tracing::info!("source ended; the API keeps serving until the service is stopped");
+                source_ended = true;
+            }
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if last_status.elapsed() >= STATUS_EVERY {
@@ -74,10 +144,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             last_status = Instant::now();
         }
     }
-    // Verdicts made before the stop still reach the log and the file.
+    // Stop taking requests first, then the station; verdicts made before the stop still
+    // reach the store, the log and the file.
+    if let Some(api) = api {
+        api.stop();
+    }
     let (pending, status) = station.stop();
     for verdict in &pending {
-        record(&config.station.name, verdict, output.as_mut())?;
+        recorder.record(verdict)?;
     }
     tracing::info!(
         frames = status.frames_in,
@@ -89,42 +163,30 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_output(path: &std::path::Path) -> anyhow::Result<BufWriter<File>> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let file = File::options()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(BufWriter::new(file))
-}
-
-fn record(
-    station: &str,
-    v: &LiveVerdict,
-    output: Option<&mut BufWriter<File>>,
-) -> anyhow::Result<()> {
-    let name = v.inspection.verdict.name();
-    let latency_ms = v.latency.as_secs_f64() * 1e3;
-    let origin = v.origin.as_deref();
-    tracing::info!(sequence = v.sequence, verdict = name, score = v.inspection.scores.defect_score, latency_ms, origin = ?origin, "verdict");
-    if let Some(out) = output {
-        let line = Line {
-            station,
-            sequence: v.sequence,
-            captured_unix_ms: v
-                .captured_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis()),
-            origin,
-            latency_ms,
-            inspection: &v.inspection,
-        };
-        serde_json::to_writer(&mut *out, &line).context("writing a verdict")?;
-        out.write_all(b"\n").context("writing a verdict")?;
-        out.flush().context("writing a verdict")?;
-    }
+/// Fires one trigger per line of standard input (the line is the part id) on a thread of
+/// its own; the end of input ends the triggers, not the station.
+fn read_stdin_triggers(triggers: Triggers, station: String) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("stdin-triggers".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let line = match line {
+                    Ok(line) => line,
+                    Err(e) => {
+                        tracing::warn!("stdin triggers stopped: {e}");
+                        return;
+                    }
+                };
+                let part_id = match line.trim() {
+                    "" => crate::api::generated_part_id(&station),
+                    id => id.to_owned(),
+                };
+                if let Err(e) = triggers.fire(part_id.clone()) {
+                    tracing::warn!(part_id, "trigger refused: {e}");
+                }
+            }
+            tracing::info!("stdin closed: no more stdin triggers");
+        })
+        .context("starting the stdin trigger reader")?;
     Ok(())
 }

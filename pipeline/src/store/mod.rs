@@ -423,6 +423,11 @@ impl RecordStore {
                     "cannot confirm {label:?}: the part is held to be {before:?}; override it instead"
                 )));
             }
+            (ReviewAction::Override, Some(label)) if label == before => {
+                return Err(StoreError::Invalid(format!(
+                    "the part is already held to be {before:?}: confirm it instead"
+                )));
+            }
             (ReviewAction::Override, Some(label)) if !label.is_empty() => label.to_owned(),
             (ReviewAction::Override, _) => {
                 return Err(StoreError::Invalid(

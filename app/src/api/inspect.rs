@@ -1,0 +1,186 @@
+//! Inspections asked for over HTTP: judge an uploaded image, or trigger the camera.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest as _, Multipart, Query, Request, State};
+use axum::http::{StatusCode, header};
+use inspecta_pipeline::frame::Frame;
+use inspecta_pipeline::station::TriggerError;
+use inspecta_pipeline::store::{NewRecord, Record};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::{ApiState, Shared};
+
+/// Beyond the frame timeout, how long a triggered part may take to be judged and stored.
+const TRIGGER_SLACK: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartQuery {
+    part_id: Option<String>,
+}
+
+/// `POST /predict[?part_id=]`: the image as the raw body (any image content type) or as a
+/// multipart form field. The verdict is stored like any other part and returned.
+pub async fn predict(
+    State(state): State<Shared>,
+    query: Result<Query<PartQuery>, QueryRejection>,
+    request: Request,
+) -> Result<(StatusCode, Json<Record>), ApiError> {
+    let Query(query) = query.map_err(ApiError::rejected)?;
+    let bytes = upload(request, &state).await?;
+    let worker = Arc::clone(&state);
+    let record =
+        tokio::task::spawn_blocking(move || judge(&worker, &bytes, query.part_id.as_deref()))
+            .await??;
+    state.metrics.predicted();
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+/// The image bytes of a request: a multipart form's first file field, or the whole body.
+async fn upload(request: Request, state: &Shared) -> Result<Bytes, ApiError> {
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let bytes = if multipart {
+        let mut form = Multipart::from_request(request, state)
+            .await
+            .map_err(ApiError::rejected)?;
+        loop {
+            let field = form
+                .next_field()
+                .await
+                .map_err(ApiError::rejected)?
+                .ok_or_else(|| ApiError::bad_request("the form holds no image file field"))?;
+            if field.file_name().is_some() || field.name() == Some("image") {
+                break field.bytes().await.map_err(ApiError::rejected)?;
+            }
+        }
+    } else {
+        Bytes::from_request(request, state)
+            .await
+            .map_err(ApiError::rejected)?
+    };
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "no image: send it as the request body or a multipart file field",
+        ));
+    }
+    Ok(bytes)
+}
+
+fn judge(state: &ApiState, bytes: &[u8], part_id: Option<&str>) -> Result<Record, ApiError> {
+    let frame = Frame::decode(bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let pooled = state
+        .sessions
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop();
+    let mut session = match pooled {
+        Some(session) => session,
+        None => state.model.session().map_err(ApiError::internal)?,
+    };
+    let inspection = session.inspect(&frame);
+    state
+        .sessions
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(session);
+    let inspection = inspection.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let id = state.store.insert(&NewRecord {
+        station: &state.station,
+        part_id,
+        sequence: None,
+        origin: Some("api"),
+        captured_at: SystemTime::now(),
+        model: state.model.manifest(),
+        inspection: &inspection,
+        latency: None,
+        frame: Some(&frame),
+    })?;
+    tracing::info!(
+        id,
+        part_id,
+        verdict = inspection.verdict.name(),
+        "verdict (POST /predict)"
+    );
+    Ok(state.store.get(id)?)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    part_id: Option<String>,
+}
+
+/// `POST /trigger` with an optional `{"part_id": "..."}`: the camera's next frame is judged
+/// and the stored record returned once it is committed.
+pub async fn trigger(
+    State(state): State<Shared>,
+    body: Result<Json<TriggerBody>, JsonRejection>,
+) -> Result<Json<Record>, ApiError> {
+    let body = match body {
+        Ok(Json(body)) => body,
+        // No body at all is a trigger without a part id.
+        Err(JsonRejection::MissingJsonContentType(_)) => TriggerBody::default(),
+        Err(rejection) => return Err(ApiError::rejected(rejection)),
+    };
+    let input = state.trigger.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "the station is not in triggered mode: set [trigger] enabled = true",
+        )
+    })?;
+    let part_id = body
+        .part_id
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| generated_part_id(&state.station));
+    let waiting = state.waiters.wait_for(&part_id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("part {part_id:?} is already being inspected"),
+        )
+    })?;
+    if let Err(e) = input.triggers.fire(part_id.clone()) {
+        state.waiters.forget(&part_id);
+        let status = match e {
+            TriggerError::Busy => StatusCode::TOO_MANY_REQUESTS,
+            TriggerError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return Err(ApiError::new(status, e.to_string()));
+    }
+    match tokio::time::timeout(input.frame_timeout + TRIGGER_SLACK, waiting).await {
+        Ok(Ok(record)) => Ok(Json(record)),
+        Ok(Err(_)) | Err(_) => {
+            state.waiters.forget(&part_id);
+            Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "part {part_id:?} got no verdict: no frame from the source within {} ms",
+                    input.frame_timeout.as_millis()
+                ),
+            ))
+        }
+    }
+}
+
+/// A part id for triggers that come without one: station name, trigger time, and a
+/// counter for triggers within the same millisecond.
+pub fn generated_part_id(station: &str) -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    format!("{station}-{ms}-{n}")
+}

@@ -1,0 +1,227 @@
+//! The station's HTTP API: health and status for monitoring, the record store for review
+//! tools, predict and trigger for the line, and Prometheus metrics. It runs on its own
+//! threads (a small tokio runtime); store and model work goes to blocking workers so a slow
+//! disk never stalls a scrape.
+
+mod error;
+mod inspect;
+mod records;
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use inspecta_pipeline::model::{Model, Session};
+use inspecta_pipeline::station::Triggers;
+use inspecta_pipeline::station::status::{SourceState, StationStatus};
+use inspecta_pipeline::store::RecordStore;
+use serde_json::json;
+use subtle::ConstantTimeEq as _;
+use tokio::sync::oneshot;
+
+use crate::config::ApiSection;
+use crate::metrics::Metrics;
+use crate::recorder::PartWaiters;
+use error::ApiError;
+pub use inspect::generated_part_id;
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    pub station: String,
+    pub model: Arc<Model>,
+    pub store: Arc<RecordStore>,
+    pub status: Arc<StationStatus>,
+    pub metrics: Arc<Metrics>,
+    /// Present when the station runs in triggered mode.
+    pub trigger: Option<TriggerInput>,
+    pub waiters: Arc<PartWaiters>,
+    pub token: Option<String>,
+    pub started: Instant,
+    pub sessions: SessionPool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TriggerInput {
+    pub triggers: Triggers,
+    /// How long a trigger may wait for its frame.
+    pub frame_timeout: Duration,
+}
+
+/// Model sessions for `POST /predict`, reused across requests (each holds its buffers).
+#[derive(Debug, Default)]
+pub struct SessionPool(Mutex<Vec<Session>>);
+
+type Shared = Arc<ApiState>;
+
+/// A running API server; [`ApiServer::stop`] finishes open requests and returns.
+#[derive(Debug)]
+pub struct ApiServer {
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// Binds `config.listen` (failing here, before the station runs, if the port is taken)
+    /// and serves on a thread of its own.
+    pub fn start(config: &ApiSection, state: ApiState) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        listener
+            .set_nonblocking(true)
+            .context("configuring the API socket")?;
+        let address = listener.local_addr().context("reading the API address")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(4)
+            .thread_name("api")
+            .enable_all()
+            .build()
+            .context("starting the API runtime")?;
+        if state.token.is_none() {
+            tracing::warn!(%address, "API write endpoints need no token: set [api] token or INSPECTA_API_TOKEN");
+        }
+        let app = router(Arc::new(state), config.max_upload_bytes);
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("api".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let served = async {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(async {
+                                let _ = stopped.await;
+                            })
+                            .await
+                    };
+                    if let Err(e) = served.await {
+                        tracing::error!("API server failed: {e}");
+                    }
+                });
+            })
+            .context("starting the API thread")?;
+        tracing::info!(%address, "API listening");
+        Ok(Self {
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the API thread panicked");
+        }
+    }
+}
+
+fn router(state: Shared, max_upload_bytes: usize) -> Router {
+    let writes = Router::new()
+        .route("/predict", post(inspect::predict))
+        .route("/trigger", post(inspect::trigger))
+        .route("/verdicts/{id}/review", post(records::review))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_token,
+        ))
+        .layer(DefaultBodyLimit::max(max_upload_bytes));
+    Router::new()
+        .route("/health", get(health))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/verdicts", get(records::list))
+        .route("/verdicts/{id}", get(records::get_one))
+        .route("/verdicts/{id}/image", get(records::image))
+        .merge(writes)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+/// Write endpoints need `Authorization: Bearer <token>` when a token is configured.
+async fn require_token(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let Some(expected) = state.token.as_deref() else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        next.run(request).await
+    } else {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs Authorization: Bearer <token>",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
+/// 200 while the station can inspect; 503 while its source is lost, so a monitor alarms.
+async fn health(State(state): State<Shared>) -> Response {
+    let source = state.status.snapshot().source;
+    let healthy = !matches!(source, SourceState::Reconnecting { .. });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "source": source,
+    });
+    (code, Json(body)).into_response()
+}
+
+async fn status(State(state): State<Shared>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = Arc::clone(&state.store);
+    let records = tokio::task::spawn_blocking(move || store.count()).await??;
+    let snapshot = state.status.snapshot();
+    let manifest = state.model.manifest();
+    Ok(Json(json!({
+        "station": state.station,
+        "model": { "name": manifest.name, "version": manifest.version, "labels": manifest.labels },
+        "uptime_s": state.started.elapsed().as_secs(),
+        "mode": if state.trigger.is_some() { "triggered" } else { "free_run" },
+        "source": snapshot.source,
+        "frames_in": snapshot.frames_in,
+        "frames_dropped": snapshot.frames_dropped,
+        "unreadable": snapshot.unreadable,
+        "triggers": snapshot.triggers,
+        "triggers_missed": snapshot.triggers_missed,
+        "inspected": snapshot.inspected(),
+        "verdicts": snapshot.verdicts,
+        "store": { "records": records, "image_bytes": state.store.image_bytes() },
+    })))
+}
+
+async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let text = state.metrics.render().map_err(ApiError::internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}

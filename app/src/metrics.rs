@@ -1,0 +1,230 @@
+//! Prometheus metrics: the station's live counters (read at scrape time from the same
+//! [`StationStatus`] the logs use, so the two never disagree) and latency histograms per
+//! stage, fed by the recorder as verdicts pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use inspecta_pipeline::station::LiveVerdict;
+use inspecta_pipeline::station::status::{SourceState, StationStatus};
+use inspecta_pipeline::store::RecordStore;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+type Labels = [(&'static str, String); 1];
+type StageFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// 0.5 ms to about 8 s: a fast model on a desktop up to a stalled store on an SD card.
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    stages: StageFamily,
+    stored: Counter,
+    store_errors: Counter,
+    reviews: Family<Labels, Counter>,
+    predictions: Counter,
+}
+
+/// What one station is, as an `inspecta_station_info` metric.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    pub station: &'a str,
+    pub model: &'a str,
+    pub model_version: &'a str,
+}
+
+impl Metrics {
+    pub fn new(
+        identity: Identity<'_>,
+        status: Arc<StationStatus>,
+        store: Option<Arc<RecordStore>>,
+    ) -> Self {
+        let mut registry = Registry::with_prefix("inspecta");
+        registry.register(
+            "station",
+            "The station, its model and model version",
+            Info::new(vec![
+                ("station", identity.station.to_owned()),
+                ("model", identity.model.to_owned()),
+                ("model_version", identity.model_version.to_owned()),
+            ]),
+        );
+        let stages = StageFamily::new_with_constructor(stage_histogram);
+        registry.register(
+            "stage_seconds",
+            "Time per stage: preprocess, inference, capture_to_verdict (waiting included), store",
+            stages.clone(),
+        );
+        let stored = Counter::default();
+        registry.register(
+            "records_stored",
+            "Verdicts committed to the record store",
+            stored.clone(),
+        );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Verdicts the record store failed to keep (see the log)",
+            store_errors.clone(),
+        );
+        let reviews = Family::<Labels, Counter>::default();
+        registry.register(
+            "reviews",
+            "Reviews by action (confirm, override)",
+            reviews.clone(),
+        );
+        let predictions = Counter::default();
+        registry.register(
+            "api_predictions",
+            "Images judged through POST /predict",
+            predictions.clone(),
+        );
+        registry.register_collector(Box::new(StationCollector { status, store }));
+        Self {
+            registry,
+            stages,
+            stored,
+            store_errors,
+            reviews,
+            predictions,
+        }
+    }
+
+    /// Feeds the stage histograms with one live verdict.
+    pub fn observe(&self, verdict: &LiveVerdict) {
+        let timings = &verdict.inspection.timings_ms;
+        self.stage("preprocess", timings.preprocess);
+        self.stage("inference", timings.inference);
+        self.stage("capture_to_verdict", verdict.latency);
+    }
+
+    pub fn stored(&self, took: Duration) {
+        self.stored.inc();
+        self.stage("store", took);
+    }
+
+    pub fn store_failed(&self) {
+        self.store_errors.inc();
+    }
+
+    pub fn reviewed(&self, action: &str) {
+        self.reviews
+            .get_or_create(&[("action", action.to_owned())])
+            .inc();
+    }
+
+    pub fn predicted(&self) {
+        self.predictions.inc();
+    }
+
+    /// The OpenMetrics text exposition Prometheus scrapes.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    fn stage(&self, stage: &'static str, took: Duration) {
+        self.stages
+            .get_or_create(&[("stage", stage.to_owned())])
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// Reads the station's counters at scrape time.
+#[derive(Debug)]
+struct StationCollector {
+    status: Arc<StationStatus>,
+    store: Option<Arc<RecordStore>>,
+}
+
+const SOURCE_STATES: [&str; 4] = ["connecting", "online", "reconnecting", "ended"];
+
+impl Collector for StationCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.status.snapshot();
+        let counters = [
+            ("frames", "Frames delivered by the source", s.frames_in),
+            (
+                "frames_dropped",
+                "Live frames replaced by a newer one before the model was free",
+                s.frames_dropped,
+            ),
+            (
+                "frames_unreadable",
+                "Frames or files that could not be judged",
+                s.unreadable,
+            ),
+            ("triggers", "Triggers accepted", s.triggers),
+            (
+                "triggers_missed",
+                "Triggers that got no frame in time",
+                s.triggers_missed,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(metric)?;
+        }
+
+        let mut verdicts = encoder.encode_descriptor(
+            "verdicts",
+            "Verdicts by name: good, uncertain, or the defect class",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, count) in &s.verdicts {
+            let labels = [("verdict", name.as_str())];
+            ConstCounter::new(*count).encode(verdicts.encode_family(&labels)?)?;
+        }
+
+        let current = match &s.source {
+            SourceState::Connecting => "connecting",
+            SourceState::Online => "online",
+            SourceState::Reconnecting { .. } => "reconnecting",
+            SourceState::Ended => "ended",
+        };
+        let mut state = encoder.encode_descriptor(
+            "source_state",
+            "1 for the source's current state",
+            None,
+            MetricType::Gauge,
+        )?;
+        for name in SOURCE_STATES {
+            let labels = [("state", name)];
+            ConstGauge::new(i64::from(name == current)).encode(state.encode_family(&labels)?)?;
+        }
+        let attempt = match &s.source {
+            SourceState::Reconnecting { attempt, .. } => i64::from(*attempt),
+            _ => 0,
+        };
+        ConstGauge::new(attempt).encode(encoder.encode_descriptor(
+            "source_reconnect_attempt",
+            "Reconnection attempts since the source was last online",
+            None,
+            MetricType::Gauge,
+        )?)?;
+
+        if let Some(store) = &self.store {
+            let bytes = i64::try_from(store.image_bytes()).unwrap_or(i64::MAX);
+            ConstGauge::new(bytes).encode(encoder.encode_descriptor(
+                "store_image_bytes",
+                "Bytes of part images kept by the record store",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,454 @@
+//! The HTTP API of a real headless station (the `inspecta` binary), spoken to over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::Value;
+
+const TOKEN: &str = "s3cret-token";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A station process with its API; SIGTERMed (and checked to exit cleanly) on drop.
+struct Station {
+    child: Child,
+    base: String,
+    client: Client,
+    dir: tempfile::TempDir,
+}
+
+impl Station {
+    /// Starts `inspecta run --headless` with `source` and `extra` config, and waits until
+    /// its API answers.
+    fn start(source: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("station.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[station]\nname = \"api-test\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
+                 [source]\n{source}\n[store]\ndir = \"{}\"\n\
+                 [api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n{extra}\n",
+                dir.path().join("records").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+            .current_dir(repo())
+            .args(["run", "--headless", "--config"])
+            .arg(&config)
+            .env_remove("INSPECTA_API_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let station = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            // A fresh connection per request: the server closes one after refusing a
+            // body unread (413, 401), and a pooled client would reuse it.
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+            dir,
+        };
+        station.wait_for("the API", |s| s.client.get(s.url("/health")).send().is_ok());
+        station
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.client.get(self.url(path)).send().unwrap();
+        let status = response.status();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().unwrap();
+        let status = response.status();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    fn upload(&self, query: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.url(&format!("/predict{query}")))
+            .bearer_auth(TOKEN)
+            .header("content-type", "image/jpeg")
+            .body(bytes)
+            .send()
+            .unwrap();
+        let status = response.status();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    fn wait_for(&self, what: &str, ready: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !ready(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stdin(&mut self) -> &mut ChildStdin {
+        self.child.stdin.as_mut().unwrap()
+    }
+}
+
+impl Drop for Station {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().unwrap();
+        if !std::thread::panicking() {
+            assert!(status.success(), "station exited with {status}");
+        }
+    }
+}
+
+fn folder_line() -> String {
+    format!(
+        "kind = \"folder\"\npath = \"{}\"\nparts_per_second = 100.0",
+        repo().join("samples/casting").display()
+    )
+}
+
+fn sample(class: &str, index: usize) -> Vec<u8> {
+    let dir = repo().join("samples/casting").join(class);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    std::fs::read(&files[index]).unwrap()
+}
+
+/// Waits until the folder line has played and every part is stored.
+fn played(station: &Station) {
+    station.wait_for("all 24 parts stored", |s| {
+        let (_, status) = s.get("/status");
+        status["store"]["records"] == 24 && status["source"]["state"] == "ended"
+    });
+}
+
+#[test]
+fn records_are_listed_paged_filtered_and_their_images_served() {
+    let station = Station::start(&folder_line(), "");
+    played(&station);
+    let (code, health) = station.get("/health");
+    assert_eq!(
+        (code, health["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+
+    let mut ids = Vec::new();
+    let mut path = "/verdicts?limit=10".to_owned();
+    loop {
+        let (code, page) = station.get(&path);
+        assert_eq!(code, StatusCode::OK);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 10);
+        ids.extend(items.iter().map(|r| r["id"].as_i64().unwrap()));
+        match page["next"].as_i64() {
+            Some(next) => path = format!("/verdicts?limit=10&before={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 24);
+    assert!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
+
+    let (_, status) = station.get("/status");
+    let (_, defects) = station.get("/verdicts?verdict=defect&limit=500");
+    let defects = defects["items"].as_array().unwrap();
+    assert_eq!(
+        defects.len() as u64,
+        status["verdicts"]["defect"].as_u64().unwrap()
+    );
+    assert!(defects.len() >= 10, "the samples hold 12 defects");
+
+    // A defect's image is kept and served as a JPEG of the part.
+    let defect = defects[0]["id"].as_i64().unwrap();
+    let response = station
+        .client
+        .get(station.url(&format!("/verdicts/{defect}/image")))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    let image = image::load_from_memory(&response.bytes().unwrap()).unwrap();
+    assert_eq!((image.width(), image.height()), (300, 300));
+
+    // A good part's image is not kept.
+    let (_, goods) = station.get("/verdicts?verdict=good&limit=1");
+    let good = goods["items"][0]["id"].as_i64().unwrap();
+    let (code, body) = station.get(&format!("/verdicts/{good}/image"));
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("no image kept"));
+
+    let (code, body) = station.get("/verdicts/999999");
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    let (code, body) = station.get("/verdicts?colour=red");
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("colour"), "{body}");
+    let (code, _) = station.get("/verdicts?since=yesterday");
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn reviews_need_the_token_and_are_kept_with_who_and_why() {
+    let station = Station::start(&folder_line(), "");
+    played(&station);
+    let (_, defects) = station.get("/verdicts?verdict=defect&limit=1");
+    let id = defects["items"][0]["id"].as_i64().unwrap();
+    let path = format!("/verdicts/{id}/review");
+    let overriding = serde_json::json!({
+        "reviewer": "anna", "action": "override", "label": "good", "reason": "casting flash"
+    });
+
+    let (code, _) = station.post(&path, None, &overriding);
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, _) = station.post(&path, Some("wrong"), &overriding);
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+
+    let unknown = serde_json::json!({"reviewer": "anna", "action": "override", "label": "crack"});
+    let (code, body) = station.post(&path, Some(TOKEN), &unknown);
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("defect"), "{body}");
+    let anonymous = serde_json::json!({"action": "confirm"});
+    let (code, _) = station.post(&path, Some(TOKEN), &anonymous);
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (code, review) = station.post(&path, Some(TOKEN), &overriding);
+    assert_eq!(code, StatusCode::CREATED, "{review}");
+    assert_eq!(review["before"], "defect");
+    assert_eq!(review["after"], "good");
+
+    let (_, record) = station.get(&format!("/verdicts/{id}"));
+    assert_eq!(record["label"], "good");
+    assert_eq!(record["verdict"], "defect");
+    assert_eq!(record["review"]["reviewer"], "anna");
+    assert_eq!(record["review"]["reason"], "casting flash");
+    let (_, reviewed) = station.get("/verdicts?reviewed=true");
+    assert_eq!(reviewed["items"].as_array().unwrap().len(), 1);
+
+    let missing = station.post(
+        "/verdicts/999999/review",
+        Some(TOKEN),
+        &serde_json::json!({"reviewer": "anna", "action": "confirm"}),
+    );
+    assert_eq!(missing.0, StatusCode::NOT_FOUND);
+
+    let metrics = station
+        .client
+        .get(station.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("inspecta_reviews_total{action=\"override\"} 1"),
+        "{metrics}"
+    );
+
+    // The review is in the station's own database, not just in the API's memory.
+    let db = rusqlite::Connection::open(station.dir.path().join("records/records.sqlite")).unwrap();
+    let (reviewer, after): (String, String) = db
+        .query_row(
+            "SELECT reviewer, after FROM reviews WHERE verdict_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((reviewer.as_str(), after.as_str()), ("anna", "good"));
+}
+
+#[test]
+fn metrics_expose_counters_histograms_and_source_state() {
+    let station = Station::start(&folder_line(), "");
+    played(&station);
+    let response = station.client.get(station.url("/metrics")).send().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().unwrap();
+    for expected in [
+        "inspecta_frames_total 24",
+        "inspecta_frames_dropped_total 0",
+        "inspecta_records_stored_total 24",
+        "inspecta_source_state{state=\"ended\"} 1",
+        "inspecta_source_state{state=\"online\"} 0",
+        "inspecta_stage_seconds_count{stage=\"inference\"} 24",
+        "inspecta_stage_seconds_count{stage=\"capture_to_verdict\"} 24",
+        "inspecta_stage_seconds_bucket{le=\"+Inf\",stage=\"preprocess\"} 24",
+        "inspecta_station_info{station=\"api-test\",model=\"casting-defect\"",
+    ] {
+        assert!(text.contains(expected), "{expected} missing in\n{text}");
+    }
+    let verdicts: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("inspecta_verdicts_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(verdicts, 24);
+    assert!(text.trim_end().ends_with("# EOF"));
+}
+
+#[test]
+fn predict_judges_uploads_and_rejects_bad_images_with_a_reason() {
+    let station = Station::start(&folder_line(), "max_upload_bytes = 200000");
+    let defect = sample("defect", 0);
+
+    let (code, record) = station.upload("?part_id=UP-1", defect.clone());
+    assert_eq!(code, StatusCode::CREATED, "{record}");
+    assert_eq!(record["verdict"], "defect");
+    assert_eq!(record["part_id"], "UP-1");
+    assert_eq!(record["origin"], "api");
+    assert_eq!(record["has_image"], true);
+    let (_, found) = station.get("/verdicts?part_id=UP-1");
+    assert_eq!(found["items"][0]["id"], record["id"]);
+
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "image",
+        reqwest::blocking::multipart::Part::bytes(sample("good", 0)).file_name("part.jpeg"),
+    );
+    let response = station
+        .client
+        .post(station.url("/predict"))
+        .bearer_auth(TOKEN)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let record: Value = response.json().unwrap();
+    assert_eq!(record["verdict"], "good");
+
+    let (code, body) = station.upload("", defect[..defect.len() / 2].to_vec());
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("truncated"),
+        "{body}"
+    );
+    let (code, body) = station.upload("", b"GIF89a this is no image at all".to_vec());
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("decode"), "{body}");
+    let (code, body) = station.upload("", Vec::new());
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    let (code, _) = station.upload("", vec![0xFF; 300_000]);
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let response = station
+        .client
+        .post(station.url("/predict"))
+        .body(defect)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+
+    // A free-running station has no trigger.
+    let (code, body) = station.post("/trigger", Some(TOKEN), &serde_json::json!({}));
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+}
+
+#[test]
+fn http_and_stdin_triggers_judge_a_part_each() {
+    let mut station = Station::start(
+        "kind = \"test_pattern\"\npattern = \"ball\"\nwidth = 320\nheight = 240\nfps = 30",
+        "[trigger]\nenabled = true\nstdin = true\nframe_timeout_ms = 3000",
+    );
+    let (code, record) = station.post(
+        "/trigger",
+        Some(TOKEN),
+        &serde_json::json!({"part_id": "T-1"}),
+    );
+    assert_eq!(code, StatusCode::OK, "{record}");
+    assert_eq!(record["part_id"], "T-1");
+    assert!(
+        record["id"].as_i64().is_some(),
+        "the record is stored before the reply"
+    );
+
+    let response = station
+        .client
+        .post(station.url("/trigger"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let record: Value = response.json().unwrap();
+    assert!(record["part_id"].as_str().unwrap().starts_with("api-test-"));
+
+    writeln!(station.stdin(), "S-1\nS-2").unwrap();
+    station.stdin().flush().unwrap();
+    station.wait_for("stdin triggers judged", |s| {
+        let (_, page) = s.get("/verdicts?part_id=S-2");
+        !page["items"].as_array().unwrap().is_empty()
+    });
+    let (_, s1) = station.get("/verdicts?part_id=S-1");
+    assert_eq!(s1["items"].as_array().unwrap().len(), 1);
+
+    let (_, status) = station.get("/status");
+    assert_eq!(status["mode"], "triggered");
+    assert_eq!(status["triggers"], 4);
+    assert_eq!(
+        status["inspected"], 4,
+        "a triggered station judges only triggered parts"
+    );
+}
+
+#[test]
+fn a_taken_port_is_a_clear_startup_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("station.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[station]\nname = \"s\"\n[model]\npath = \"models/casting\"\n[source]\n{}\n\
+             [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
+            folder_line(),
+            dir.path().join("records").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .current_dir(repo())
+        .args(["run", "--headless", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
