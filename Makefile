@@ -30,6 +30,12 @@ demo: build
 	$(INSPECTA) run --headless --config samples/station.example.toml
 	@echo "Verdicts recorded in out/station/verdicts.jsonl: $$(wc -l < out/station/verdicts.jsonl)"
 	@echo
+	@echo "== A headless station watching a video of the line at 30 fps (samples/station.clip.toml) =="
+	scripts/make-clip.sh out/clip/casting-line.mkv
+	rm -f out/station/clip-verdicts.jsonl
+	$(INSPECTA) run --headless --config samples/station.clip.toml
+	@echo "Verdicts recorded in out/station/clip-verdicts.jsonl: $$(wc -l < out/station/clip-verdicts.jsonl)"
+	@echo
 	@echo "Open out/demo/casting/report.html in a browser."
 
 ## test: formatting, lints, and every unit and integration test.
