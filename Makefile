@@ -6,7 +6,7 @@ DATASETS ?= ../shared/datasets
 BACKBONE ?= ../shared/backbones/efficientnet_lite0_imagenet_224.onnx
 INSPECTA := target/release/inspecta
 
-.PHONY: deps build demo test lint bench models eval-casting clean
+.PHONY: deps build demo test lint bench bench-live models eval-casting clean
 
 deps:
 	@scripts/install-deps.sh
@@ -25,10 +25,8 @@ demo: build
 	@echo "== Evaluation of models/xsdd (7 steel defect classes) on samples/xsdd =="
 	$(INSPECTA) eval --model models/xsdd samples/xsdd --out out/demo/xsdd --quiet
 	@echo
-	@echo "== A headless station judging the sample parts as a line (samples/station.example.toml) =="
-	rm -f out/station/verdicts.jsonl
-	$(INSPECTA) run --headless --config samples/station.example.toml
-	@echo "Verdicts recorded in out/station/verdicts.jsonl: $$(wc -l < out/station/verdicts.jsonl)"
+	@echo "== A headless station judging the sample parts as a line, with its HTTP API (samples/station.example.toml) =="
+	scripts/demo-station.sh $(INSPECTA)
 	@echo
 	@echo "== A headless station watching a video of the line at 30 fps (samples/station.clip.toml) =="
 	scripts/make-clip.sh out/clip/casting-line.mkv
@@ -47,6 +45,10 @@ test: deps
 ## bench: tract latency and throughput, side by side with ONNX Runtime (docs/BENCHMARKS.md).
 bench: deps
 	PYTHON=$$(scripts/python-env.sh) $(CARGO) bench -p inspecta-pipeline --bench inference --locked
+
+## bench-live: the live station on a 30 fps clip, capture-to-verdict latency (docs/BENCHMARKS.md).
+bench-live: deps
+	$(CARGO) bench -p inspecta-pipeline --bench live --locked
 
 ## models: rebuild the bundled models from the public datasets (needs ../shared).
 models: deps

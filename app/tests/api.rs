@@ -153,7 +153,7 @@ fn sample(class: &str, index: usize) -> Vec<u8> {
 fn played(station: &Station) {
     station.wait_for("all 24 parts stored", |s| {
         let (_, status) = s.get("/status");
-        status["store"]["records"] == 24 && status["source"]["state"] == "ended"
+        status["finished"] == true
     });
 }
 
@@ -161,6 +161,12 @@ fn played(station: &Station) {
 fn records_are_listed_paged_filtered_and_their_images_served() {
     let station = Station::start(&folder_line(), "");
     played(&station);
+    let (_, status) = station.get("/status");
+    assert_eq!(
+        status["store"]["records"], 24,
+        "finished means every part stored"
+    );
+    assert_eq!(status["source"]["state"], "ended");
     let (code, health) = station.get("/health");
     assert_eq!(
         (code, health["status"].as_str()),

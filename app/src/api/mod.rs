@@ -7,6 +7,7 @@ mod error;
 mod inspect;
 mod records;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,6 +47,8 @@ pub struct ApiState {
     pub token: Option<String>,
     pub started: Instant,
     pub sessions: SessionPool,
+    /// Set once a finite source has ended and every verdict from it is stored.
+    pub finished: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +206,7 @@ async fn status(State(state): State<Shared>) -> Result<Json<serde_json::Value>, 
         "uptime_s": state.started.elapsed().as_secs(),
         "mode": if state.trigger.is_some() { "triggered" } else { "free_run" },
         "source": snapshot.source,
+        "finished": state.finished.load(Ordering::Relaxed),
         "frames_in": snapshot.frames_in,
         "frames_dropped": snapshot.frames_dropped,
         "unreadable": snapshot.unreadable,

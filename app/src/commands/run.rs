@@ -80,6 +80,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         store.clone(),
     ));
     let waiters = Arc::new(PartWaiters::default());
+    let finished = Arc::new(AtomicBool::new(false));
     let mut recorder = Recorder::new(
         config.station.name.clone(),
         Arc::clone(&model),
@@ -104,6 +105,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 token: std::env::var(TOKEN_ENV).ok().or_else(|| api.token.clone()),
                 started: Instant::now(),
                 sessions: SessionPool::default(),
+                finished: Arc::clone(&finished),
             };
             match ApiServer::start(api, state) {
                 Ok(server) => Some(server),
@@ -134,6 +136,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) if api.is_some() => {
                 tracing::info!("source ended; the API keeps serving until the service is stopped");
+                finished.store(true, Ordering::Relaxed);
                 source_ended = true;
             }
             Err(RecvTimeoutError::Disconnected) => break,
