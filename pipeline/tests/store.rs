@@ -439,3 +439,75 @@ fn an_uncertain_part_is_stored_with_its_image() {
     );
     assert!(r.has_image);
 }
+
+#[test]
+fn shift_kpis_count_labels_reviews_and_the_pareto() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    let before = jiff::Timestamp::now();
+    let mut ids = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        ids.push(store.insert(&record(model, part, i as u64)).unwrap());
+    }
+    let mut unsure = parts[0].clone();
+    unsure.inspection.verdict = Verdict::Uncertain;
+    let unsure_id = store.insert(&record(model, &unsure, 99)).unwrap();
+    let review = |id, action, label: Option<&str>| {
+        store
+            .review(
+                id,
+                &NewReview {
+                    reviewer: "anna".into(),
+                    action,
+                    label: label.map(str::to_owned),
+                    reason: None,
+                },
+            )
+            .unwrap()
+    };
+    let confirm_uncertain = store.review(
+        unsure_id,
+        &NewReview {
+            reviewer: "anna".into(),
+            action: ReviewAction::Confirm,
+            label: None,
+            reason: None,
+        },
+    );
+    assert!(matches!(confirm_uncertain, Err(StoreError::Invalid(_))));
+
+    let kpis = store.kpis(before).unwrap();
+    let model_good = parts
+        .iter()
+        .filter(|p| p.inspection.verdict == Verdict::Good)
+        .count() as u64;
+    assert_eq!(kpis.parts, 25);
+    assert_eq!(kpis.good, model_good);
+    assert_eq!((kpis.uncertain, kpis.awaiting_review), (1, 1));
+    assert_eq!(kpis.defects, vec![("defect".to_owned(), 24 - model_good)]);
+
+    // The uncertain part turns out good; one defect call is overridden, one confirmed.
+    review(unsure_id, ReviewAction::Override, Some("good"));
+    let defect_ids: Vec<i64> = ids
+        .iter()
+        .zip(parts)
+        .filter(|(_, p)| p.inspection.verdict != Verdict::Good)
+        .map(|(id, _)| *id)
+        .collect();
+    review(defect_ids[0], ReviewAction::Override, Some("good"));
+    review(defect_ids[1], ReviewAction::Confirm, None);
+    let kpis = store.kpis(before).unwrap();
+    assert_eq!(kpis.good, model_good + 2);
+    assert_eq!(kpis.awaiting_review, 0);
+    // Labelling an uncertain part is no override: the model made no call.
+    assert_eq!((kpis.reviewed, kpis.overridden), (2, 1));
+    assert!((kpis.override_rate().unwrap() - 0.5).abs() < 1e-9);
+    assert!((kpis.first_pass_yield().unwrap() - (model_good + 2) as f64 / 25.0).abs() < 1e-9);
+
+    let later = store
+        .kpis(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    assert_eq!(later.parts, 0);
+    assert_eq!(later.first_pass_yield(), None);
+}

@@ -231,6 +231,53 @@ pub struct Page {
     pub next: Option<i64>,
 }
 
+/// Quality figures over a span of records (a shift), as the operator panel shows them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Kpis {
+    pub parts: u64,
+    /// Parts whose current label (review, else model) is good.
+    pub good: u64,
+    /// Parts by current defect class, most frequent first (the Pareto).
+    pub defects: Vec<(String, u64)>,
+    /// Parts the model left to the operator.
+    pub uncertain: u64,
+    /// Uncertain parts nobody has reviewed yet.
+    pub awaiting_review: u64,
+    /// Good or defect verdicts an inspector reviewed (uncertain parts are not verdicts).
+    pub reviewed: u64,
+    /// Reviewed verdicts whose label the inspector changed: the model was wrong.
+    pub overridden: u64,
+    pub first: Option<jiff::Timestamp>,
+    pub last: Option<jiff::Timestamp>,
+}
+
+impl Kpis {
+    fn ratio(n: u64, d: u64) -> Option<f64> {
+        (d > 0).then(|| n as f64 / d as f64)
+    }
+
+    /// Good parts over all parts, with reviews applied.
+    pub fn first_pass_yield(&self) -> Option<f64> {
+        Self::ratio(self.good, self.parts)
+    }
+
+    pub fn uncertain_rate(&self) -> Option<f64> {
+        Self::ratio(self.uncertain, self.parts)
+    }
+
+    /// Overrides over reviewed parts.
+    pub fn override_rate(&self) -> Option<f64> {
+        Self::ratio(self.overridden, self.reviewed)
+    }
+
+    /// Parts per minute between the first and the last part.
+    pub fn parts_per_minute(&self) -> Option<f64> {
+        let (first, last) = (self.first?, self.last?);
+        let minutes = last.duration_since(first).as_secs_f64() / 60.0;
+        (minutes > 0.0).then(|| (self.parts.saturating_sub(1)) as f64 / minutes)
+    }
+}
+
 #[derive(Debug)]
 pub struct RecordStore {
     path: PathBuf,
@@ -416,6 +463,12 @@ impl RecordStore {
             .optional()?
             .ok_or(StoreError::NotFound(verdict_id))?;
         let after = match (review.action, review.label.as_deref().map(str::trim)) {
+            (ReviewAction::Confirm, _) if before == "uncertain" => {
+                return Err(StoreError::Invalid(
+                    "an uncertain part needs a label: override it with good or a defect class"
+                        .into(),
+                ));
+            }
             (ReviewAction::Confirm, None) => before.clone(),
             (ReviewAction::Confirm, Some(label)) if label == before => before.clone(),
             (ReviewAction::Confirm, Some(label)) => {
@@ -470,6 +523,46 @@ impl RecordStore {
                 .filter(|r| !r.is_empty())
                 .map(str::to_owned),
         })
+    }
+
+    /// Quality figures over the records captured at or after `since`.
+    pub fn kpis(&self, since: jiff::Timestamp) -> Result<Kpis, StoreError> {
+        let conn = self.lock();
+        let mut labels = conn.prepare_cached(
+            "SELECT coalesce(r.after, v.class, v.verdict), v.verdict,
+                    r.id IS NOT NULL AND v.verdict <> 'uncertain',
+                    r.id IS NOT NULL AND v.verdict <> 'uncertain'
+                        AND r.after <> coalesce(v.class, v.verdict),
+                    v.captured_ms
+             FROM verdicts v
+             LEFT JOIN reviews r ON r.id = (SELECT max(id) FROM reviews WHERE verdict_id = v.id)
+             WHERE v.captured_ms >= ?1",
+        )?;
+        let mut kpis = Kpis::default();
+        let mut defects: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut rows = labels.query([since.as_millisecond()])?;
+        while let Some(row) = rows.next()? {
+            let label: String = row.get(0)?;
+            let verdict: String = row.get(1)?;
+            let reviewed: bool = row.get(2)?;
+            let overridden: bool = row.get(3)?;
+            let at = timestamp(row.get(4)?);
+            kpis.parts += 1;
+            match label.as_str() {
+                "good" => kpis.good += 1,
+                "uncertain" => kpis.awaiting_review += 1,
+                class => *defects.entry(class.to_owned()).or_default() += 1,
+            }
+            kpis.uncertain += u64::from(verdict == "uncertain");
+            kpis.reviewed += u64::from(reviewed);
+            kpis.overridden += u64::from(overridden);
+            kpis.first = Some(kpis.first.map_or(at, |f| f.min(at)));
+            kpis.last = Some(kpis.last.map_or(at, |l| l.max(at)));
+        }
+        kpis.defects = defects.into_iter().collect();
+        kpis.defects
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(kpis)
     }
 
     /// Every review of one record, oldest first: the audit trail.
