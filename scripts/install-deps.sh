@@ -7,6 +7,8 @@ APT_PACKAGES=(
   pkg-config gcc make python3 python3-venv
   # make demo talks to the station's HTTP API
   curl
+  # the operator panel's end-to-end test: a real X server, Mesa's software OpenGL, xdotool
+  xvfb libgl1-mesa-dri libegl1 xdotool
   # GStreamer sources: headers for gstreamer-rs, plugins for cameras, RTSP, files and decoding
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-libav

@@ -26,6 +26,39 @@ pub struct StationConfig {
     pub store: Option<StoreConfig>,
     /// The HTTP API (REST + Prometheus metrics); needs a store.
     pub api: Option<ApiSection>,
+    /// The operator panel (`inspecta run` with a display).
+    pub panel: Option<PanelSection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PanelSection {
+    /// Parts kept in the history strip (parts waiting for review always stay).
+    #[serde(default = "default_history")]
+    pub history: usize,
+    /// Local shift start times ("HH:MM"); the KPI panel covers the current shift.
+    #[serde(default)]
+    pub shifts: Vec<String>,
+    /// Reason codes offered when an inspector overrides a verdict.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub high_contrast: bool,
+}
+
+fn default_history() -> usize {
+    24
+}
+
+impl Default for PanelSection {
+    fn default() -> Self {
+        Self {
+            history: default_history(),
+            shifts: Vec::new(),
+            reasons: Vec::new(),
+            high_contrast: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

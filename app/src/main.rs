@@ -4,7 +4,9 @@ mod api;
 mod commands;
 mod config;
 mod metrics;
+mod panel;
 mod recorder;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -65,7 +65,8 @@ impl Recorder {
 
     /// Keeps one verdict. A store failure (disk full, say) is logged and counted but does
     /// not stop the line; the verdict still reaches the log and the JSON-lines file.
-    pub fn record(&mut self, v: &LiveVerdict) -> anyhow::Result<()> {
+    /// Returns the record id when the store kept it.
+    pub fn record(&mut self, v: &LiveVerdict) -> anyhow::Result<Option<i64>> {
         self.metrics.observe(v);
         let id = self.store(v);
         let name = v.inspection.verdict.name();
@@ -96,7 +97,7 @@ impl Recorder {
                 Err(e) => tracing::error!(id, "cannot read back record: {e}"),
             }
         }
-        Ok(())
+        Ok(id)
     }
 
     fn store(&self, v: &LiveVerdict) -> Option<i64> {

@@ -122,6 +122,8 @@ fn run_without_headless_says_what_to_do() {
     let out = Command::new(env!("CARGO_BIN_EXE_inspecta"))
         .current_dir(repo())
         .args(["run", "--config", "samples/station.example.toml"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use inspecta_pipeline::model::{Model, RunnerOptions};
 
-fn load_model(path: &Path, intra_op_threads: usize) -> anyhow::Result<Arc<Model>> {
+pub fn load_model(path: &Path, intra_op_threads: usize) -> anyhow::Result<Arc<Model>> {
     let model = Model::load(path, RunnerOptions { intra_op_threads })
         .with_context(|| format!("cannot load model {}", path.display()))?;
     Ok(Arc::new(model))

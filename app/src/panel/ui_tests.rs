@@ -1,0 +1,256 @@
+//! The panel driven like an inspector drives it (keys, clicks) through egui_kittest, with a
+//! real record store and review desk behind it: every action must land in the store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant, SystemTime};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+use inspecta_pipeline::frame::Frame;
+use inspecta_pipeline::model::{Model, RunnerOptions};
+use inspecta_pipeline::store::{NewRecord, RecordStore, Review, StoreConfig};
+use inspecta_pipeline::verdict::Verdict;
+
+use super::app::{Panel, PanelSetup};
+use super::commands::SHORTCUTS;
+use super::desk::{Desk, Event, Part, display_image};
+
+struct Rig {
+    store: Arc<RecordStore>,
+    model: Arc<Model>,
+    events: Sender<Event>,
+    _desk: Desk,
+    _dir: tempfile::TempDir,
+}
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// A panel over a fresh store with the review desk running, operator not signed in.
+fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap());
+    let model =
+        Arc::new(Model::load(&repo().join("models/casting"), RunnerOptions::default()).unwrap());
+    let shift_start = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(5);
+    if setup_uncertain {
+        judge_and_store(&store, &model, "good", true);
+    }
+    let (events, inbox) = std::sync::mpsc::channel();
+    let (desk, requests) = Desk::start(
+        Arc::clone(&store),
+        shift_start,
+        events.clone(),
+        Arc::new(|| {}),
+    )
+    .unwrap();
+    let manifest = model.manifest();
+    let setup = PanelSetup {
+        station: "kittest".into(),
+        model: manifest.name.clone(),
+        labels: super::review_labels(&manifest.labels, |l| manifest.is_good(l)),
+        reasons: vec!["flash".into(), "dirt".into()],
+        history: 8,
+        high_contrast: false,
+        shift: "06:00".into(),
+        screenshots: dir.path().join("screenshots"),
+    };
+    let panel = Panel::new(setup, inbox, requests);
+    let harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_ui_state(|ui, panel: &mut Panel| panel.ui(ui), panel);
+    let rig = Rig {
+        store,
+        model,
+        events,
+        _desk: desk,
+        _dir: dir,
+    };
+    (harness, rig)
+}
+
+/// Judges the first sample of `class` with the real model and stores it; `uncertain`
+/// stores it as a part the model left to the operator.
+fn judge_and_store(store: &RecordStore, model: &Arc<Model>, class: &str, uncertain: bool) -> Part {
+    let dir = repo().join("samples/casting").join(class);
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let frame = Frame::open(&files[0]).unwrap();
+    let mut inspection = model.session().unwrap().inspect(&frame).unwrap();
+    if uncertain {
+        inspection.verdict = Verdict::Uncertain;
+    }
+    let id = store
+        .insert(&NewRecord {
+            station: "kittest",
+            part_id: None,
+            sequence: Some(0),
+            origin: None,
+            captured_at: SystemTime::now(),
+            model: model.manifest(),
+            inspection: &inspection,
+            latency: None,
+            frame: Some(&frame),
+        })
+        .unwrap();
+    Part {
+        record: store.get(id).unwrap(),
+        image: display_image(&frame),
+    }
+}
+
+fn sign_in(harness: &mut Harness<'static, Panel>, name: &str) {
+    harness.run_steps(2);
+    harness.get_by_role(Role::TextInput).type_text(name);
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(3);
+    assert_eq!(harness.state().operator(), Some(name));
+}
+
+fn live_part(harness: &mut Harness<'static, Panel>, rig: &Rig, class: &str) -> i64 {
+    let part = judge_and_store(&rig.store, &rig.model, class, false);
+    let id = part.record.id;
+    rig.events.send(Event::Part(Box::new(part))).unwrap();
+    harness.run_steps(3);
+    id
+}
+
+/// Steps the UI until the desk has stored a review of `id` (the desk is a real thread).
+fn stored_review(harness: &mut Harness<'static, Panel>, rig: &Rig, id: i64) -> Review {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        harness.run_steps(1);
+        if let Some(review) = rig.store.reviews(id).unwrap().pop() {
+            harness.run_steps(3);
+            return review;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no review of part {id} reached the store"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn enter_confirms_the_live_part_in_the_operators_name() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "anna");
+    let id = live_part(&mut harness, &rig, "defect");
+    harness.get_by_label_contains("DEFECT");
+    harness.key_press(egui::Key::Enter);
+    let review = stored_review(&mut harness, &rig, id);
+    assert_eq!(review.reviewer, "anna");
+    assert_eq!(
+        (review.before.as_str(), review.after.as_str()),
+        ("defect", "defect")
+    );
+    harness.get_by_label_contains("confirmed by anna");
+}
+
+#[test]
+fn clicking_a_label_overrides_and_the_banner_follows() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "bert");
+    let id = live_part(&mut harness, &rig, "defect");
+    harness.get_by_label("1 good").click();
+    let review = stored_review(&mut harness, &rig, id);
+    assert_eq!(review.after, "good");
+    assert_eq!(rig.store.get(id).unwrap().label, "good");
+    harness.get_by_label("GOOD");
+}
+
+#[test]
+fn the_picker_records_the_label_and_the_reason() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "carl");
+    let id = live_part(&mut harness, &rig, "good");
+    harness.key_press(egui::Key::O);
+    harness.run_steps(2);
+    harness.get_by_label("Override: the part really is");
+    harness
+        .get_by_role_and_label(Role::RadioButton, "2 defect")
+        .click();
+    harness.run_steps(1);
+    harness.get_by_label("flash").click();
+    harness.run_steps(1);
+    harness.get_by_label("Save override").click();
+    let review = stored_review(&mut harness, &rig, id);
+    assert_eq!(review.after, "defect");
+    assert_eq!(review.reason.as_deref(), Some("flash"));
+}
+
+#[test]
+fn uncertain_parts_wait_in_a_queue_until_labelled() {
+    let (mut harness, rig) = rig(true);
+    sign_in(&mut harness, "dora");
+    harness.get_by_label("Review queue: 1");
+    harness.get_by_label("UNCERTAIN");
+    let id = rig.store.list(&Default::default()).unwrap().items[0].id;
+
+    // Confirming an uncertain part is refused: it needs a label.
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    harness.get_by_label_contains("needs a label");
+    assert!(rig.store.reviews(id).unwrap().is_empty());
+
+    harness.key_press(egui::Key::Num2);
+    let review = stored_review(&mut harness, &rig, id);
+    assert_eq!(
+        (review.before.as_str(), review.after.as_str()),
+        ("uncertain", "defect")
+    );
+    harness.get_by_label("Review queue: 0");
+}
+
+#[test]
+fn no_review_without_a_signed_in_operator() {
+    let (mut harness, rig) = rig(false);
+    let id = live_part(&mut harness, &rig, "defect");
+    harness.get_by_label("Operator sign-in");
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(3);
+    std::thread::sleep(Duration::from_millis(200));
+    harness.run_steps(2);
+    assert!(rig.store.reviews(id).unwrap().is_empty());
+}
+
+#[test]
+fn f1_lists_every_shortcut_of_the_command_table() {
+    let (mut harness, _rig) = rig(false);
+    sign_in(&mut harness, "emil");
+    harness.key_press(egui::Key::F1);
+    harness.run_steps(2);
+    harness.get_by_label("Keyboard shortcuts");
+    for shortcut in SHORTCUTS {
+        harness.get_by_label(shortcut.does);
+        harness.get_by_label(shortcut.keys);
+    }
+}
+
+#[test]
+fn the_kpi_panel_shows_the_shifts_figures() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "fay");
+    live_part(&mut harness, &rig, "defect");
+    live_part(&mut harness, &rig, "good");
+    // The desk recomputes the KPIs every 2 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while harness.query_by_label("50.0 %").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "first-pass yield never showed 50 %"
+        );
+        harness.run_steps(1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.get_by_label("Defects by class");
+}

@@ -1,0 +1,195 @@
+//! A running station with everything around it: model, record store, [`Recorder`], API and
+//! triggers, wired from one config. `run --headless` drives it from the main thread; the
+//! operator panel drives it from a worker thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use inspecta_pipeline::model::Model;
+use inspecta_pipeline::station::{LiveVerdict, Station, Triggers};
+use inspecta_pipeline::store::RecordStore;
+
+use crate::api::{ApiServer, ApiState, SessionPool, TriggerInput};
+use crate::config::StationConfig;
+use crate::metrics::{Identity, Metrics};
+use crate::recorder::{PartWaiters, Recorder};
+
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+const TOKEN_ENV: &str = "INSPECTA_API_TOKEN";
+
+#[derive(Debug)]
+pub struct Service {
+    name: String,
+    model: Arc<Model>,
+    store: Option<Arc<RecordStore>>,
+    station: Station,
+    recorder: Recorder,
+    api: Option<ApiServer>,
+    triggers: Option<Triggers>,
+    /// Tells API clients that a finite source has been judged and stored to the end.
+    finished: Arc<AtomicBool>,
+    last_status: Instant,
+}
+
+/// What one [`Service::step`] did.
+#[derive(Debug)]
+pub enum Step {
+    /// A verdict was recorded (with its record id when a store is configured).
+    Recorded(Box<LiveVerdict>, Option<i64>),
+    Idle,
+    /// A finite source has ended and every verdict from it is recorded.
+    Ended,
+}
+
+impl Service {
+    pub fn start(config: &StationConfig) -> anyhow::Result<Self> {
+        let model = crate::commands::load_model(&config.model.path, config.model.threads)?;
+        let store = config
+            .store
+            .as_ref()
+            .map(|s| {
+                RecordStore::open(s)
+                    .map(Arc::new)
+                    .with_context(|| format!("cannot open the record store in {}", s.dir.display()))
+            })
+            .transpose()?;
+        let frame_timeout = Duration::from_millis(config.trigger.frame_timeout_ms);
+        let (station, triggers) = if config.trigger.enabled {
+            let (station, triggers) = Station::start_triggered(
+                &model,
+                config.source.clone(),
+                config.reconnect,
+                frame_timeout,
+            )?;
+            (station, Some(triggers))
+        } else {
+            let station = Station::start(&model, config.source.clone(), config.reconnect)?;
+            (station, None)
+        };
+        let manifest = model.manifest();
+        let metrics = Arc::new(Metrics::new(
+            Identity {
+                station: &config.station.name,
+                model: &manifest.name,
+                model_version: &manifest.version,
+            },
+            Arc::clone(station.status()),
+            store.clone(),
+        ));
+        let waiters = Arc::new(PartWaiters::default());
+        let finished = Arc::new(AtomicBool::new(false));
+        let recorder = Recorder::new(
+            config.station.name.clone(),
+            Arc::clone(&model),
+            store.clone(),
+            config.output.jsonl.as_deref(),
+            Arc::clone(&metrics),
+            Arc::clone(&waiters),
+        )?;
+        let api = match (&config.api, &store) {
+            (Some(api), Some(store)) => {
+                let state = ApiState {
+                    station: config.station.name.clone(),
+                    model: Arc::clone(&model),
+                    store: Arc::clone(store),
+                    status: Arc::clone(station.status()),
+                    metrics,
+                    trigger: triggers.clone().map(|triggers| TriggerInput {
+                        triggers,
+                        frame_timeout,
+                    }),
+                    waiters,
+                    token: std::env::var(TOKEN_ENV).ok().or_else(|| api.token.clone()),
+                    started: Instant::now(),
+                    sessions: SessionPool::default(),
+                    finished: Arc::clone(&finished),
+                };
+                match ApiServer::start(api, state) {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        station.stop();
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        tracing::info!(station = %config.station.name, model = %manifest.name, "station running");
+        Ok(Self {
+            name: config.station.name.clone(),
+            model,
+            store,
+            station,
+            recorder,
+            api,
+            triggers,
+            finished,
+            last_status: Instant::now(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub fn store(&self) -> Option<&Arc<RecordStore>> {
+        self.store.as_ref()
+    }
+
+    pub fn triggers(&self) -> Option<&Triggers> {
+        self.triggers.as_ref()
+    }
+
+    /// Whether something (the API) still serves after the source has ended.
+    pub fn keeps_serving(&self) -> bool {
+        self.api.is_some()
+    }
+
+    /// Records the next verdict, waiting at most `timeout` for it.
+    pub fn step(&mut self, timeout: Duration) -> anyhow::Result<Step> {
+        if self.last_status.elapsed() >= STATUS_EVERY {
+            let status = self.station.status().snapshot();
+            tracing::info!(frames = status.frames_in, dropped = status.frames_dropped, inspected = status.inspected(), source = ?status.source, "status");
+            self.last_status = Instant::now();
+        }
+        match self.station.results().recv_timeout(timeout) {
+            Ok(verdict) => {
+                let id = self.recorder.record(&verdict)?;
+                Ok(Step::Recorded(Box::new(verdict), id))
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(Step::Idle),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.finished.store(true, Ordering::Relaxed);
+                Ok(Step::Ended)
+            }
+        }
+    }
+
+    /// Stops taking requests, then the station; verdicts made before the stop still reach
+    /// the store, the log and the file.
+    pub fn stop(self) -> anyhow::Result<()> {
+        if let Some(api) = self.api {
+            api.stop();
+        }
+        let (pending, status) = self.station.stop();
+        let mut recorder = self.recorder;
+        for verdict in &pending {
+            recorder.record(verdict)?;
+        }
+        tracing::info!(
+            frames = status.frames_in,
+            dropped = status.frames_dropped,
+            unreadable = status.unreadable,
+            verdicts = ?status.verdicts,
+            "station stopped"
+        );
+        Ok(())
+    }
+}
