@@ -44,6 +44,8 @@ pub struct PanelSection {
     pub reasons: Vec<String>,
     #[serde(default)]
     pub high_contrast: bool,
+    /// PIN for the engineer role (thresholds); without it nobody can change them here.
+    pub engineer_pin: Option<String>,
 }
 
 fn default_history() -> usize {
@@ -57,6 +59,7 @@ impl Default for PanelSection {
             shifts: Vec::new(),
             reasons: Vec::new(),
             high_contrast: false,
+            engineer_pin: None,
         }
     }
 }

@@ -81,6 +81,24 @@ impl DecisionRule {
         }
     }
 
+    /// The same rule with another threshold and uncertain band (an engineer's change).
+    pub fn with_decision(&self, defect_threshold: f32, band: [f32; 2]) -> Result<Self, String> {
+        crate::model::manifest::check_thresholds(defect_threshold, band)?;
+        Ok(Self {
+            defect_threshold,
+            band,
+            ..self.clone()
+        })
+    }
+
+    pub fn defect_threshold(&self) -> f32 {
+        self.defect_threshold
+    }
+
+    pub fn uncertain_band(&self) -> [f32; 2] {
+        self.band
+    }
+
     pub fn labels(&self) -> &[String] {
         &self.labels
     }

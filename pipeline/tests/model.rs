@@ -298,3 +298,34 @@ fn custom_vision_metadata_stands_in_for_a_manifest() {
         red.scores
     );
 }
+
+#[test]
+fn thresholds_change_at_run_time_for_every_session() {
+    let model = load("casting");
+    let mut session = model.session().unwrap();
+    let defect = images_in(&samples().join("casting/defect"))
+        .into_iter()
+        .map(|p| Frame::open(&p).unwrap())
+        .find(|f| {
+            let score = session.inspect(f).unwrap().scores.defect_score;
+            (0.75..0.999).contains(&score)
+        })
+        .expect("a defect sample scored between 0.75 and 0.999");
+    let before = session.inspect(&defect).unwrap();
+    assert!(matches!(before.verdict, Verdict::Defect { .. }));
+
+    // Raise the reject threshold above this part's score: the same part is now good.
+    let previous = model.set_thresholds(0.9995, [0.9995, 0.9995]).unwrap();
+    assert_eq!(previous.defect_threshold(), 0.5);
+    let after = session.inspect(&defect).unwrap();
+    assert_eq!(after.verdict, Verdict::Good);
+    assert_eq!(model.rule().defect_threshold(), 0.9995);
+
+    // A band that does not hold the threshold is refused, and the rule stays as it was.
+    let err = model
+        .set_thresholds(0.5, [0.6, 0.9])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("uncertain_band"), "{err}");
+    assert_eq!(model.rule().defect_threshold(), 0.9995);
+}

@@ -28,6 +28,10 @@ pub struct PanelSetup {
     pub shift: String,
     /// Where F12 screenshots go.
     pub screenshots: std::path::PathBuf,
+    /// The engineer role's PIN; without one the role is off.
+    pub engineer_pin: Option<String>,
+    /// The live model, whose thresholds an engineer may change.
+    pub model_handle: std::sync::Arc<inspecta_pipeline::model::Model>,
 }
 
 struct Shown {
@@ -44,6 +48,13 @@ impl std::fmt::Debug for Shown {
             .field("pending", &self.pending)
             .finish_non_exhaustive()
     }
+}
+
+/// The thresholds an engineer is editing.
+#[derive(Debug, Clone, Copy)]
+struct Thresholds {
+    defect: f32,
+    band: [f32; 2],
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +77,11 @@ pub struct Panel {
     paused: Option<i64>,
     operator: Option<String>,
     sign_in: String,
+    /// The operator has entered the engineer PIN.
+    engineer: bool,
+    /// The engineer PIN being typed.
+    pin_entry: Option<String>,
+    thresholds: Option<Thresholds>,
     picker: Option<Picker>,
     help: bool,
     fullscreen: bool,
@@ -90,6 +106,9 @@ impl Panel {
             paused: None,
             operator: None,
             sign_in: String::new(),
+            engineer: false,
+            pin_entry: None,
+            thresholds: None,
             picker: None,
             help: false,
             fullscreen: false,
@@ -215,7 +234,11 @@ impl Panel {
             Command::Previous => self.step_history(-1),
             Command::Next => self.step_history(1),
             Command::FollowLive => {
-                if self.picker.take().is_none() && !std::mem::take(&mut self.help) {
+                let closed = self.picker.take().is_some()
+                    | self.pin_entry.take().is_some()
+                    | self.thresholds.take().is_some()
+                    | std::mem::take(&mut self.help);
+                if !closed {
                     self.selected = None;
                 }
             }
@@ -237,8 +260,34 @@ impl Panel {
                     egui::ScreenshotCallback::new(move |image| save_screenshot(&dir, &image)),
                 ));
             }
+            Command::EngineerSignIn => {
+                if self.setup.engineer_pin.is_some() {
+                    self.pin_entry = Some(String::new());
+                } else {
+                    self.message = Some((
+                        "no engineer PIN is configured ([panel] engineer_pin)".into(),
+                        true,
+                    ));
+                }
+            }
+            Command::Thresholds => {
+                if self.engineer {
+                    let rule = self.setup.model_handle.rule();
+                    self.thresholds = Some(Thresholds {
+                        defect: rule.defect_threshold(),
+                        band: rule.uncertain_band(),
+                    });
+                } else {
+                    self.message = Some((
+                        "changing thresholds needs the engineer role (E)".into(),
+                        true,
+                    ));
+                }
+            }
             Command::SignOut => {
                 self.operator = None;
+                self.engineer = false;
+                self.thresholds = None;
                 self.sign_in.clear();
             }
         }
@@ -309,7 +358,9 @@ impl Panel {
             apply_theme(ui.ctx(), self.high_contrast);
             self.theme_applied = Some(self.high_contrast);
         }
-        if self.operator.is_some() && self.picker.is_none() {
+        let dialog_open =
+            self.picker.is_some() || self.pin_entry.is_some() || self.thresholds.is_some();
+        if self.operator.is_some() && !dialog_open {
             for command in commands::pressed(ui.ctx()) {
                 if let Some(viewport) = self.run(command) {
                     ui.ctx().send_viewport_cmd(viewport);
@@ -331,6 +382,12 @@ impl Panel {
         }
         if self.picker.is_some() {
             self.picker_dialog(ui.ctx());
+        }
+        if self.pin_entry.is_some() {
+            self.pin_dialog(ui.ctx());
+        }
+        if self.thresholds.is_some() {
+            self.thresholds_window(ui.ctx());
         }
         if self.help {
             help_overlay(ui.ctx(), &mut self.help);
@@ -363,6 +420,13 @@ impl Panel {
                     ui.label("F1: help");
                     if let Some(name) = &self.operator {
                         ui.label(format!("Operator: {name}"));
+                    }
+                    if self.engineer {
+                        ui.label(
+                            RichText::new("ENGINEER")
+                                .strong()
+                                .color(Color32::LIGHT_BLUE),
+                        );
                     }
                 });
             });
@@ -553,6 +617,102 @@ impl Panel {
                 tracing::info!(operator = %self.sign_in.trim(), "operator signed in");
             }
         });
+    }
+
+    fn pin_dialog(&mut self, ctx: &egui::Context) {
+        let Some(mut pin) = self.pin_entry.take() else {
+            return;
+        };
+        let mut entered = false;
+        egui::Modal::new(egui::Id::unique("inspecta-engineer")).show(ctx, |ui| {
+            ui.heading("Engineer sign-in");
+            ui.label("PIN");
+            let field = ui.add(egui::TextEdit::singleline(&mut pin).password(true));
+            if !field.has_focus() {
+                field.request_focus();
+            }
+            entered = ui.input(|i| i.key_pressed(egui::Key::Enter)) || ui.button("Enter").clicked();
+        });
+        if !entered {
+            self.pin_entry = Some(pin);
+            return;
+        }
+        let expected = self.setup.engineer_pin.as_deref().unwrap_or_default();
+        let matches = !expected.is_empty()
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                pin.as_bytes(),
+                expected.as_bytes(),
+            ));
+        let operator = self.operator.clone().unwrap_or_default();
+        if matches {
+            tracing::info!(%operator, "engineer role granted");
+            self.engineer = true;
+            self.message = Some((format!("{operator} has the engineer role"), false));
+        } else {
+            tracing::warn!(%operator, "wrong engineer PIN");
+            self.message = Some(("wrong engineer PIN".into(), true));
+        }
+    }
+
+    fn thresholds_window(&mut self, ctx: &egui::Context) {
+        let Some(mut edit) = self.thresholds.take() else {
+            return;
+        };
+        let mut outcome = None;
+        egui::Modal::new(egui::Id::unique("inspecta-thresholds")).show(ctx, |ui| {
+            ui.heading("Decision thresholds");
+            ui.add(egui::Slider::new(&mut edit.defect, 0.0..=1.0).text("reject threshold"));
+            ui.add(egui::Slider::new(&mut edit.band[0], 0.0..=1.0).text("uncertain from"));
+            ui.add(egui::Slider::new(&mut edit.band[1], 0.0..=1.0).text("uncertain to"));
+            ui.label("Parts scoring inside the uncertain band go to the operator.");
+            ui.horizontal(|ui| {
+                if ui.button("Apply").clicked() {
+                    outcome = Some(true);
+                }
+                if ui.button("Cancel").clicked() {
+                    outcome = Some(false);
+                }
+            });
+        });
+        match outcome {
+            None => self.thresholds = Some(edit),
+            Some(false) => {}
+            Some(true) => self.apply_thresholds(edit),
+        }
+    }
+
+    /// Hands new thresholds to the live model; every later part is judged with them.
+    fn apply_thresholds(&mut self, edit: Thresholds) {
+        let engineer = self.operator.clone().unwrap_or_default();
+        match self
+            .setup
+            .model_handle
+            .set_thresholds(edit.defect, edit.band)
+        {
+            Ok(previous) => {
+                tracing::warn!(
+                    %engineer,
+                    from = previous.defect_threshold(),
+                    to = edit.defect,
+                    band = ?edit.band,
+                    "decision thresholds changed at the station"
+                );
+                self.message = Some((
+                    format!(
+                        "reject threshold {:.3} -> {:.3}, uncertain band [{:.3}, {:.3}) (by {engineer})",
+                        previous.defect_threshold(),
+                        edit.defect,
+                        edit.band[0],
+                        edit.band[1]
+                    ),
+                    false,
+                ));
+            }
+            Err(e) => {
+                self.message = Some((e.to_string(), true));
+                self.thresholds = Some(edit);
+            }
+        }
     }
 
     fn picker_dialog(&mut self, ctx: &egui::Context) {

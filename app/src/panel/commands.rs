@@ -18,6 +18,8 @@ pub enum Command {
     ToggleContrast,
     ToggleHelp,
     Screenshot,
+    EngineerSignIn,
+    Thresholds,
     SignOut,
 }
 
@@ -98,6 +100,18 @@ pub const SHORTCUTS: &[Shortcut] = &[
     key(Key::F11, "F11", "Fullscreen", Command::ToggleFullscreen),
     key(Key::H, "H", "High-contrast theme", Command::ToggleContrast),
     key(Key::F1, "F1", "This help", Command::ToggleHelp),
+    key(
+        Key::E,
+        "E",
+        "Engineer sign-in (PIN)",
+        Command::EngineerSignIn,
+    ),
+    key(
+        Key::T,
+        "T",
+        "Decision thresholds (engineer only)",
+        Command::Thresholds,
+    ),
     key(
         Key::F12,
         "F12",

@@ -59,6 +59,8 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
         high_contrast: panel_config.high_contrast,
         shift: shift_start.strftime("%a %H:%M").to_string(),
         screenshots,
+        engineer_pin: panel_config.engineer_pin,
+        model_handle: Arc::clone(service.model()),
     };
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Glow,

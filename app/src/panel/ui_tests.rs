@@ -59,6 +59,8 @@ fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
         high_contrast: false,
         shift: "06:00".into(),
         screenshots: dir.path().join("screenshots"),
+        engineer_pin: Some("4711".into()),
+        model_handle: Arc::clone(&model),
     };
     let panel = Panel::new(setup, inbox, requests);
     let harness = Harness::builder()
@@ -253,4 +255,47 @@ fn the_kpi_panel_shows_the_shifts_figures() {
         std::thread::sleep(Duration::from_millis(50));
     }
     harness.get_by_label("Defects by class");
+}
+
+#[test]
+fn only_an_engineer_changes_thresholds() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "gus");
+    harness.key_press(egui::Key::T);
+    harness.run_steps(2);
+    harness.get_by_label_contains("needs the engineer role");
+    assert!(harness.query_by_label("Decision thresholds").is_none());
+
+    harness.key_press(egui::Key::E);
+    harness.run_steps(2);
+    harness.get_by_label("Engineer sign-in");
+    harness.get_by_role(Role::PasswordInput).type_text("1234");
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    harness.get_by_label("wrong engineer PIN");
+
+    harness.key_press(egui::Key::E);
+    harness.run_steps(2);
+    harness.get_by_role(Role::PasswordInput).type_text("4711");
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    harness.get_by_label("ENGINEER");
+
+    harness.key_press(egui::Key::T);
+    harness.run_steps(2);
+    harness.get_by_label("Decision thresholds");
+    harness
+        .get_by_role_and_label(Role::Slider, "uncertain to")
+        .set_value_accesskit(0.95);
+    harness.run_steps(1);
+    harness
+        .get_by_role_and_label(Role::Slider, "reject threshold")
+        .set_value_accesskit(0.9);
+    harness.run_steps(1);
+    harness.get_by_label("Apply").click();
+    harness.run_steps(2);
+    let rule = rig.model.rule();
+    assert!((rule.defect_threshold() - 0.9).abs() < 1e-6);
+    assert!((rule.uncertain_band()[1] - 0.95).abs() < 1e-6);
+    harness.get_by_label_contains("reject threshold 0.500 -> 0.900");
 }

@@ -202,7 +202,7 @@ pub fn evaluate(
     options: &EvalOptions,
     progress: &(dyn Fn() + Sync),
 ) -> Result<EvalReport, EvalError> {
-    let rule = model.rule();
+    let rule = &*model.rule();
     let truths = dataset
         .samples
         .iter()
@@ -297,7 +297,7 @@ fn build_report(
     wall: Duration,
     options: &EvalOptions,
 ) -> EvalReport {
-    let rule = model.rule();
+    let rule = &*model.rule();
     let manifest = model.manifest();
     let truth_of: BTreeMap<&PathBuf, Truth> = dataset
         .samples

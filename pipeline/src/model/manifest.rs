@@ -203,24 +203,28 @@ impl Manifest {
         if self.input.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
             return Err("`input.std` must be finite and non-zero".into());
         }
-        let d = &self.decision;
-        let [low, high] = d.uncertain_band;
-        if !(0.0..=1.0).contains(&d.defect_threshold) {
-            return Err("`decision.defect_threshold` must be within 0..=1".into());
-        }
-        if !(low <= d.defect_threshold && d.defect_threshold <= high) {
-            return Err(format!(
-                "`decision.uncertain_band` [{low}, {high}] must contain defect_threshold {}",
-                d.defect_threshold
-            ));
-        }
-        Ok(())
+        check_thresholds(self.decision.defect_threshold, self.decision.uncertain_band)
     }
 
     /// Whether a label means a good part.
     pub fn is_good(&self, label: &str) -> bool {
         self.good.iter().any(|g| g == label)
     }
+}
+
+/// The reject threshold lies in 0..=1 and inside the uncertain band, whoever sets it (the
+/// manifest, or an engineer at the station).
+pub fn check_thresholds(defect_threshold: f32, band: [f32; 2]) -> Result<(), String> {
+    let [low, high] = band;
+    if !(0.0..=1.0).contains(&defect_threshold) {
+        return Err("`decision.defect_threshold` must be within 0..=1".into());
+    }
+    if !(low <= defect_threshold && defect_threshold <= high) {
+        return Err(format!(
+            "`decision.uncertain_band` [{low}, {high}] must contain defect_threshold {defect_threshold}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

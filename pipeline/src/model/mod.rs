@@ -7,7 +7,7 @@ pub mod preprocess;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -68,7 +68,8 @@ impl Default for RunnerOptions {
 pub struct Model {
     manifest: Manifest,
     onnx_path: PathBuf,
-    rule: DecisionRule,
+    /// Swapped whole when an engineer changes thresholds; each inspection reads it once.
+    rule: RwLock<Arc<DecisionRule>>,
     plan: Arc<TypedSimplePlan>,
     input_shape: [usize; 4],
 }
@@ -150,7 +151,7 @@ impl Model {
         })?;
         tracing::info!(model = %manifest.name, version = %manifest.version, path = %onnx_path.display(), "model loaded");
         Ok(Self {
-            rule: DecisionRule::from_manifest(&manifest),
+            rule: RwLock::new(Arc::new(DecisionRule::from_manifest(&manifest))),
             manifest,
             onnx_path,
             plan,
@@ -166,8 +167,26 @@ impl Model {
         &self.onnx_path
     }
 
-    pub fn rule(&self) -> &DecisionRule {
-        &self.rule
+    /// The decision rule in force now.
+    pub fn rule(&self) -> Arc<DecisionRule> {
+        Arc::clone(&self.rule.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Changes the reject threshold and uncertain band for every later inspection, without
+    /// reloading the model. Returns the rule it replaced.
+    pub fn set_thresholds(
+        &self,
+        defect_threshold: f32,
+        band: [f32; 2],
+    ) -> Result<Arc<DecisionRule>, ModelError> {
+        let mut rule = self.rule.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = rule
+            .with_decision(defect_threshold, band)
+            .map_err(|reason| ModelError::Manifest {
+                path: self.onnx_path.clone(),
+                reason,
+            })?;
+        Ok(std::mem::replace(&mut *rule, Arc::new(changed)))
     }
 
     /// Per-thread state: preprocessing buffers, the input tensor and a tract run state,
@@ -226,9 +245,10 @@ impl Session {
             ScoreKind::Probabilities => raw,
             ScoreKind::Logits => softmax(&raw),
         };
-        let scores = self.model.rule.scores(probabilities);
+        let rule = self.model.rule();
+        let scores = rule.scores(probabilities);
         Ok(Inspection {
-            verdict: self.model.rule.verdict(&scores),
+            verdict: rule.verdict(&scores),
             scores,
             timings_ms: StageTimings {
                 preprocess: preprocessed - started,
