@@ -665,14 +665,7 @@ impl Panel {
             ui.add(egui::Slider::new(&mut edit.band[0], 0.0..=1.0).text("uncertain from"));
             ui.add(egui::Slider::new(&mut edit.band[1], 0.0..=1.0).text("uncertain to"));
             ui.label("Parts scoring inside the uncertain band go to the operator.");
-            ui.horizontal(|ui| {
-                if ui.button("Apply").clicked() {
-                    outcome = Some(true);
-                }
-                if ui.button("Cancel").clicked() {
-                    outcome = Some(false);
-                }
-            });
+            outcome = save_or_cancel(ui, "Apply");
         });
         match outcome {
             None => self.thresholds = Some(edit),
@@ -736,14 +729,7 @@ impl Panel {
                 }
             }
             ui.text_edit_singleline(&mut picker.reason);
-            ui.horizontal(|ui| {
-                if ui.button("Save override").clicked() {
-                    outcome = Some(true);
-                }
-                if ui.button("Cancel (Esc)").clicked() {
-                    outcome = Some(false);
-                }
-            });
+            outcome = save_or_cancel(ui, "Save override");
         });
         match outcome {
             None => self.picker = Some(picker),
@@ -757,6 +743,20 @@ impl Panel {
             }
         }
     }
+}
+
+/// A dialog's closing buttons: `Some(true)` saved, `Some(false)` cancelled, `None` still open.
+fn save_or_cancel(ui: &mut Ui, save: &str) -> Option<bool> {
+    ui.horizontal(|ui| {
+        if ui.button(save).clicked() {
+            Some(true)
+        } else if ui.button("Cancel (Esc)").clicked() {
+            Some(false)
+        } else {
+            None
+        }
+    })
+    .inner
 }
 
 /// Banner text and colour for a part's current label: colours chosen to read from 2 m.
