@@ -497,9 +497,8 @@ impl Panel {
         let size = texture.size_vec2();
         let scale = (room.x / size.x).min(room.y / size.y).max(0.1);
         let response = ui.add(egui::Image::new((texture.id(), size * scale)));
-        // The model sees the whole frame (stretch resize): mark it as the inspected region.
         ui.painter().rect_stroke(
-            response.rect,
+            inspected_region(response.rect, self.setup.model_handle.manifest()),
             0.0,
             egui::Stroke::new(2.0, Color32::from_rgb(0, 200, 255)),
             egui::StrokeKind::Inside,
@@ -745,6 +744,25 @@ impl Panel {
     }
 }
 
+/// The part of the shown image the model looks at: all of it when the model stretches the
+/// frame, the centred crop of the model's aspect ratio when it crops.
+fn inspected_region(
+    image: egui::Rect,
+    manifest: &inspecta_pipeline::model::manifest::Manifest,
+) -> egui::Rect {
+    use inspecta_pipeline::model::manifest::ResizeMode;
+    if manifest.input.resize == ResizeMode::Stretch {
+        return image;
+    }
+    let aspect = manifest.input.width as f32 / manifest.input.height as f32;
+    let size = if image.width() / image.height() > aspect {
+        egui::vec2(image.height() * aspect, image.height())
+    } else {
+        egui::vec2(image.width(), image.width() / aspect)
+    };
+    egui::Rect::from_center_size(image.center(), size)
+}
+
 /// A dialog's closing buttons: `Some(true)` saved, `Some(false)` cancelled, `None` still open.
 fn save_or_cancel(ui: &mut Ui, save: &str) -> Option<bool> {
     ui.horizontal(|ui| {
@@ -845,4 +863,26 @@ fn apply_theme(ctx: &egui::Context, high_contrast: bool) {
         visuals.widgets.noninteractive.fg_stroke = egui::Stroke::new(2.0, Color32::WHITE);
     }
     ctx.set_visuals(visuals);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inspecta_pipeline::model::manifest::{Manifest, ResizeMode};
+
+    #[test]
+    fn the_inspected_region_follows_the_models_resize_mode() {
+        let mut manifest = Manifest::from_toml(include_str!("../../../models/casting/model.toml"))
+            .expect("the bundled manifest");
+        let wide = egui::Rect::from_min_size(egui::pos2(0.0, 0.0), egui::vec2(400.0, 200.0));
+        assert_eq!(inspected_region(wide, &manifest), wide);
+        manifest.input.resize = ResizeMode::CenterCrop;
+        let crop = inspected_region(wide, &manifest);
+        assert_eq!(
+            crop.size(),
+            egui::vec2(200.0, 200.0),
+            "224x224 input: a centred square"
+        );
+        assert_eq!(crop.center(), wide.center());
+    }
 }
