@@ -50,10 +50,6 @@ impl ImageArchive {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
