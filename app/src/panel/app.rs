@@ -607,13 +607,15 @@ impl Panel {
             ui.label("Name or badge id");
             let field =
                 ui.add(egui::TextEdit::singleline(&mut self.sign_in).hint_text("name or badge"));
-            if !field.has_focus() {
-                field.request_focus();
-            }
-            let entered = ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if (ui.button("Sign in").clicked() || entered) && !self.sign_in.trim().is_empty() {
-                self.operator = Some(self.sign_in.trim().to_owned());
-                tracing::info!(operator = %self.sign_in.trim(), "operator signed in");
+            let entered =
+                ui.button("Sign in").clicked() || ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let name = self.sign_in.trim();
+            if entered && !name.is_empty() {
+                tracing::info!(operator = %name, "operator signed in");
+                self.operator = Some(name.to_owned());
+                field.surrender_focus();
+            } else {
+                focus_when_free(ui, &field);
             }
         });
     }
@@ -627,10 +629,12 @@ impl Panel {
             ui.heading("Engineer sign-in");
             ui.label("PIN");
             let field = ui.add(egui::TextEdit::singleline(&mut pin).password(true));
-            if !field.has_focus() {
-                field.request_focus();
-            }
             entered = ui.input(|i| i.key_pressed(egui::Key::Enter)) || ui.button("Enter").clicked();
+            if entered {
+                field.surrender_focus();
+            } else {
+                focus_when_free(ui, &field);
+            }
         });
         if !entered {
             self.pin_entry = Some(pin);
@@ -851,6 +855,16 @@ fn save_screenshot(dir: &std::path::Path, image: &egui::ColorImage) {
         });
     if let Err(e) = written {
         tracing::error!("cannot start the screenshot writer: {e}");
+    }
+}
+
+/// Gives an open dialog's text field the keyboard focus when no widget holds it. Asking
+/// again every frame interrupts the input method each time, and on X11 that loop starves
+/// the window of every key and mouse event. A dialog that closes surrenders the focus
+/// instead, or the panel's first shortcut after it would be taken for typing.
+fn focus_when_free(ui: &Ui, field: &egui::Response) {
+    if ui.memory(|m| m.focused().is_none()) {
+        field.request_focus();
     }
 }
 
