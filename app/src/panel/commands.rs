@@ -129,24 +129,49 @@ pub const SHORTCUTS: &[Shortcut] = &[
 
 pub const OVERRIDE_HELP: (&str, &str) = ("1-9", "Override to label 1-9 of the label list");
 
-/// Commands typed this frame, in table order. Keys typed into a text field are not commands.
+/// Commands typed this frame, in the order they were typed: "Left, Enter" confirms the
+/// older part, never the one that was on screen. Keys typed into a text field are not
+/// commands; a held key repeats only the history steps, never a review.
 pub fn pressed(ctx: &egui::Context) -> Vec<Command> {
     if ctx.egui_wants_keyboard_input() {
         return Vec::new();
     }
     ctx.input_mut(|input| {
-        let mut commands: Vec<Command> = SHORTCUTS
-            .iter()
-            .filter(|s| input.consume_key(s.modifiers, s.key))
-            .map(|s| s.command)
-            .collect();
-        for (n, digit) in DIGITS.iter().enumerate() {
-            if input.consume_key(Modifiers::NONE, *digit) {
-                commands.push(Command::OverrideTo(n));
+        let mut commands = Vec::new();
+        input.events.retain(|event| {
+            let egui::Event::Key {
+                key,
+                pressed: true,
+                repeat,
+                modifiers,
+                ..
+            } = event
+            else {
+                return true;
+            };
+            match command_for(*key, *modifiers) {
+                Some(command) => {
+                    if !repeat || matches!(command, Command::Previous | Command::Next) {
+                        commands.push(command);
+                    }
+                    false
+                }
+                None => true,
             }
-        }
+        });
         commands
     })
+}
+
+fn command_for(key: Key, modifiers: Modifiers) -> Option<Command> {
+    if let Some(shortcut) = SHORTCUTS
+        .iter()
+        .find(|s| s.key == key && modifiers.matches_logically(s.modifiers))
+    {
+        return Some(shortcut.command);
+    }
+    let digit = DIGITS.iter().position(|d| *d == key)?;
+    modifiers.is_none().then_some(Command::OverrideTo(digit))
 }
 
 #[cfg(test)]
@@ -165,5 +190,69 @@ mod tests {
             }
             assert!(!DIGITS.contains(&a.key), "{} clashes with 1-9", a.keys);
         }
+    }
+
+    fn key(key: Key, modifiers: Modifiers, repeat: bool) -> egui::Event {
+        egui::Event::Key {
+            key,
+            physical_key: None,
+            pressed: true,
+            repeat,
+            modifiers,
+        }
+    }
+
+    fn typed(events: Vec<egui::Event>) -> Vec<Command> {
+        let ctx = egui::Context::default();
+        let mut commands = Vec::new();
+        let input = egui::RawInput {
+            events,
+            ..Default::default()
+        };
+        let mut output = ctx.run_ui(input, |ui| commands = pressed(ui.ctx()));
+        output.textures_delta.clear();
+        commands
+    }
+
+    #[test]
+    fn commands_run_in_the_order_they_were_typed() {
+        let none = Modifiers::NONE;
+        assert_eq!(
+            typed(vec![
+                key(Key::ArrowLeft, none, false),
+                key(Key::Enter, none, false),
+                key(Key::Num3, none, false),
+                key(Key::L, Modifiers::CTRL, false),
+            ]),
+            [
+                Command::Previous,
+                Command::Confirm,
+                Command::OverrideTo(2),
+                Command::SignOut
+            ]
+        );
+    }
+
+    #[test]
+    fn a_held_key_repeats_history_steps_but_never_a_review() {
+        let none = Modifiers::NONE;
+        assert_eq!(
+            typed(vec![
+                key(Key::Enter, none, false),
+                key(Key::Enter, none, true),
+                key(Key::Num2, none, false),
+                key(Key::Num2, none, true),
+                key(Key::ArrowRight, none, false),
+                key(Key::ArrowRight, none, true),
+                key(Key::L, none, false),
+                key(Key::Num4, Modifiers::CTRL, false),
+            ]),
+            [
+                Command::Confirm,
+                Command::OverrideTo(1),
+                Command::Next,
+                Command::Next
+            ]
+        );
     }
 }
