@@ -1,9 +1,13 @@
 //! The real binary opens the operator panel on a real X server (Xvfb, Mesa's software
-//! OpenGL through the glow renderer), runs its station behind it, and stops cleanly.
+//! OpenGL through the glow renderer), runs its station behind it, takes an operator's
+//! keystrokes (xdotool through XTEST, as a keyboard would) into the record store, and
+//! stops cleanly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
@@ -66,8 +70,42 @@ fn records(db: &Path) -> i64 {
         .unwrap_or(0)
 }
 
+/// (verdict id, reviewer, action, before, after) of every stored review, oldest first.
+fn reviews(db: &Path) -> Vec<(i64, String, String, String, String)> {
+    let Ok(db) = rusqlite::Connection::open(db) else {
+        return Vec::new();
+    };
+    let Ok(mut query) =
+        db.prepare("SELECT verdict_id, reviewer, action, before, after FROM reviews ORDER BY id")
+    else {
+        return Vec::new();
+    };
+    query
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .and_then(Iterator::collect)
+        .unwrap_or_default()
+}
+
+/// Collects the child's log as it comes, so the test can wait for a line.
+fn collect(
+    stderr: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&log);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    (log, reader)
+}
+
 #[test]
-fn the_panel_opens_on_a_real_display_runs_the_station_and_stops_on_sigterm() {
+fn an_operator_signs_in_and_reviews_parts_from_the_keyboard_on_a_real_display() {
     let xvfb = Xvfb::start();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("station.toml");
@@ -81,7 +119,7 @@ fn the_panel_opens_on_a_real_display_runs_the_station_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inspecta"))
         .current_dir(repo())
         .args(["run", "--config"])
         .arg(&config)
@@ -92,20 +130,60 @@ fn the_panel_opens_on_a_real_display_runs_the_station_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
 
+    let (log, reader) = collect(child.stderr.take().unwrap());
+    let logged = |what: &str| log.lock().unwrap().contains(what);
+
+    let mut window = None;
     wait_for("the panel window", || {
-        xdotool(&xvfb.display, &["search", "--name", "Inspecta: panel-e2e"]).is_some()
+        window = xdotool(&xvfb.display, &["search", "--name", "Inspecta: panel-e2e"]);
+        window.is_some()
     });
+    let window = window.unwrap();
     let db = dir.path().join("records/records.sqlite");
     wait_for("every sample part stored", || records(&db) == 24);
+
+    // The keyboard, as an inspector uses it: sign in, then override the newest part
+    // (a good one) to the defect class with "2", step back with Left, confirm with Enter.
+    let keys = |args: &[&str]| {
+        let all = [&["windowfocus", "--sync", window.as_str()], args].concat();
+        assert!(xdotool(&xvfb.display, &all).is_some(), "xdotool {args:?}");
+    };
+    keys(&["type", "--delay", "40", "e2e-inspector"]);
+    keys(&["key", "Return"]);
+    wait_for("the sign-in", || logged("operator signed in"));
+    keys(&["key", "2"]);
+    wait_for("the override", || reviews(&db).len() == 1);
+    keys(&["key", "Left"]);
+    keys(&["key", "Return"]);
+    wait_for("the confirmation", || reviews(&db).len() == 2);
+    let stored = reviews(&db);
+    let row = |id: i64, action: &str, before: &str, after: &str| {
+        (
+            id,
+            "e2e-inspector".to_owned(),
+            action.to_owned(),
+            before.to_owned(),
+            after.to_owned(),
+        )
+    };
+    assert_eq!(
+        stored,
+        vec![
+            row(24, "override", "good", "defect"),
+            row(23, "confirm", "good", "good")
+        ],
+        "the keys went into the record store, with who and what"
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}\n{log}", out.status);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
+    assert!(status.success(), "exit {status:?}\n{log}");
     assert!(log.contains("station stopped"), "{log}");
     assert!(
         xdotool(&xvfb.display, &["search", "--name", "Inspecta: panel-e2e"]).is_none(),
