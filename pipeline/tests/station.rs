@@ -235,3 +235,59 @@ fn a_trigger_without_a_frame_is_counted_as_missed() {
         "a stopped station refuses triggers"
     );
 }
+
+#[test]
+fn a_model_switched_mid_line_takes_over_between_two_parts_and_loses_none() {
+    let source = SourceSpec::Folder {
+        path: samples().join("casting"),
+        parts_per_second: 40.0,
+        repeat: false,
+    };
+    let casting = load("casting");
+    let station = Station::start(&casting, source, Reconnect::default()).unwrap();
+    let switch = station.models().clone();
+    let mut verdicts = Vec::new();
+    while verdicts.len() < 6 {
+        verdicts.push(
+            station
+                .results()
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap(),
+        );
+    }
+    let xsdd = load("xsdd");
+    let replaced = switch.switch(&xsdd).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&replaced, &casting));
+    assert!(std::sync::Arc::ptr_eq(&switch.current(), &xsdd));
+    verdicts.extend(collect(&station, Duration::from_secs(120)));
+    let (pending, status) = station.stop();
+    assert!(pending.is_empty());
+
+    assert_eq!(
+        verdicts.iter().map(|v| v.sequence).collect::<Vec<_>>(),
+        (0..24).collect::<Vec<_>>(),
+        "no part lost or judged twice across the switch"
+    );
+    assert_eq!(status.inspected(), 24);
+    let names: Vec<&str> = verdicts
+        .iter()
+        .map(|v| v.model.manifest().name.as_str())
+        .collect();
+    let first_new = names.iter().position(|n| *n == "xsdd-steel").unwrap();
+    assert!(
+        first_new >= 6,
+        "the parts judged before the switch keep their model"
+    );
+    assert!(
+        names[..first_new].iter().all(|n| *n == "casting-defect")
+            && names[first_new..].iter().all(|n| *n == "xsdd-steel"),
+        "one clean hand-over: {names:?}"
+    );
+    // Scored by the new model: one probability per xsdd class.
+    let classes = xsdd.manifest().labels.len();
+    assert!(
+        verdicts[first_new..]
+            .iter()
+            .all(|v| v.inspection.scores.probabilities.len() == classes)
+    );
+}

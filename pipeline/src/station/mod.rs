@@ -7,9 +7,9 @@ pub mod mailbox;
 pub mod status;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -79,6 +79,8 @@ pub struct LiveVerdict {
     pub captured_at: SystemTime,
     pub origin: Option<PathBuf>,
     pub inspection: Inspection,
+    /// The model that judged this frame: the station's model can change between frames.
+    pub model: Arc<Model>,
     /// From capture to verdict, waiting in the mailbox included.
     pub latency: Duration,
     pub frame: Frame,
@@ -90,6 +92,50 @@ pub struct Station {
     stop: Arc<AtomicBool>,
     results: Receiver<LiveVerdict>,
     threads: Vec<JoinHandle<()>>,
+    models: ModelSwitch,
+}
+
+/// Changes a running station's model between two frames: no restart, no frame lost. Cheap
+/// to clone; the API, the panel and plant commands each hold one.
+#[derive(Debug, Clone)]
+pub struct ModelSwitch {
+    current: Arc<RwLock<Arc<Model>>>,
+    /// A session built for the next model, taken up by the inspection thread before its
+    /// next frame.
+    pending: Arc<Mutex<Option<Session>>>,
+}
+
+impl ModelSwitch {
+    /// A switch in charge of `model`; a station starts one of its own, and takes up what
+    /// is switched on it before each frame.
+    pub fn new(model: &Arc<Model>) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(Arc::clone(model))),
+            pending: Arc::default(),
+        }
+    }
+
+    /// The model the station judges with (from the next frame on, right after a switch).
+    pub fn current(&self) -> Arc<Model> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts `model` in charge from the next frame on and returns the one it replaces. The
+    /// session is built here, on the caller's thread, so the line keeps running meanwhile;
+    /// the frame being judged now finishes with the old model.
+    pub fn switch(&self, model: &Arc<Model>) -> Result<Arc<Model>, ModelError> {
+        let session = model.session()?;
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(session);
+        Ok(std::mem::replace(&mut *current, Arc::clone(model)))
+    }
+
+    fn take_pending(&self) -> Option<Session> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl Station {
@@ -140,6 +186,7 @@ impl Station {
         let mailbox = Arc::new(Mailbox::default());
         let (sender, results) = sync_channel(RESULT_QUEUE);
         let session = model.session()?;
+        let models = ModelSwitch::new(model);
         let capture = Capture {
             spec: source,
             reconnect,
@@ -150,6 +197,7 @@ impl Station {
         };
         let inspect = Inspect {
             session,
+            models: models.clone(),
             mailbox,
             status: Arc::clone(&status),
             stop: Arc::clone(&stop),
@@ -165,11 +213,16 @@ impl Station {
             stop,
             results,
             threads,
+            models,
         })
     }
 
     pub fn status(&self) -> &Arc<StationStatus> {
         &self.status
+    }
+
+    pub fn models(&self) -> &ModelSwitch {
+        &self.models
     }
 
     /// Verdicts in the order they were made. Disconnected once a finite source has ended
@@ -379,6 +432,7 @@ impl Capture {
 
 struct Inspect {
     session: Session,
+    models: ModelSwitch,
     mailbox: Arc<Mailbox<Handed>>,
     status: Arc<StationStatus>,
     stop: Arc<AtomicBool>,
@@ -456,6 +510,11 @@ impl Inspect {
 
     /// Inspects one frame and hands the verdict on; false once nobody listens.
     fn inspect(&mut self, captured: CapturedFrame, part_id: Option<String>) -> bool {
+        if let Some(session) = self.models.take_pending() {
+            let manifest = session.model().manifest();
+            tracing::info!(model = %manifest.name, version = %manifest.version, sequence = captured.sequence, "model switched");
+            self.session = session;
+        }
         let inspection = match self.session.inspect(&captured.frame) {
             Ok(inspection) => inspection,
             Err(e) => {
@@ -472,6 +531,7 @@ impl Inspect {
             origin: captured.origin,
             latency: captured.captured.elapsed(),
             inspection,
+            model: Arc::clone(self.session.model()),
             frame: captured.frame,
         };
         self.results.send(verdict).is_ok()
