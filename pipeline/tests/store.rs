@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use inspecta_pipeline::frame::Frame;
 use inspecta_pipeline::model::{Inspection, Model};
 use inspecta_pipeline::store::{
-    ImagePolicy, NewRecord, NewReview, Query, RecordStore, ReviewAction, StoreConfig, StoreError,
+    ChangeKind, ImagePolicy, NewChange, NewRecord, NewReview, Query, RecordStore, ReviewAction,
+    StoreConfig, StoreError,
 };
 use inspecta_pipeline::verdict::Verdict;
 
@@ -510,4 +511,55 @@ fn shift_kpis_count_labels_reviews_and_the_pareto() {
         .unwrap();
     assert_eq!(later.parts, 0);
     assert_eq!(later.first_pass_yield(), None);
+}
+
+#[test]
+fn the_settings_log_keeps_who_changed_what_and_survives_an_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    // A store written by the first schema (before the settings log existed).
+    drop(RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap());
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("records.sqlite")).unwrap();
+        conn.execute_batch("DROP TABLE changes; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    let change = |who: &str, kind, before: &str, after: &str| NewChange {
+        who: who.into(),
+        kind,
+        before: before.into(),
+        after: after.into(),
+    };
+    let first = store
+        .log_change(&change(
+            "eve",
+            ChangeKind::Thresholds,
+            "reject >= 0.500",
+            "reject >= 0.700",
+        ))
+        .unwrap();
+    store
+        .log_change(&change(
+            "eve",
+            ChangeKind::Model,
+            "casting-defect 1.0.0",
+            "xsdd-steel 1.0.0",
+        ))
+        .unwrap();
+    drop(store);
+
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    let changes = store.changes(10).unwrap();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[1], first, "kept exactly as returned");
+    assert_eq!(
+        (
+            changes[0].kind,
+            changes[0].who.as_str(),
+            changes[0].after.as_str()
+        ),
+        (ChangeKind::Model, "eve", "xsdd-steel 1.0.0"),
+        "newest first"
+    );
+    assert_eq!(store.changes(1).unwrap().len(), 1);
 }

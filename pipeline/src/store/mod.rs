@@ -6,6 +6,7 @@
 //! [`RecordStore::insert`] returns; a process killed at any moment (or a power cut) loses
 //! nothing that was committed.
 
+mod changes;
 pub mod images;
 mod schema;
 
@@ -20,6 +21,7 @@ use crate::frame::Frame;
 use crate::model::Inspection;
 use crate::model::manifest::Manifest;
 use crate::verdict::Verdict;
+pub use changes::{Change, ChangeKind, NewChange};
 use images::ImageArchive;
 pub use images::Retention;
 

@@ -4,7 +4,8 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema one version up; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE verdicts (
         -- AUTOINCREMENT: ids are never reused, so a consumer can deduplicate by id even
         -- after old records are deleted.
@@ -40,7 +41,18 @@ const MIGRATIONS: &[&str] = &["
         reason      TEXT
     );
     CREATE INDEX reviews_verdict ON reviews (verdict_id);
-"];
+",
+    "
+    CREATE TABLE changes (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        changed_ms  INTEGER NOT NULL,
+        who         TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('thresholds', 'model')),
+        before      TEXT NOT NULL,
+        after       TEXT NOT NULL
+    );
+",
+];
 
 /// Brings the database up to the newest schema, each step in its own transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
