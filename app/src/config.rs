@@ -79,6 +79,9 @@ pub struct ModelSection {
     /// Threads inside one inference; more lowers the latency of each part.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Other models an engineer may switch the running station to (panel, plant commands).
+    #[serde(default)]
+    pub alternatives: Vec<PathBuf>,
 }
 
 fn default_threads() -> usize {

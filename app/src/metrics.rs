@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use inspecta_pipeline::station::LiveVerdict;
 use inspecta_pipeline::station::status::{SourceState, StationStatus};
+use inspecta_pipeline::station::{LiveVerdict, ModelSwitch};
 use inspecta_pipeline::store::RecordStore;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
@@ -36,29 +36,18 @@ pub struct Metrics {
     predictions: Counter,
 }
 
-/// What one station is, as an `inspecta_station_info` metric.
-#[derive(Debug, Clone, Copy)]
-pub struct Identity<'a> {
-    pub station: &'a str,
-    pub model: &'a str,
-    pub model_version: &'a str,
-}
-
 impl Metrics {
     pub fn new(
-        identity: Identity<'_>,
+        station: &str,
+        models: ModelSwitch,
         status: Arc<StationStatus>,
         store: Option<Arc<RecordStore>>,
     ) -> Self {
         let mut registry = Registry::with_prefix("inspecta");
         registry.register(
             "station",
-            "The station, its model and model version",
-            Info::new(vec![
-                ("station", identity.station.to_owned()),
-                ("model", identity.model.to_owned()),
-                ("model_version", identity.model_version.to_owned()),
-            ]),
+            "The station",
+            Info::new(vec![("station", station.to_owned())]),
         );
         let stages = StageFamily::new_with_constructor(stage_histogram);
         registry.register(
@@ -90,7 +79,11 @@ impl Metrics {
             "Images judged through POST /predict",
             predictions.clone(),
         );
-        registry.register_collector(Box::new(StationCollector { status, store }));
+        registry.register_collector(Box::new(StationCollector {
+            status,
+            store,
+            models,
+        }));
         Self {
             registry,
             stages,
@@ -147,6 +140,7 @@ impl Metrics {
 struct StationCollector {
     status: Arc<StationStatus>,
     store: Option<Arc<RecordStore>>,
+    models: ModelSwitch,
 }
 
 const SOURCE_STATES: [&str; 4] = ["connecting", "online", "reconnecting", "ended"];
@@ -215,6 +209,20 @@ impl Collector for StationCollector {
             None,
             MetricType::Gauge,
         )?)?;
+
+        let model = self.models.current();
+        let manifest = model.manifest();
+        let labels = [
+            ("model", manifest.name.as_str()),
+            ("model_version", manifest.version.as_str()),
+        ];
+        let mut current = encoder.encode_descriptor(
+            "model",
+            "1 for the model judging the parts now (it can be switched while running)",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1).encode(current.encode_family(&labels)?)?;
 
         if let Some(store) = &self.store {
             let bytes = i64::try_from(store.image_bytes()).unwrap_or(i64::MAX);

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use inspecta_pipeline::model::{Inspection, Model};
+use inspecta_pipeline::model::Inspection;
 use inspecta_pipeline::station::LiveVerdict;
 use inspecta_pipeline::store::{NewRecord, Record, RecordStore};
 use serde::Serialize;
@@ -20,7 +20,6 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Recorder {
     station: String,
-    model: Arc<Model>,
     store: Option<Arc<RecordStore>>,
     jsonl: Option<BufWriter<File>>,
     metrics: Arc<Metrics>,
@@ -36,6 +35,8 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     part_id: Option<&'a str>,
     sequence: u64,
+    model: &'a str,
+    model_version: &'a str,
     captured_unix_ms: u128,
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<&'a Path>,
@@ -47,7 +48,6 @@ struct Line<'a> {
 impl Recorder {
     pub fn new(
         station: String,
-        model: Arc<Model>,
         store: Option<Arc<RecordStore>>,
         jsonl: Option<&Path>,
         metrics: Arc<Metrics>,
@@ -55,7 +55,6 @@ impl Recorder {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             station,
-            model,
             store,
             jsonl: jsonl.map(open_jsonl).transpose()?,
             metrics,
@@ -74,11 +73,14 @@ impl Recorder {
         let origin = v.origin.as_deref();
         tracing::info!(id, part_id = v.part_id, sequence = v.sequence, verdict = name, score = v.inspection.scores.defect_score, latency_ms, origin = ?origin, "verdict");
         if let Some(out) = self.jsonl.as_mut() {
+            let manifest = v.model.manifest();
             let line = Line {
                 id,
                 station: &self.station,
                 part_id: v.part_id.as_deref(),
                 sequence: v.sequence,
+                model: &manifest.name,
+                model_version: &manifest.version,
                 captured_unix_ms: v
                     .captured_at
                     .duration_since(UNIX_EPOCH)
@@ -109,7 +111,7 @@ impl Recorder {
             sequence: Some(v.sequence),
             origin: origin.as_deref(),
             captured_at: v.captured_at,
-            model: self.model.manifest(),
+            model: v.model.manifest(),
             inspection: &v.inspection,
             latency: Some(v.latency),
             frame: Some(&v.frame),

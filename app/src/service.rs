@@ -2,19 +2,21 @@
 //! triggers, wired from one config. `run --headless` drives it from the main thread; the
 //! operator panel drives it from a worker thread.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use inspecta_pipeline::model::Model;
-use inspecta_pipeline::station::{LiveVerdict, Station, Triggers};
-use inspecta_pipeline::store::RecordStore;
+use inspecta_pipeline::station::{LiveVerdict, ModelSwitch, Station, Triggers};
+use inspecta_pipeline::store::{ChangeKind, NewChange, RecordStore};
+use inspecta_pipeline::verdict::DecisionRule;
 
 use crate::api::{ApiServer, ApiState, SessionPool, TriggerInput};
 use crate::config::StationConfig;
-use crate::metrics::{Identity, Metrics};
+use crate::metrics::Metrics;
 use crate::recorder::{PartWaiters, Recorder};
 
 const STATUS_EVERY: Duration = Duration::from_secs(10);
@@ -23,7 +25,7 @@ const TOKEN_ENV: &str = "INSPECTA_API_TOKEN";
 #[derive(Debug)]
 pub struct Service {
     name: String,
-    model: Arc<Model>,
+    settings: Settings,
     store: Option<Arc<RecordStore>>,
     station: Station,
     recorder: Recorder,
@@ -69,13 +71,18 @@ impl Service {
             let station = Station::start(&model, config.source.clone(), config.reconnect)?;
             (station, None)
         };
-        let manifest = model.manifest();
+        let settings = Settings::new(
+            station.models().clone(),
+            std::iter::once(&config.model.path)
+                .chain(&config.model.alternatives)
+                .cloned()
+                .collect(),
+            config.model.threads,
+            store.clone(),
+        );
         let metrics = Arc::new(Metrics::new(
-            Identity {
-                station: &config.station.name,
-                model: &manifest.name,
-                model_version: &manifest.version,
-            },
+            &config.station.name,
+            station.models().clone(),
             Arc::clone(station.status()),
             store.clone(),
         ));
@@ -83,7 +90,6 @@ impl Service {
         let finished = Arc::new(AtomicBool::new(false));
         let recorder = Recorder::new(
             config.station.name.clone(),
-            Arc::clone(&model),
             store.clone(),
             config.output.jsonl.as_deref(),
             Arc::clone(&metrics),
@@ -93,7 +99,7 @@ impl Service {
             (Some(api), Some(store)) => {
                 let state = ApiState {
                     station: config.station.name.clone(),
-                    model: Arc::clone(&model),
+                    models: station.models().clone(),
                     store: Arc::clone(store),
                     status: Arc::clone(station.status()),
                     metrics,
@@ -117,10 +123,10 @@ impl Service {
             }
             _ => None,
         };
-        tracing::info!(station = %config.station.name, model = %manifest.name, "station running");
+        tracing::info!(station = %config.station.name, model = %model.manifest().name, "station running");
         Ok(Self {
             name: config.station.name.clone(),
-            model,
+            settings,
             store,
             station,
             recorder,
@@ -135,8 +141,8 @@ impl Service {
         &self.name
     }
 
-    pub fn model(&self) -> &Arc<Model> {
-        &self.model
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn store(&self) -> Option<&Arc<RecordStore>> {
@@ -192,4 +198,112 @@ impl Service {
         );
         Ok(())
     }
+}
+
+/// What an engineer may change on a running station: its model (among the configured
+/// ones) and the model's decision thresholds. Every change lands in the store's settings
+/// log with who made it. Cheap to clone; the panel and plant commands each hold one.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    models: ModelSwitch,
+    /// `[model] path` first, then the alternatives.
+    choices: Vec<PathBuf>,
+    threads: usize,
+    store: Option<Arc<RecordStore>>,
+}
+
+impl Settings {
+    /// `choices`: the paths an engineer may switch to, the one in charge first.
+    pub fn new(
+        models: ModelSwitch,
+        choices: Vec<PathBuf>,
+        threads: usize,
+        store: Option<Arc<RecordStore>>,
+    ) -> Self {
+        Self {
+            models,
+            choices,
+            threads,
+            store,
+        }
+    }
+
+    /// The model judging the parts now.
+    pub fn model(&self) -> Arc<Model> {
+        self.models.current()
+    }
+
+    pub fn choices(&self) -> &[PathBuf] {
+        &self.choices
+    }
+
+    /// Loads `path` (one of [`Self::choices`]) and puts it in charge from the next frame
+    /// on. Loading takes a while: call it from a worker, never the UI thread.
+    pub fn switch_model(&self, path: &Path, who: &str) -> anyhow::Result<String> {
+        if !self.choices.iter().any(|c| c == path) {
+            bail!(
+                "{} is not one of this station's models ([model] path and alternatives)",
+                path.display()
+            );
+        }
+        let model = crate::commands::load_model(path, self.threads)?;
+        let old = self
+            .models
+            .switch(&model)
+            .context("preparing the new model")?;
+        let (before, after) = (describe_model(&old), describe_model(&model));
+        tracing::warn!(%who, %before, %after, "model switched at the station");
+        self.log(who, ChangeKind::Model, before, after)
+    }
+
+    /// Changes the decision thresholds of the model judging now; the next part is judged
+    /// with them.
+    pub fn set_thresholds(
+        &self,
+        who: &str,
+        threshold: f32,
+        band: [f32; 2],
+    ) -> anyhow::Result<String> {
+        let model = self.models.current();
+        let previous = model.set_thresholds(threshold, band)?;
+        let (before, after) = (describe_rule(&previous), describe_rule(&model.rule()));
+        tracing::warn!(%who, %before, %after, "decision thresholds changed at the station");
+        self.log(who, ChangeKind::Thresholds, before, after)
+    }
+
+    /// Keeps the change in the settings log; says what changed, for the person who did it.
+    fn log(
+        &self,
+        who: &str,
+        kind: ChangeKind,
+        before: String,
+        after: String,
+    ) -> anyhow::Result<String> {
+        let summary = format!("{before} -> {after} (by {who})");
+        if let Some(store) = &self.store {
+            let change = NewChange {
+                who: who.to_owned(),
+                kind,
+                before,
+                after,
+            };
+            store
+                .log_change(&change)
+                .context("the change is in effect but the settings log could not keep it")?;
+        }
+        Ok(summary)
+    }
+}
+
+fn describe_model(model: &Model) -> String {
+    let manifest = model.manifest();
+    format!("{} {}", manifest.name, manifest.version)
+}
+
+fn describe_rule(rule: &DecisionRule) -> String {
+    let [low, high] = rule.uncertain_band();
+    format!(
+        "reject >= {:.3}, uncertain [{low:.3}, {high:.3})",
+        rule.defect_threshold()
+    )
 }

@@ -313,7 +313,8 @@ fn metrics_expose_counters_histograms_and_source_state() {
         "inspecta_stage_seconds_count{stage=\"inference\"} 24",
         "inspecta_stage_seconds_count{stage=\"capture_to_verdict\"} 24",
         "inspecta_stage_seconds_bucket{le=\"+Inf\",stage=\"preprocess\"} 24",
-        "inspecta_station_info{station=\"api-test\",model=\"casting-defect\"",
+        "inspecta_station_info{station=\"api-test\"} 1",
+        "inspecta_model{model=\"casting-defect\",model_version=\"1.0.0\"} 1",
     ] {
         assert!(text.contains(expected), "{expected} missing in\n{text}");
     }

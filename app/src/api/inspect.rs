@@ -79,15 +79,17 @@ async fn upload(request: Request, state: &Shared) -> Result<Bytes, ApiError> {
 
 fn judge(state: &ApiState, bytes: &[u8], part_id: Option<&str>) -> Result<Record, ApiError> {
     let frame = Frame::decode(bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let model = state.models.current();
     let pooled = state
         .sessions
         .0
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .pop();
+    // Sessions of a model that has since been switched out are dropped, not reused.
     let mut session = match pooled {
-        Some(session) => session,
-        None => state.model.session().map_err(ApiError::internal)?,
+        Some(session) if Arc::ptr_eq(session.model(), &model) => session,
+        _ => model.session().map_err(ApiError::internal)?,
     };
     let inspection = session.inspect(&frame);
     state
@@ -103,7 +105,7 @@ fn judge(state: &ApiState, bytes: &[u8], part_id: Option<&str>) -> Result<Record
         sequence: None,
         origin: Some("api"),
         captured_at: SystemTime::now(),
-        model: state.model.manifest(),
+        model: model.manifest(),
         inspection: &inspection,
         latency: None,
         frame: Some(&frame),

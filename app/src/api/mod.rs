@@ -19,9 +19,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use inspecta_pipeline::model::{Model, Session};
-use inspecta_pipeline::station::Triggers;
+use inspecta_pipeline::model::Session;
 use inspecta_pipeline::station::status::{SourceState, StationStatus};
+use inspecta_pipeline::station::{ModelSwitch, Triggers};
 use inspecta_pipeline::store::RecordStore;
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
@@ -37,7 +37,7 @@ pub use inspect::generated_part_id;
 #[derive(Debug)]
 pub struct ApiState {
     pub station: String,
-    pub model: Arc<Model>,
+    pub models: ModelSwitch,
     pub store: Arc<RecordStore>,
     pub status: Arc<StationStatus>,
     pub metrics: Arc<Metrics>,
@@ -199,7 +199,8 @@ async fn status(State(state): State<Shared>) -> Result<Json<serde_json::Value>, 
     let store = Arc::clone(&state.store);
     let records = tokio::task::spawn_blocking(move || store.count()).await??;
     let snapshot = state.status.snapshot();
-    let manifest = state.model.manifest();
+    let model = state.models.current();
+    let manifest = model.manifest();
     Ok(Json(json!({
         "station": state.station,
         "model": { "name": manifest.name, "version": manifest.version, "labels": manifest.labels },

@@ -83,7 +83,8 @@ pub async fn review(
 /// Reviews speak the verdict's language: `good` or one of the model's defect classes. A
 /// model's own good label (`ok`, say) is accepted and stored as `good`.
 fn known_label(state: &Shared, label: &str) -> Result<String, ApiError> {
-    let manifest = state.model.manifest();
+    let model = state.models.current();
+    let manifest = model.manifest();
     let label = label.trim();
     if label == "good" || manifest.is_good(label) {
         return Ok("good".into());

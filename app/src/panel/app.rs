@@ -2,14 +2,19 @@
 //! drains their events (within a time budget), draws, and sends review requests.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use egui::{Color32, RichText, TextureHandle, Ui};
+use inspecta_pipeline::model::Model;
+use inspecta_pipeline::model::manifest::check_thresholds;
 use inspecta_pipeline::store::{Kpis, NewReview, Review, ReviewAction};
 
 use super::commands::{self, Command, OVERRIDE_HELP, SHORTCUTS};
 use super::desk::{Event, Part, Request};
+use super::review_labels;
+use crate::service::Settings;
 
 /// How long one frame may spend taking in worker events before it draws.
 const EVENT_BUDGET: Duration = Duration::from_millis(4);
@@ -18,9 +23,6 @@ const EVENT_BUDGET: Duration = Duration::from_millis(4);
 #[derive(Debug, Clone)]
 pub struct PanelSetup {
     pub station: String,
-    pub model: String,
-    /// Labels an inspector can give: "good" first, then the model's defect classes.
-    pub labels: Vec<String>,
     /// Reason codes offered when overriding.
     pub reasons: Vec<String>,
     pub history: usize,
@@ -30,8 +32,8 @@ pub struct PanelSetup {
     pub screenshots: std::path::PathBuf,
     /// The engineer role's PIN; without one the role is off.
     pub engineer_pin: Option<String>,
-    /// The live model, whose thresholds an engineer may change.
-    pub model_handle: std::sync::Arc<inspecta_pipeline::model::Model>,
+    /// The model in charge, and what an engineer may change about it.
+    pub settings: Settings,
 }
 
 struct Shown {
@@ -56,6 +58,10 @@ struct Thresholds {
     defect: f32,
     band: [f32; 2],
 }
+
+/// The model an engineer is about to switch to (index into the station's choices).
+#[derive(Debug, Clone, Copy)]
+struct ModelChoice(usize);
 
 #[derive(Debug, Default)]
 struct Picker {
@@ -82,6 +88,11 @@ pub struct Panel {
     /// The engineer PIN being typed.
     pin_entry: Option<String>,
     thresholds: Option<Thresholds>,
+    model_choice: Option<ModelChoice>,
+    /// The model judging the parts, as of the last settings change.
+    model: Arc<Model>,
+    /// Labels an inspector can give: "good" first, then the model's defect classes.
+    labels: Vec<String>,
     picker: Option<Picker>,
     help: bool,
     fullscreen: bool,
@@ -96,6 +107,8 @@ pub struct Panel {
 impl Panel {
     pub fn new(setup: PanelSetup, events: Receiver<Event>, requests: Sender<Request>) -> Self {
         let high_contrast = setup.high_contrast;
+        let model = setup.settings.model();
+        let labels = review_labels(&model);
         Self {
             setup,
             events,
@@ -109,6 +122,9 @@ impl Panel {
             engineer: false,
             pin_entry: None,
             thresholds: None,
+            model_choice: None,
+            model,
+            labels,
             picker: None,
             help: false,
             fullscreen: false,
@@ -143,6 +159,12 @@ impl Panel {
             Event::Reviewed { id, result } => self.reviewed(id, result),
             Event::Ended => self.source_ended = true,
             Event::Failed(message) => self.message = Some((message, true)),
+            Event::SettingsChanged(Ok(summary)) => {
+                self.model = self.setup.settings.model();
+                self.labels = review_labels(&self.model);
+                self.message = Some((summary, false));
+            }
+            Event::SettingsChanged(Err(reason)) => self.message = Some((reason, true)),
         }
     }
 
@@ -221,7 +243,7 @@ impl Panel {
         match command {
             Command::Confirm => self.review(ReviewAction::Confirm, None, None),
             Command::OverrideTo(n) => {
-                if let Some(label) = self.setup.labels.get(n).cloned() {
+                if let Some(label) = self.labels.get(n).cloned() {
                     self.review(ReviewAction::Override, Some(label), None);
                 }
             }
@@ -237,6 +259,7 @@ impl Panel {
                 let closed = self.picker.take().is_some()
                     | self.pin_entry.take().is_some()
                     | self.thresholds.take().is_some()
+                    | self.model_choice.take().is_some()
                     | std::mem::take(&mut self.help);
                 if !closed {
                     self.selected = None;
@@ -272,7 +295,7 @@ impl Panel {
             }
             Command::Thresholds => {
                 if self.engineer {
-                    let rule = self.setup.model_handle.rule();
+                    let rule = self.model.rule();
                     self.thresholds = Some(Thresholds {
                         defect: rule.defect_threshold(),
                         band: rule.uncertain_band(),
@@ -284,10 +307,26 @@ impl Panel {
                     ));
                 }
             }
+            Command::SwitchModel => {
+                if !self.engineer {
+                    self.message = Some((
+                        "switching the model needs the engineer role (E)".into(),
+                        true,
+                    ));
+                } else if self.setup.settings.choices().len() < 2 {
+                    self.message = Some((
+                        "no other model is configured ([model] alternatives)".into(),
+                        true,
+                    ));
+                } else {
+                    self.model_choice = Some(ModelChoice(0));
+                }
+            }
             Command::SignOut => {
                 self.operator = None;
                 self.engineer = false;
                 self.thresholds = None;
+                self.model_choice = None;
                 self.sign_in.clear();
             }
         }
@@ -358,8 +397,10 @@ impl Panel {
             apply_theme(ui.ctx(), self.high_contrast);
             self.theme_applied = Some(self.high_contrast);
         }
-        let dialog_open =
-            self.picker.is_some() || self.pin_entry.is_some() || self.thresholds.is_some();
+        let dialog_open = self.picker.is_some()
+            || self.pin_entry.is_some()
+            || self.thresholds.is_some()
+            || self.model_choice.is_some();
         if self.operator.is_some() && !dialog_open {
             for command in commands::pressed(ui.ctx()) {
                 if let Some(viewport) = self.run(command) {
@@ -389,6 +430,9 @@ impl Panel {
         if self.thresholds.is_some() {
             self.thresholds_window(ui.ctx());
         }
+        if self.model_choice.is_some() {
+            self.model_dialog(ui.ctx());
+        }
         if self.help {
             help_overlay(ui.ctx(), &mut self.help);
         }
@@ -398,7 +442,8 @@ impl Panel {
         egui::Panel::top("top").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading(&self.setup.station);
-                ui.label(format!("model {}", self.setup.model));
+                let manifest = self.model.manifest();
+                ui.label(format!("model {} {}", manifest.name, manifest.version));
                 ui.separator();
                 let mode = match (self.paused.is_some(), self.source_ended) {
                     (true, _) => RichText::new("PAUSED").color(Color32::YELLOW),
@@ -443,7 +488,7 @@ impl Panel {
 
     fn part_view(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
-        let labels = self.setup.labels.clone();
+        let labels = self.labels.clone();
         let Some(id) = self.shown_id() else {
             ui.centered_and_justified(|ui| ui.heading("Waiting for the first part..."));
             return;
@@ -498,7 +543,7 @@ impl Panel {
         let scale = (room.x / size.x).min(room.y / size.y).max(0.1);
         let response = ui.add(egui::Image::new((texture.id(), size * scale)));
         ui.painter().rect_stroke(
-            inspected_region(response.rect, self.setup.model_handle.manifest()),
+            inspected_region(response.rect, self.model.manifest()),
             0.0,
             egui::Stroke::new(2.0, Color32::from_rgb(0, 200, 255)),
             egui::StrokeKind::Inside,
@@ -677,37 +722,59 @@ impl Panel {
         }
     }
 
-    /// Hands new thresholds to the live model; every later part is judged with them.
+    /// Checks the thresholds here (a bad pair keeps the dialog open) and has the desk put
+    /// them in charge and into the settings log.
     fn apply_thresholds(&mut self, edit: Thresholds) {
-        let engineer = self.operator.clone().unwrap_or_default();
-        match self
-            .setup
-            .model_handle
-            .set_thresholds(edit.defect, edit.band)
-        {
-            Ok(previous) => {
-                tracing::warn!(
-                    %engineer,
-                    from = previous.defect_threshold(),
-                    to = edit.defect,
-                    band = ?edit.band,
-                    "decision thresholds changed at the station"
-                );
-                self.message = Some((
-                    format!(
-                        "reject threshold {:.3} -> {:.3}, uncertain band [{:.3}, {:.3}) (by {engineer})",
-                        previous.defect_threshold(),
-                        edit.defect,
-                        edit.band[0],
-                        edit.band[1]
-                    ),
-                    false,
-                ));
+        if let Err(reason) = check_thresholds(edit.defect, edit.band) {
+            self.message = Some((reason, true));
+            self.thresholds = Some(edit);
+            return;
+        }
+        self.ask_desk(Request::SetThresholds {
+            who: self.operator.clone().unwrap_or_default(),
+            threshold: edit.defect,
+            band: edit.band,
+        });
+    }
+
+    fn model_dialog(&mut self, ctx: &egui::Context) {
+        let Some(ModelChoice(mut chosen)) = self.model_choice.take() else {
+            return;
+        };
+        let choices = self.setup.settings.choices();
+        let mut outcome = None;
+        egui::Modal::new(egui::Id::unique("inspecta-model")).show(ctx, |ui| {
+            ui.heading("Switch the model");
+            let manifest = self.model.manifest();
+            ui.label(format!(
+                "Judging now: {} {}",
+                manifest.name, manifest.version
+            ));
+            for (n, path) in choices.iter().enumerate() {
+                ui.radio_value(&mut chosen, n, path.display().to_string());
             }
-            Err(e) => {
-                self.message = Some((e.to_string(), true));
-                self.thresholds = Some(edit);
+            ui.label("The next part is judged by the chosen model; nothing restarts.");
+            outcome = save_or_cancel(ui, "Switch");
+        });
+        match outcome {
+            None => self.model_choice = Some(ModelChoice(chosen)),
+            Some(false) => {}
+            Some(true) => {
+                let Some(path) = choices.get(chosen).cloned() else {
+                    return;
+                };
+                self.message = Some((format!("loading {}", path.display()), false));
+                self.ask_desk(Request::SwitchModel {
+                    who: self.operator.clone().unwrap_or_default(),
+                    path,
+                });
             }
+        }
+    }
+
+    fn ask_desk(&mut self, request: Request) {
+        if self.requests.send(request).is_err() {
+            self.message = Some(("the review desk has stopped".into(), true));
         }
     }
 
@@ -715,7 +782,7 @@ impl Panel {
         let Some(mut picker) = self.picker.take() else {
             return;
         };
-        let labels = &self.setup.labels;
+        let labels = &self.labels;
         let mut outcome = None;
         egui::Modal::new(egui::Id::unique("inspecta-override")).show(ctx, |ui| {
             ui.heading("Override: the part really is");
@@ -740,7 +807,7 @@ impl Panel {
             Some(true) => {
                 let reason = picker.reason.trim().to_owned();
                 let reason = (!reason.is_empty()).then_some(reason);
-                if let Some(label) = self.setup.labels.get(picker.label).cloned() {
+                if let Some(label) = self.labels.get(picker.label).cloned() {
                     self.review(ReviewAction::Override, Some(label), reason);
                 }
             }

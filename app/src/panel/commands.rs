@@ -20,6 +20,7 @@ pub enum Command {
     Screenshot,
     EngineerSignIn,
     Thresholds,
+    SwitchModel,
     SignOut,
 }
 
@@ -111,6 +112,12 @@ pub const SHORTCUTS: &[Shortcut] = &[
         "T",
         "Decision thresholds (engineer only)",
         Command::Thresholds,
+    ),
+    key(
+        Key::M,
+        "M",
+        "Switch the model (engineer only)",
+        Command::SwitchModel,
     ),
     key(
         Key::F12,

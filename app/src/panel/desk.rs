@@ -1,6 +1,8 @@
 //! The review desk: a worker thread between the panel and the record store. Reviews are
-//! written here, KPIs computed here, so the UI thread never touches SQLite.
+//! written here, KPIs computed here, settings changed here, so the UI thread never touches
+//! SQLite or waits for a model to load.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -8,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use inspecta_pipeline::frame::Frame;
 use inspecta_pipeline::store::{Kpis, NewReview, Query, Record, RecordStore, Review};
+
+use crate::service::Settings;
 
 /// Something for the panel to show.
 #[derive(Debug)]
@@ -22,12 +26,27 @@ pub enum Event {
     /// The source has ended (a folder or file played to its end).
     Ended,
     Failed(String),
+    /// A threshold change or model switch took effect (what changed), or why not.
+    SettingsChanged(Result<String, String>),
 }
 
 /// What the panel asks of the desk.
 #[derive(Debug)]
 pub enum Request {
-    Review { id: i64, review: NewReview },
+    Review {
+        id: i64,
+        review: NewReview,
+    },
+    SetThresholds {
+        who: String,
+        threshold: f32,
+        band: [f32; 2],
+    },
+    /// Loads the model (a second or two) here, not on the UI thread.
+    SwitchModel {
+        who: String,
+        path: PathBuf,
+    },
     Stop,
 }
 
@@ -77,6 +96,7 @@ impl Desk {
     /// review, then serves review requests.
     pub fn start(
         store: Arc<RecordStore>,
+        settings: Settings,
         shift_start: jiff::Timestamp,
         events: Sender<Event>,
         repaint: Repaint,
@@ -84,6 +104,7 @@ impl Desk {
         let (requests, inbox) = std::sync::mpsc::channel();
         let worker = Worker {
             store,
+            settings,
             shift_start,
             events,
             repaint,
@@ -122,6 +143,7 @@ fn log_review(id: i64, result: &Result<Review, String>) {
 
 struct Worker {
     store: Arc<RecordStore>,
+    settings: Settings,
     shift_start: jiff::Timestamp,
     events: Sender<Event>,
     repaint: Repaint,
@@ -142,6 +164,22 @@ impl Worker {
                     }
                     self.send_kpis();
                     last_kpis = Instant::now();
+                }
+                Ok(Request::SetThresholds {
+                    who,
+                    threshold,
+                    band,
+                }) => {
+                    let result = self.settings.set_thresholds(&who, threshold, band);
+                    if !self.send(Event::SettingsChanged(result.map_err(|e| format!("{e:#}")))) {
+                        return;
+                    }
+                }
+                Ok(Request::SwitchModel { who, path }) => {
+                    let result = self.settings.switch_model(&path, &who);
+                    if !self.send(Event::SettingsChanged(result.map_err(|e| format!("{e:#}")))) {
+                        return;
+                    }
                 }
                 Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use inspecta_pipeline::model::Model;
 
 use app::{Panel, PanelSetup};
 use desk::Desk;
@@ -49,18 +50,16 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
         .path()
         .parent()
         .map_or_else(|| "screenshots".into(), |dir| dir.join("screenshots"));
-    let manifest = service.model().manifest();
+    let settings = service.settings().clone();
     let setup = PanelSetup {
         station: service.name().to_owned(),
-        model: format!("{} {}", manifest.name, manifest.version),
-        labels: review_labels(&manifest.labels, |l| manifest.is_good(l)),
         reasons: panel_config.reasons.clone(),
         history: panel_config.history,
         high_contrast: panel_config.high_contrast,
         shift: shift_start.strftime("%a %H:%M").to_string(),
         screenshots,
         engineer_pin: panel_config.engineer_pin,
-        model_handle: Arc::clone(service.model()),
+        settings: settings.clone(),
     };
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Glow,
@@ -85,6 +84,7 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
             let (events, inbox) = std::sync::mpsc::channel();
             let (desk, requests) = Desk::start(
                 store,
+                settings,
                 shift_start.timestamp(),
                 events.clone(),
                 Arc::clone(&repaint),
@@ -102,9 +102,16 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
 }
 
 /// "good" first, then the model's defect classes: what an inspector can say a part is.
-pub fn review_labels(labels: &[String], is_good: impl Fn(&str) -> bool) -> Vec<String> {
+pub fn review_labels(model: &Model) -> Vec<String> {
+    let manifest = model.manifest();
     std::iter::once("good".to_owned())
-        .chain(labels.iter().filter(|l| !is_good(l)).cloned())
+        .chain(
+            manifest
+                .labels
+                .iter()
+                .filter(|l| !manifest.is_good(l))
+                .cloned(),
+        )
         .collect()
 }
 

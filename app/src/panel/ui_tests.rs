@@ -12,16 +12,19 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use inspecta_pipeline::frame::Frame;
 use inspecta_pipeline::model::{Model, RunnerOptions};
-use inspecta_pipeline::store::{NewRecord, RecordStore, Review, StoreConfig};
+use inspecta_pipeline::station::ModelSwitch;
+use inspecta_pipeline::store::{Change, ChangeKind, NewRecord, RecordStore, Review, StoreConfig};
 use inspecta_pipeline::verdict::Verdict;
 
 use super::app::{Panel, PanelSetup};
 use super::commands::SHORTCUTS;
 use super::desk::{Desk, Event, Part, display_image};
+use crate::service::Settings;
 
 struct Rig {
     store: Arc<RecordStore>,
     model: Arc<Model>,
+    settings: Settings,
     events: Sender<Event>,
     _desk: Desk,
     _dir: tempfile::TempDir,
@@ -42,25 +45,30 @@ fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
         judge_and_store(&store, &model, "good", true);
     }
     let (events, inbox) = std::sync::mpsc::channel();
+    let models = ModelSwitch::new(&model);
+    let settings = Settings::new(
+        models,
+        vec![repo().join("models/casting"), repo().join("models/xsdd")],
+        1,
+        Some(Arc::clone(&store)),
+    );
     let (desk, requests) = Desk::start(
         Arc::clone(&store),
+        settings.clone(),
         shift_start,
         events.clone(),
         Arc::new(|| {}),
     )
     .unwrap();
-    let manifest = model.manifest();
     let setup = PanelSetup {
         station: "kittest".into(),
-        model: manifest.name.clone(),
-        labels: super::review_labels(&manifest.labels, |l| manifest.is_good(l)),
         reasons: vec!["flash".into(), "dirt".into()],
         history: 8,
         high_contrast: false,
         shift: "06:00".into(),
         screenshots: dir.path().join("screenshots"),
         engineer_pin: Some("4711".into()),
-        model_handle: Arc::clone(&model),
+        settings: settings.clone(),
     };
     let panel = Panel::new(setup, inbox, requests);
     let harness = Harness::builder()
@@ -69,6 +77,7 @@ fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
     let rig = Rig {
         store,
         model,
+        settings,
         events,
         _desk: desk,
         _dir: dir,
@@ -293,9 +302,68 @@ fn only_an_engineer_changes_thresholds() {
         .set_value_accesskit(0.9);
     harness.run_steps(1);
     harness.get_by_label("Apply").click();
-    harness.run_steps(2);
+    let change = stored_change(&mut harness, &rig);
     let rule = rig.model.rule();
     assert!((rule.defect_threshold() - 0.9).abs() < 1e-6);
     assert!((rule.uncertain_band()[1] - 0.95).abs() < 1e-6);
-    harness.get_by_label_contains("reject threshold 0.500 -> 0.900");
+    assert_eq!(change.who, "gus");
+    assert_eq!(change.kind, ChangeKind::Thresholds);
+    assert!(change.before.starts_with("reject >= 0.500"), "{change:?}");
+    assert!(change.after.starts_with("reject >= 0.900"), "{change:?}");
+    harness.get_by_label_contains("reject >= 0.500");
+}
+
+/// Steps the UI until the desk has logged a settings change; returns the newest.
+fn stored_change(harness: &mut Harness<'static, Panel>, rig: &Rig) -> Change {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        harness.run_steps(1);
+        if let Some(change) = rig.store.changes(1).unwrap().pop() {
+            harness.run_steps(3);
+            return change;
+        }
+        assert!(Instant::now() < deadline, "no settings change was logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_engineer_switches_the_model_and_the_labels_follow() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "hal");
+    harness.key_press(egui::Key::M);
+    harness.run_steps(2);
+    harness.get_by_label_contains("needs the engineer role");
+
+    harness.key_press(egui::Key::E);
+    harness.run_steps(2);
+    harness.get_by_role(Role::PasswordInput).type_text("4711");
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    harness.key_press(egui::Key::M);
+    harness.run_steps(2);
+    harness.get_by_label("Switch the model");
+    harness.get_by_label_contains("models/xsdd").click();
+    harness.run_steps(1);
+    harness.get_by_label("Switch").click();
+    let change = stored_change(&mut harness, &rig);
+    assert_eq!(change.kind, ChangeKind::Model);
+    assert_eq!(change.who, "hal");
+    assert_eq!(change.before, "casting-defect 1.0.0");
+    let now = rig.settings.model();
+    assert_eq!(
+        change.after,
+        format!("{} {}", now.manifest().name, now.manifest().version)
+    );
+    assert_ne!(now.manifest().name, "casting-defect");
+    harness.get_by_label_contains(&format!("model {}", now.manifest().name));
+    // The override buttons now offer the new model's defect classes.
+    live_part(&mut harness, &rig, "good");
+    let class = now
+        .manifest()
+        .labels
+        .iter()
+        .find(|l| !now.manifest().is_good(l))
+        .unwrap();
+    harness.get_by_label_contains(class);
 }
