@@ -26,6 +26,35 @@ impl Verdict {
     }
 }
 
+/// Where in the inspected region a model saw something wrong: a grid laid over the region
+/// the model looks at, row-major, 0 for normal and 1 for "at the defect threshold or
+/// worse". Anomaly models give one; plain classifiers do not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatMap {
+    width: usize,
+    height: usize,
+    values: Vec<f32>,
+}
+
+impl HeatMap {
+    /// None when `values` does not fill a `width` x `height` grid.
+    pub fn new(width: usize, height: usize, values: Vec<f32>) -> Option<Self> {
+        (width > 0 && height > 0 && values.len() == width * height).then_some(Self {
+            width,
+            height,
+            values,
+        })
+    }
+
+    pub fn size(&self) -> [usize; 2] {
+        [self.width, self.height]
+    }
+
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+}
+
 /// What one inference produced, before any rule is applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scores {

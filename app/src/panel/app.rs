@@ -39,6 +39,7 @@ pub struct PanelSetup {
 struct Shown {
     part: Part,
     texture: Option<TextureHandle>,
+    heat_texture: Option<TextureHandle>,
     /// A review was sent and has not been answered yet.
     pending: bool,
 }
@@ -95,6 +96,7 @@ pub struct Panel {
     labels: Vec<String>,
     picker: Option<Picker>,
     help: bool,
+    heat_map_hidden: bool,
     fullscreen: bool,
     high_contrast: bool,
     /// The theme last handed to egui; set again only when it changes.
@@ -127,6 +129,7 @@ impl Panel {
             labels,
             picker: None,
             help: false,
+            heat_map_hidden: false,
             fullscreen: false,
             high_contrast,
             theme_applied: None,
@@ -179,6 +182,7 @@ impl Panel {
         self.history.push_back(Shown {
             part,
             texture: None,
+            heat_texture: None,
             pending: false,
         });
         // Parts still waiting for review stay, however long the history.
@@ -277,6 +281,7 @@ impl Panel {
             }
             Command::ToggleContrast => self.high_contrast = !self.high_contrast,
             Command::ToggleHelp => self.help = !self.help,
+            Command::ToggleHeatMap => self.heat_map_hidden = !self.heat_map_hidden,
             Command::Screenshot => {
                 let dir = self.setup.screenshots.clone();
                 return Some(egui::ViewportCommand::Screenshot(
@@ -515,9 +520,14 @@ impl Panel {
         let reviewed = record.review.as_ref().map_or(String::new(), |r| {
             format!("  ·  reviewed by {} ({})", r.reviewer, r.after)
         });
+        let heat = match (&shown.part.heat_map, self.heat_map_hidden) {
+            (None, _) => "",
+            (Some(_), false) => "  ·  heat map shown (V hides)",
+            (Some(_), true) => "  ·  heat map hidden (V shows)",
+        };
         ui.label(
             RichText::new(format!(
-                "part {}{}  ·  defect score {:.3}  ·  model said {}{}",
+                "part {}{}  ·  defect score {:.3}  ·  model said {}{}{}",
                 record.id,
                 record
                     .part_id
@@ -525,7 +535,8 @@ impl Panel {
                     .map_or(String::new(), |p| format!(" ({p})")),
                 record.defect_score,
                 record.class.as_deref().unwrap_or(&record.verdict),
-                reviewed
+                reviewed,
+                heat
             ))
             .size(18.0),
         );
@@ -542,8 +553,26 @@ impl Panel {
         let size = texture.size_vec2();
         let scale = (room.x / size.x).min(room.y / size.y).max(0.1);
         let response = ui.add(egui::Image::new((texture.id(), size * scale)));
+        let region = inspected_region(response.rect, self.model.manifest());
+        if let Some(heat) = shown
+            .part
+            .heat_map
+            .as_ref()
+            .filter(|_| !self.heat_map_hidden)
+        {
+            let overlay = shown.heat_texture.get_or_insert_with(|| {
+                ctx.load_texture(
+                    format!("heat-{id}"),
+                    heat.clone(),
+                    egui::TextureOptions::LINEAR,
+                )
+            });
+            let whole = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+            ui.painter()
+                .image(overlay.id(), region, whole, Color32::WHITE);
+        }
         ui.painter().rect_stroke(
-            inspected_region(response.rect, self.model.manifest()),
+            region,
             0.0,
             egui::Stroke::new(2.0, Color32::from_rgb(0, 200, 255)),
             egui::StrokeKind::Inside,

@@ -16,6 +16,7 @@ pub enum Command {
     TogglePause,
     ToggleFullscreen,
     ToggleContrast,
+    ToggleHeatMap,
     ToggleHelp,
     Screenshot,
     EngineerSignIn,
@@ -100,6 +101,12 @@ pub const SHORTCUTS: &[Shortcut] = &[
     ),
     key(Key::F11, "F11", "Fullscreen", Command::ToggleFullscreen),
     key(Key::H, "H", "High-contrast theme", Command::ToggleContrast),
+    key(
+        Key::V,
+        "V",
+        "Show or hide the heat map (models that give one)",
+        Command::ToggleHeatMap,
+    ),
     key(Key::F1, "F1", "This help", Command::ToggleHelp),
     key(
         Key::E,

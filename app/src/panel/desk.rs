@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use inspecta_pipeline::frame::Frame;
 use inspecta_pipeline::store::{Kpis, NewReview, Query, Record, RecordStore, Review};
+use inspecta_pipeline::verdict::HeatMap;
 
 use crate::service::Settings;
 
@@ -55,6 +56,8 @@ pub enum Request {
 pub struct Part {
     pub record: Record,
     pub image: egui::ColorImage,
+    /// The model's heat map, coloured for the overlay, when it gave one.
+    pub heat_map: Option<egui::ColorImage>,
 }
 
 /// Largest side of the picture kept for the panel: sharp on a 1080p screen, small in memory.
@@ -83,6 +86,27 @@ pub fn display_image(frame: &Frame) -> egui::ColorImage {
     };
     let size = [scaled.width() as usize, scaled.height() as usize];
     egui::ColorImage::from_rgb(size, scaled.as_raw())
+}
+
+/// The heat map as an overlay: clear where the part looks normal, from yellow to opaque
+/// red as a cell nears and passes the defect threshold.
+pub fn heat_image(heat: &HeatMap) -> egui::ColorImage {
+    let pixels = heat
+        .values()
+        .iter()
+        .map(|v| {
+            let v = v.clamp(0.0, 1.0);
+            let alpha = ((v - 0.25) / 0.75).clamp(0.0, 1.0) * 200.0;
+            let green = (1.0 - v) * 2.0 * 220.0;
+            egui::Color32::from_rgba_unmultiplied(
+                255,
+                green.clamp(0.0, 220.0) as u8,
+                0,
+                alpha as u8,
+            )
+        })
+        .collect();
+    egui::ColorImage::new(heat.size(), pixels)
 }
 
 #[derive(Debug)]
@@ -218,7 +242,12 @@ impl Worker {
                 .flatten()
                 .and_then(|path| Frame::open(&path).ok())
                 .map_or_else(egui::ColorImage::example, |f| display_image(&f));
-            if !self.send(Event::Part(Box::new(Part { record, image }))) {
+            let part = Part {
+                record,
+                image,
+                heat_map: None,
+            };
+            if !self.send(Event::Part(Box::new(part))) {
                 return;
             }
         }

@@ -7,7 +7,7 @@ use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::desk::{Event, Part, Repaint, display_image};
+use super::desk::{Event, Part, Repaint, display_image, heat_image};
 use crate::service::{Service, Step};
 
 #[derive(Debug)]
@@ -65,6 +65,7 @@ fn run(mut service: Service, stop: &AtomicBool, events: &Sender<Event>, repaint:
                     Ok(record) => send(Event::Part(Box::new(Part {
                         record,
                         image: display_image(&verdict.frame),
+                        heat_map: verdict.inspection.heat_map.as_ref().map(heat_image),
                     }))),
                     Err(e) => send(Event::Failed(format!("cannot read record {id}: {e}"))),
                 }

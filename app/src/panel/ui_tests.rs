@@ -14,11 +14,11 @@ use inspecta_pipeline::frame::Frame;
 use inspecta_pipeline::model::{Model, RunnerOptions};
 use inspecta_pipeline::station::ModelSwitch;
 use inspecta_pipeline::store::{Change, ChangeKind, NewRecord, RecordStore, Review, StoreConfig};
-use inspecta_pipeline::verdict::Verdict;
+use inspecta_pipeline::verdict::{HeatMap, Verdict};
 
 use super::app::{Panel, PanelSetup};
 use super::commands::SHORTCUTS;
-use super::desk::{Desk, Event, Part, display_image};
+use super::desk::{Desk, Event, Part, display_image, heat_image};
 use crate::service::Settings;
 
 struct Rig {
@@ -115,6 +115,7 @@ fn judge_and_store(store: &RecordStore, model: &Arc<Model>, class: &str, uncerta
     Part {
         record: store.get(id).unwrap(),
         image: display_image(&frame),
+        heat_map: None,
     }
 }
 
@@ -366,4 +367,56 @@ fn an_engineer_switches_the_model_and_the_labels_follow() {
         .find(|l| !now.manifest().is_good(l))
         .unwrap();
     harness.get_by_label_contains(class);
+}
+
+#[test]
+fn a_heat_map_is_laid_over_the_part_and_v_hides_it() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "ida");
+    let mut part = judge_and_store(&rig.store, &rig.model, "defect", false);
+    // A hot spot in the top-left corner of a 4x4 grid.
+    let mut values = vec![0.0; 16];
+    values[0] = 1.0;
+    values[1] = 0.6;
+    let heat = HeatMap::new(4, 4, values).unwrap();
+    part.heat_map = Some(heat_image(&heat));
+    rig.events.send(Event::Part(Box::new(part))).unwrap();
+    harness.run_steps(3);
+    harness.get_by_label_contains("heat map shown (V hides)");
+    let overlays = |harness: &Harness<'static, Panel>| {
+        harness
+            .ctx
+            .tex_manager()
+            .read()
+            .allocated()
+            .filter(|(_, meta)| meta.name.starts_with("heat-") && meta.size == [4, 4])
+            .count()
+    };
+    assert_eq!(
+        overlays(&harness),
+        1,
+        "the overlay went to the GPU to be drawn"
+    );
+    harness.key_press(egui::Key::V);
+    harness.run_steps(2);
+    harness.get_by_label_contains("heat map hidden (V shows)");
+    // A part without one says nothing about heat maps.
+    live_part(&mut harness, &rig, "good");
+    assert!(harness.query_by_label_contains("heat map").is_none());
+}
+
+#[test]
+fn the_overlay_is_clear_where_the_part_is_normal_and_red_where_it_is_not() {
+    let heat = HeatMap::new(3, 1, vec![0.1, 0.6, 1.0]).unwrap();
+    let image = heat_image(&heat);
+    assert_eq!(image.size, [3, 1]);
+    let [normal, near, over] = [image.pixels[0], image.pixels[1], image.pixels[2]];
+    assert_eq!(normal.a(), 0, "normal cells leave the part visible");
+    assert!(near.a() > 0 && near.a() < over.a());
+    assert!(near.g() > over.g(), "yellow turns red as the score rises");
+    assert_eq!(over.to_srgba_unmultiplied()[..3], [255, 0, 0]);
+    assert!(
+        HeatMap::new(3, 2, vec![0.0; 5]).is_none(),
+        "a grid it does not fill"
+    );
 }

@@ -16,7 +16,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::frame::Frame;
-use crate::verdict::{DecisionRule, Scores, Verdict};
+use crate::verdict::{DecisionRule, HeatMap, Scores, Verdict};
 use manifest::{Layout, MANIFEST_FILE, Manifest, ScoreKind};
 use metadata::OnnxFacts;
 use preprocess::{PreprocessError, Preprocessor};
@@ -93,6 +93,9 @@ pub struct Inspection {
     pub verdict: Verdict,
     #[serde(flatten)]
     pub scores: Scores,
+    /// Kept out of JSON lines and API answers: a picture, not a figure.
+    #[serde(skip)]
+    pub heat_map: Option<HeatMap>,
     pub timings_ms: StageTimings,
 }
 
@@ -250,6 +253,7 @@ impl Session {
         Ok(Inspection {
             verdict: rule.verdict(&scores),
             scores,
+            heat_map: None,
             timings_ms: StageTimings {
                 preprocess: preprocessed - started,
                 inference: inferred - preprocessed,
