@@ -11,7 +11,7 @@ use inspecta_pipeline::frame::Frame;
 use inspecta_pipeline::model::{Inspection, Model};
 use inspecta_pipeline::store::{
     ChangeKind, ImagePolicy, NewChange, NewRecord, NewReview, Query, RecordStore, ReviewAction,
-    StoreConfig, StoreError,
+    StoreConfig, StoreError, Stream,
 };
 use inspecta_pipeline::verdict::Verdict;
 
@@ -520,7 +520,7 @@ fn the_settings_log_keeps_who_changed_what_and_survives_an_upgrade() {
     drop(RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap());
     {
         let conn = rusqlite::Connection::open(dir.path().join("records.sqlite")).unwrap();
-        conn.execute_batch("DROP TABLE changes; PRAGMA user_version = 1;")
+        conn.execute_batch("DROP TABLE changes; DROP TABLE forwarded; PRAGMA user_version = 1;")
             .unwrap();
     }
     let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
@@ -562,4 +562,50 @@ fn the_settings_log_keeps_who_changed_what_and_survives_an_upgrade() {
         "newest first"
     );
     assert_eq!(store.changes(1).unwrap().len(), 1);
+}
+
+#[test]
+fn a_link_cursor_only_moves_forward_and_the_backlog_comes_oldest_first() {
+    let (model, parts) = judged();
+    let dir = tempfile::tempdir().unwrap();
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    for (n, part) in parts.iter().take(5).enumerate() {
+        store.insert(&record(model, part, n as u64)).unwrap();
+    }
+    assert_eq!(store.forwarded("mqtt", Stream::Verdicts).unwrap(), 0);
+    let backlog: Vec<i64> = store
+        .records_after(2, 2)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(backlog, [3, 4]);
+    store.set_forwarded("mqtt", Stream::Verdicts, 4).unwrap();
+    store.set_forwarded("mqtt", Stream::Verdicts, 2).unwrap();
+    assert_eq!(
+        store.forwarded("mqtt", Stream::Verdicts).unwrap(),
+        4,
+        "never back"
+    );
+    assert_eq!(
+        store.forwarded("opcua", Stream::Verdicts).unwrap(),
+        0,
+        "per link"
+    );
+    assert_eq!(
+        store.forwarded("mqtt", Stream::Reviews).unwrap(),
+        0,
+        "per stream"
+    );
+
+    let review = NewReview {
+        reviewer: "kim".into(),
+        action: ReviewAction::Confirm,
+        label: None,
+        reason: None,
+    };
+    store.review(5, &review).unwrap();
+    let reviews = store.reviews_after(0, 10).unwrap();
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].verdict_id, 5);
 }

@@ -7,6 +7,7 @@
 //! nothing that was committed.
 
 mod changes;
+mod forward;
 pub mod images;
 mod schema;
 
@@ -22,6 +23,7 @@ use crate::model::Inspection;
 use crate::model::manifest::Manifest;
 use crate::verdict::Verdict;
 pub use changes::{Change, ChangeKind, NewChange};
+pub use forward::Stream;
 use images::ImageArchive;
 pub use images::Retention;
 

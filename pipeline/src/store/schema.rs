@@ -52,6 +52,15 @@ const MIGRATIONS: &[&str] = &[
         after       TEXT NOT NULL
     );
 ",
+    "
+    -- Per plant link and stream, the last id the far side acknowledged.
+    CREATE TABLE forwarded (
+        link    TEXT NOT NULL,
+        stream  TEXT NOT NULL CHECK (stream IN ('verdicts', 'reviews')),
+        last_id INTEGER NOT NULL,
+        PRIMARY KEY (link, stream)
+    );
+",
 ];
 
 /// Brings the database up to the newest schema, each step in its own transaction.
