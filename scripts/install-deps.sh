@@ -14,6 +14,8 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-good gstreamer1.0-libav
   # tests: a real RTSP server to lose and get back
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp
+  # tests: a real MQTT broker to lose and get back
+  mosquitto
   # gst-launch-1.0, which makes the demo's sample clip (scripts/make-clip.sh)
   gstreamer1.0-tools
   # UVC cameras through nokhwa: bindgen needs libclang for the V4L2 headers; nasm gives its

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use inspecta_pipeline::publish::mqtt::MqttConfig;
 use inspecta_pipeline::source::SourceSpec;
 use inspecta_pipeline::station::Reconnect;
 use inspecta_pipeline::store::StoreConfig;
@@ -28,6 +29,8 @@ pub struct StationConfig {
     pub api: Option<ApiSection>,
     /// The operator panel (`inspecta run` with a display).
     pub panel: Option<PanelSection>,
+    /// Verdicts, reviews and presence to an MQTT broker; needs a store (its outbox).
+    pub mqtt: Option<MqttConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -148,6 +151,11 @@ impl StationConfig {
     fn check(&self) -> anyhow::Result<()> {
         if self.api.is_some() && self.store.is_none() {
             bail!("[api] serves the record store: add a [store] section");
+        }
+        if self.mqtt.is_some() && self.store.is_none() {
+            bail!(
+                "[mqtt] sends from the record store, which keeps what the broker has not taken yet: add a [store] section"
+            );
         }
         if self.trigger.stdin && !self.trigger.enabled {
             bail!("[trigger] stdin = true needs enabled = true");

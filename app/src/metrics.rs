@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use inspecta_pipeline::publish::mqtt::LinkStatus;
 use inspecta_pipeline::station::status::{SourceState, StationStatus};
 use inspecta_pipeline::station::{LiveVerdict, ModelSwitch};
 use inspecta_pipeline::store::RecordStore;
@@ -42,6 +43,7 @@ impl Metrics {
         models: ModelSwitch,
         status: Arc<StationStatus>,
         store: Option<Arc<RecordStore>>,
+        mqtt: Option<Arc<LinkStatus>>,
     ) -> Self {
         let mut registry = Registry::with_prefix("inspecta");
         registry.register(
@@ -83,6 +85,7 @@ impl Metrics {
             status,
             store,
             models,
+            mqtt,
         }));
         Self {
             registry,
@@ -141,6 +144,7 @@ struct StationCollector {
     status: Arc<StationStatus>,
     store: Option<Arc<RecordStore>>,
     models: ModelSwitch,
+    mqtt: Option<Arc<LinkStatus>>,
 }
 
 const SOURCE_STATES: [&str; 4] = ["connecting", "online", "reconnecting", "ended"];
@@ -223,6 +227,27 @@ impl Collector for StationCollector {
             MetricType::Gauge,
         )?;
         ConstGauge::new(1).encode(current.encode_family(&labels)?)?;
+
+        if let Some(link) = &self.mqtt {
+            ConstGauge::new(i64::from(link.connected())).encode(encoder.encode_descriptor(
+                "mqtt_connected",
+                "1 while the MQTT broker is connected",
+                None,
+                MetricType::Gauge,
+            )?)?;
+            ConstCounter::new(link.published()).encode(encoder.encode_descriptor(
+                "mqtt_published",
+                "Messages the MQTT broker acknowledged",
+                None,
+                MetricType::Counter,
+            )?)?;
+            ConstCounter::new(link.connection_errors()).encode(encoder.encode_descriptor(
+                "mqtt_connection_errors",
+                "Times the MQTT link lost or could not reach the broker",
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
 
         if let Some(store) = &self.store {
             let bytes = i64::try_from(store.image_bytes()).unwrap_or(i64::MAX);

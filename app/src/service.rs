@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use inspecta_pipeline::model::Model;
+use inspecta_pipeline::publish::mqtt::MqttLink;
 use inspecta_pipeline::station::{LiveVerdict, ModelSwitch, Station, Triggers};
 use inspecta_pipeline::store::{ChangeKind, NewChange, RecordStore};
 use inspecta_pipeline::verdict::DecisionRule;
@@ -30,6 +31,7 @@ pub struct Service {
     station: Station,
     recorder: Recorder,
     api: Option<ApiServer>,
+    mqtt: Option<MqttLink>,
     triggers: Option<Triggers>,
     /// Tells API clients that a finite source has been judged and stored to the end.
     finished: Arc<AtomicBool>,
@@ -58,6 +60,13 @@ impl Service {
                     .with_context(|| format!("cannot open the record store in {}", s.dir.display()))
             })
             .transpose()?;
+        let mqtt = match (&config.mqtt, &store) {
+            (Some(mqtt), Some(store)) => Some(
+                MqttLink::start(mqtt, &config.station.name, Arc::clone(store))
+                    .context("cannot start the MQTT link")?,
+            ),
+            _ => None,
+        };
         let frame_timeout = Duration::from_millis(config.trigger.frame_timeout_ms);
         let (station, triggers) = if config.trigger.enabled {
             let (station, triggers) = Station::start_triggered(
@@ -85,6 +94,7 @@ impl Service {
             station.models().clone(),
             Arc::clone(station.status()),
             store.clone(),
+            mqtt.as_ref().map(|link| Arc::clone(link.status())),
         ));
         let waiters = Arc::new(PartWaiters::default());
         let finished = Arc::new(AtomicBool::new(false));
@@ -111,6 +121,7 @@ impl Service {
                     token: std::env::var(TOKEN_ENV).ok().or_else(|| api.token.clone()),
                     started: Instant::now(),
                     sessions: SessionPool::default(),
+                    mqtt: mqtt.as_ref().map(|link| Arc::clone(link.status())),
                     finished: Arc::clone(&finished),
                 };
                 match ApiServer::start(api, state) {
@@ -131,6 +142,7 @@ impl Service {
             station,
             recorder,
             api,
+            mqtt,
             triggers,
             finished,
             last_status: Instant::now(),
@@ -188,6 +200,10 @@ impl Service {
         let mut recorder = self.recorder;
         for verdict in &pending {
             recorder.record(verdict)?;
+        }
+        // Last: it sends what the broker has not taken yet, the verdicts above included.
+        if let Some(mqtt) = self.mqtt {
+            mqtt.stop();
         }
         tracing::info!(
             frames = status.frames_in,

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use inspecta_pipeline::model::Session;
+use inspecta_pipeline::publish::mqtt::LinkStatus;
 use inspecta_pipeline::station::status::{SourceState, StationStatus};
 use inspecta_pipeline::station::{ModelSwitch, Triggers};
 use inspecta_pipeline::store::RecordStore;
@@ -47,6 +48,8 @@ pub struct ApiState {
     pub token: Option<String>,
     pub started: Instant,
     pub sessions: SessionPool,
+    /// The MQTT link, when one is configured.
+    pub mqtt: Option<Arc<LinkStatus>>,
     /// Set once a finite source has ended and every verdict from it is stored.
     pub finished: Arc<AtomicBool>,
 }
@@ -216,6 +219,11 @@ async fn status(State(state): State<Shared>) -> Result<Json<serde_json::Value>, 
         "inspected": snapshot.inspected(),
         "verdicts": snapshot.verdicts,
         "store": { "records": records, "image_bytes": state.store.image_bytes() },
+        "mqtt": state.mqtt.as_ref().map(|link| json!({
+            "connected": link.connected(),
+            "published": link.published(),
+            "connection_errors": link.connection_errors(),
+        })),
     })))
 }
 

@@ -1,0 +1,262 @@
+//! The MQTT link against a real broker (mosquitto) that goes away in the middle of a run and
+//! comes back: every verdict must arrive, in order, none lost; duplicates (QoS 1) are
+//! removed by record id as a plant consumer would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// mosquitto on its own port, persisting sessions to disk so a restart keeps the test
+/// subscriber's queue, as a production broker would.
+struct Broker {
+    child: Option<Child>,
+    config: PathBuf,
+    port: u16,
+}
+
+impl Broker {
+    fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let config = dir.join("mosquitto.conf");
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\n{}",
+                dir.display(),
+                if as_root { "user root\n" } else { "" }
+            ),
+        )
+        .unwrap();
+        let mut broker = Self {
+            child: None,
+            config,
+            port,
+        };
+        broker.resume();
+        broker
+    }
+
+    fn resume(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto (installed by scripts/install-deps.sh)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("the broker", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// SIGTERM: the broker saves its sessions and goes away.
+    fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A plant-side consumer: a persistent QoS 1 subscription to everything the station says.
+fn subscribe(port: u16) -> Arc<Mutex<Vec<(String, serde_json::Value)>>> {
+    let mut options = MqttOptions::new("plant-consumer", "127.0.0.1", port);
+    options.set_clean_session(false);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut connection) = Client::new(options, 16);
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&received);
+    let subscribed = Arc::new(Mutex::new(false));
+    let acked = Arc::clone(&subscribed);
+    std::thread::spawn(move || {
+        client.subscribe("inspecta/#", QoS::AtLeastOnce).unwrap();
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let value = serde_json::from_slice(&p.payload).unwrap();
+                    sink.lock().unwrap().push((p.topic.clone(), value));
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => *acked.lock().unwrap() = true,
+                Ok(_) => {}
+                // The broker is away: rumqttc reconnects on the next poll.
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    });
+    wait_for("the subscription", Duration::from_secs(10), || {
+        *subscribed.lock().unwrap()
+    });
+    received
+}
+
+fn verdict_ids(received: &Mutex<Vec<(String, serde_json::Value)>>) -> Vec<i64> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(topic, _)| topic.ends_with("/verdict"))
+        .map(|(_, v)| v["id"].as_i64().unwrap())
+        .collect()
+}
+
+fn presence(received: &Mutex<Vec<(String, serde_json::Value)>>) -> Vec<String> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(topic, _)| topic == "inspecta/plant-a/line-2/mqtt-test/status")
+        .map(|(_, v)| v["state"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The real binary, headless, on the sample parts at `rate` parts/s, linked to `broker`.
+fn start_station(dir: &Path, broker: &Broker, rate: f32) -> Child {
+    let config = dir.join("station.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[station]\nname = \"mqtt-test\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
+             [source]\nkind = \"folder\"\npath = \"samples/casting\"\nparts_per_second = {rate:.1}\n\
+             [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nsite = \"plant-a\"\nline = \"line-2\"\n",
+            dir.join("records").display(),
+            free_port(),
+            broker.port
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .current_dir(repo())
+        .args(["run", "--headless", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn every_verdict_reaches_the_plant_in_order_across_a_broker_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path());
+    let received = subscribe(broker.port);
+
+    let station = start_station(dir.path(), &broker, 3.0);
+
+    wait_for("the first verdicts", Duration::from_secs(60), || {
+        verdict_ids(&received).len() >= 4
+    });
+    broker.pause();
+    // The line goes on while the broker is away: these parts wait in the store.
+    std::thread::sleep(Duration::from_secs(3));
+    let before_outage_ended = verdict_ids(&received).len();
+    broker.resume();
+    wait_for("all 24 verdicts", Duration::from_secs(60), || {
+        verdict_ids(&received).iter().collect::<BTreeSet<_>>().len() == 24
+    });
+
+    let ids = verdict_ids(&received);
+    let mut first_seen = Vec::new();
+    for id in &ids {
+        if !first_seen.contains(id) {
+            first_seen.push(*id);
+        }
+    }
+    assert_eq!(
+        first_seen,
+        (1..=24).collect::<Vec<_>>(),
+        "in order, none lost"
+    );
+    assert!(
+        before_outage_ended < 24,
+        "the outage really held verdicts back ({before_outage_ended} arrived before it ended)"
+    );
+    assert_eq!(
+        presence(&received).first().map(String::as_str),
+        Some("online")
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &station.id().to_string()])
+        .status()
+        .unwrap();
+    let out = station.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("MQTT link down"),
+        "the outage is in the log:\n{log}"
+    );
+    wait_for("the goodbye", Duration::from_secs(10), || {
+        presence(&received).last().map(String::as_str) == Some("offline")
+    });
+    let cursor: i64 = rusqlite::Connection::open(dir.path().join("records/records.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT last_id FROM forwarded WHERE link = 'mqtt' AND stream = 'verdicts'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(cursor, 24, "the store knows the broker has everything");
+}
+
+#[test]
+fn a_station_that_dies_is_announced_offline_by_its_last_will() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let received = subscribe(broker.port);
+    let mut station = start_station(dir.path(), &broker, 2.0);
+    wait_for("online", Duration::from_secs(60), || {
+        presence(&received).last().map(String::as_str) == Some("online")
+    });
+    station.kill().unwrap();
+    station.wait().unwrap();
+    wait_for("the last will", Duration::from_secs(30), || {
+        presence(&received).last().map(String::as_str) == Some("offline")
+    });
+}

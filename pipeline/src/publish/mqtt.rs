@@ -1,0 +1,432 @@
+//! Verdicts and reviews to an MQTT broker, QoS 1, under
+//! `<prefix>/<site>/<line>/<station>/{verdict,review,status}`.
+//!
+//! The link keeps a cursor per stream in the store and moves it only when the broker has
+//! acknowledged (PUBACK) everything up to it. While the broker is away the records simply
+//! wait in the store; when it is back they go out oldest first. A message can go out twice
+//! (acknowledged, but the cursor not yet moved when the line dropped): consumers
+//! deduplicate by the record's id, which is never reused.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{RecordStore, StoreError, Stream};
+
+/// Records and reviews sent per round trip; the link waits for all their PUBACKs.
+const BATCH: u32 = 32;
+/// How often an idle link looks for new records in the store.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The link's name for its cursors in the store.
+const LINK: &str = "mqtt";
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Defaults to `inspecta-<station>`; must be unique on the broker.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    pub site: String,
+    pub line: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Better given as `$INSPECTA_MQTT_PASSWORD` than written in the file.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+}
+
+fn default_port() -> u16 {
+    1883
+}
+fn default_prefix() -> String {
+    "inspecta".into()
+}
+fn default_keep_alive() -> u64 {
+    15
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("`{field}` = {value:?} cannot be part of an MQTT topic (no '/', '+', '#' or empty)")]
+    Topic { field: &'static str, value: String },
+    #[error("the broker: {0}")]
+    Connection(Box<rumqttc::ConnectionError>),
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the link's client stopped: {0}")]
+    Client(#[from] rumqttc::ClientError),
+    #[error("the record store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start the link thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl From<rumqttc::ConnectionError> for MqttError {
+    fn from(e: rumqttc::ConnectionError) -> Self {
+        Self::Connection(Box::new(e))
+    }
+}
+
+/// The link's own counters, read by metrics and the status endpoint.
+#[derive(Debug, Default)]
+pub struct LinkStatus {
+    connected: AtomicBool,
+    published: AtomicU64,
+    connection_errors: AtomicU64,
+}
+
+impl LinkStatus {
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+    /// Messages the broker acknowledged.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+    pub fn connection_errors(&self) -> u64 {
+        self.connection_errors.load(Ordering::Relaxed)
+    }
+}
+
+/// The topic names of one station.
+#[derive(Debug, Clone)]
+struct Topics {
+    verdict: String,
+    review: String,
+    status: String,
+}
+
+impl Topics {
+    fn new(config: &MqttConfig, station: &str) -> Result<Self, MqttError> {
+        let parts = [
+            ("prefix", config.prefix.as_str()),
+            ("site", config.site.as_str()),
+            ("line", config.line.as_str()),
+            ("station", station),
+        ];
+        for (field, value) in parts {
+            if value.is_empty() || value.contains(['/', '+', '#']) {
+                return Err(MqttError::Topic {
+                    field,
+                    value: value.to_owned(),
+                });
+            }
+        }
+        let base = parts.map(|(_, v)| v).join("/");
+        Ok(Self {
+            verdict: format!("{base}/verdict"),
+            review: format!("{base}/review"),
+            status: format!("{base}/status"),
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Presence<'a> {
+    state: &'a str,
+    station: &'a str,
+}
+
+/// A running link; [`MqttLink::stop`] says goodbye to the broker and returns.
+#[derive(Debug)]
+pub struct MqttLink {
+    stop: Arc<AtomicBool>,
+    status: Arc<LinkStatus>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MqttLink {
+    /// Checks the configuration and starts the link on a thread of its own. It connects in
+    /// the background: a broker that is down at start is no error, only a wait.
+    pub fn start(
+        config: &MqttConfig,
+        station: &str,
+        store: Arc<RecordStore>,
+    ) -> Result<Self, MqttError> {
+        let topics = Topics::new(config, station)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(LinkStatus::default());
+        let worker = Worker {
+            options: options(config, station, &topics),
+            topics,
+            station: station.to_owned(),
+            store,
+            stop: Arc::clone(&stop),
+            status: Arc::clone(&status),
+        };
+        let thread = std::thread::Builder::new()
+            .name("mqtt".into())
+            .spawn(move || worker.run())
+            .map_err(MqttError::Thread)?;
+        Ok(Self {
+            stop,
+            status,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn status(&self) -> &Arc<LinkStatus> {
+        &self.status
+    }
+
+    /// Sends what is still unsent (while the broker answers), announces the station offline
+    /// and disconnects.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the MQTT link panicked");
+        }
+    }
+}
+
+impl Drop for MqttLink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn options(config: &MqttConfig, station: &str, topics: &Topics) -> MqttOptions {
+    let client_id = config
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("inspecta-{station}"));
+    let mut options = MqttOptions::new(client_id, &config.host, config.port);
+    options.set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)));
+    let offline = presence("offline", station);
+    options.set_last_will(LastWill::new(
+        &topics.status,
+        offline,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let password = std::env::var("INSPECTA_MQTT_PASSWORD")
+        .ok()
+        .or_else(|| config.password.clone());
+    if let Some(user) = &config.username {
+        options.set_credentials(user, password.unwrap_or_default());
+    }
+    options
+}
+
+fn presence(state: &str, station: &str) -> Vec<u8> {
+    serde_json::to_vec(&Presence { state, station }).unwrap_or_default()
+}
+
+struct Worker {
+    options: MqttOptions,
+    topics: Topics,
+    station: String,
+    store: Arc<RecordStore>,
+    stop: Arc<AtomicBool>,
+    status: Arc<LinkStatus>,
+}
+
+/// One batch on its way: how many PUBACKs it needs, and where the cursors go then.
+#[derive(Debug, Default)]
+struct Batch {
+    messages: usize,
+    verdicts_to: Option<i64>,
+    reviews_to: Option<i64>,
+}
+
+impl Worker {
+    fn run(&self) {
+        let mut failures = 0u32;
+        while !self.stopping() {
+            match self.session() {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    self.status.connected.store(false, Ordering::Relaxed);
+                    self.status
+                        .connection_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    failures = failures.saturating_add(1);
+                    let wait = backoff(failures);
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(attempt = failures, retry_in = ?wait, "MQTT link down, records wait in the store: {e}");
+                    }
+                    self.sleep(wait);
+                }
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn sleep(&self, total: Duration) {
+        let until = Instant::now() + total;
+        while !self.stopping() && Instant::now() < until {
+            std::thread::sleep(IDLE_POLL.min(until - Instant::now()));
+        }
+    }
+
+    /// One connection, from CONNACK to stop or failure: the backlog first, then each new
+    /// record as it is stored.
+    fn session(&self) -> Result<(), MqttError> {
+        let (client, mut connection) = Client::new(self.options.clone(), BATCH as usize * 2 + 4);
+        wait_for_connack(&mut connection)?;
+        self.status.connected.store(true, Ordering::Relaxed);
+        tracing::info!(broker = %self.options.broker_address().0, topic = %self.topics.status, "MQTT link up");
+        let online = presence("online", &self.station);
+        client.publish(&self.topics.status, QoS::AtLeastOnce, true, online)?;
+        await_acks(&mut connection, 1)?;
+        loop {
+            let batch = self.send_batch(&client)?;
+            if batch.messages > 0 {
+                await_acks(&mut connection, batch.messages)?;
+                self.advance(&batch)?;
+                continue;
+            }
+            if self.stopping() {
+                return self.goodbye(&client, &mut connection);
+            }
+            // Idle: keep the connection alive (pings) and look again shortly.
+            if let Ok(Err(e)) = connection.recv_timeout(IDLE_POLL) {
+                return Err(e.into());
+            }
+        }
+    }
+
+    fn send_batch(&self, client: &Client) -> Result<Batch, MqttError> {
+        let mut batch = Batch::default();
+        let from = self.store.forwarded(LINK, Stream::Verdicts)?;
+        for record in self.store.records_after(from, BATCH)? {
+            let payload = serde_json::to_vec(&record).unwrap_or_default();
+            client.publish(&self.topics.verdict, QoS::AtLeastOnce, false, payload)?;
+            batch.messages += 1;
+            batch.verdicts_to = Some(record.id);
+        }
+        let from = self.store.forwarded(LINK, Stream::Reviews)?;
+        for review in self.store.reviews_after(from, BATCH)? {
+            let payload = serde_json::to_vec(&review).unwrap_or_default();
+            client.publish(&self.topics.review, QoS::AtLeastOnce, false, payload)?;
+            batch.messages += 1;
+            batch.reviews_to = Some(review.id);
+        }
+        Ok(batch)
+    }
+
+    fn advance(&self, batch: &Batch) -> Result<(), MqttError> {
+        if let Some(id) = batch.verdicts_to {
+            self.store.set_forwarded(LINK, Stream::Verdicts, id)?;
+        }
+        if let Some(id) = batch.reviews_to {
+            self.store.set_forwarded(LINK, Stream::Reviews, id)?;
+        }
+        self.status
+            .published
+            .fetch_add(batch.messages as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A clean stop: "offline" (retained) in place of the last will, then DISCONNECT.
+    fn goodbye(&self, client: &Client, connection: &mut Connection) -> Result<(), MqttError> {
+        let offline = presence("offline", &self.station);
+        client.publish(&self.topics.status, QoS::AtLeastOnce, true, offline)?;
+        await_acks(connection, 1)?;
+        client.disconnect()?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            match connection.recv_timeout(IDLE_POLL) {
+                Ok(Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)) | Err(_) => break,
+                Ok(Ok(_)) => {}
+            }
+        }
+        self.status.connected.store(false, Ordering::Relaxed);
+        tracing::info!("MQTT link closed");
+        Ok(())
+    }
+}
+
+fn wait_for_connack(connection: &mut Connection) -> Result<(), MqttError> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match connection.recv_timeout(left) {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(MqttError::Timeout(CONNECT_TIMEOUT)),
+        }
+    }
+}
+
+/// Polls the connection until `count` PUBACKs have come in.
+fn await_acks(connection: &mut Connection, count: usize) -> Result<(), MqttError> {
+    let deadline = Instant::now() + ACK_TIMEOUT;
+    let mut acked = 0;
+    while acked < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match connection.recv_timeout(left) {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(MqttError::Timeout(ACK_TIMEOUT)),
+        }
+    }
+    Ok(())
+}
+
+fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(6);
+    (Duration::from_millis(250) * (1 << exponent)).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> MqttConfig {
+        toml::from_str("host = \"localhost\"\nsite = \"plant-a\"\nline = \"line-2\"")
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn topics_follow_the_plant_hierarchy() {
+        let topics = Topics::new(&config(), "cam-1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(topics.verdict, "inspecta/plant-a/line-2/cam-1/verdict");
+        assert_eq!(topics.status, "inspecta/plant-a/line-2/cam-1/status");
+    }
+
+    #[test]
+    fn names_that_would_break_the_topic_tree_are_refused() {
+        for station in ["cam/1", "cam+", "#", ""] {
+            let err = Topics::new(&config(), station).err();
+            assert!(
+                matches!(
+                    err,
+                    Some(MqttError::Topic {
+                        field: "station",
+                        ..
+                    })
+                ),
+                "{station:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retries_back_off_up_to_ten_seconds() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(3), Duration::from_secs(1));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+}
