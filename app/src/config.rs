@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use inspecta_pipeline::publish::mqtt::MqttConfig;
+use inspecta_pipeline::quality::watch::SpcConfig;
 use inspecta_pipeline::source::SourceSpec;
 use inspecta_pipeline::station::Reconnect;
 use inspecta_pipeline::store::StoreConfig;
@@ -31,6 +32,8 @@ pub struct StationConfig {
     pub panel: Option<PanelSection>,
     /// Verdicts, reviews and presence to an MQTT broker; needs a store (its outbox).
     pub mqtt: Option<MqttConfig>,
+    /// Control charts on the defect rate, with alarms; needs a store.
+    pub spc: Option<SpcConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -156,6 +159,9 @@ impl StationConfig {
             bail!(
                 "[mqtt] sends from the record store, which keeps what the broker has not taken yet: add a [store] section"
             );
+        }
+        if self.spc.is_some() && self.store.is_none() {
+            bail!("[spc] charts the record store: add a [store] section");
         }
         if self.trigger.stdin && !self.trigger.enabled {
             bail!("[trigger] stdin = true needs enabled = true");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use inspecta_pipeline::model::Model;
 use inspecta_pipeline::publish::mqtt::MqttLink;
+use inspecta_pipeline::quality::watch::ProcessWatch;
 use inspecta_pipeline::station::{LiveVerdict, ModelSwitch, Station, Triggers};
 use inspecta_pipeline::store::{ChangeKind, NewChange, RecordStore};
 use inspecta_pipeline::verdict::DecisionRule;
@@ -21,6 +22,8 @@ use crate::metrics::Metrics;
 use crate::recorder::{PartWaiters, Recorder};
 
 const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// How often the control charts are redrawn from the store.
+const SPC_EVERY: Duration = Duration::from_secs(5);
 const TOKEN_ENV: &str = "INSPECTA_API_TOKEN";
 
 #[derive(Debug)]
@@ -32,6 +35,7 @@ pub struct Service {
     recorder: Recorder,
     api: Option<ApiServer>,
     mqtt: Option<MqttLink>,
+    watch: Option<(ProcessWatch, Instant)>,
     triggers: Option<Triggers>,
     /// Tells API clients that a finite source has been judged and stored to the end.
     finished: Arc<AtomicBool>,
@@ -122,6 +126,7 @@ impl Service {
                     started: Instant::now(),
                     sessions: SessionPool::default(),
                     mqtt: mqtt.as_ref().map(|link| Arc::clone(link.status())),
+                    spc: config.spc.clone().map(ProcessWatch::new),
                     finished: Arc::clone(&finished),
                 };
                 match ApiServer::start(api, state) {
@@ -143,6 +148,10 @@ impl Service {
             recorder,
             api,
             mqtt,
+            watch: config
+                .spc
+                .clone()
+                .map(|spc| (ProcessWatch::new(spc), Instant::now())),
             triggers,
             finished,
             last_status: Instant::now(),
@@ -177,6 +186,7 @@ impl Service {
             tracing::info!(frames = status.frames_in, dropped = status.frames_dropped, inspected = status.inspected(), source = ?status.source, "status");
             self.last_status = Instant::now();
         }
+        self.watch_process();
         match self.station.results().recv_timeout(timeout) {
             Ok(verdict) => {
                 let id = self.recorder.record(&verdict)?;
@@ -187,6 +197,26 @@ impl Service {
                 self.finished.store(true, Ordering::Relaxed);
                 Ok(Step::Ended)
             }
+        }
+    }
+
+    /// Redraws the control charts now and then; a rule broken is an alarm in the store
+    /// (and so on the links and the API) and in the log.
+    fn watch_process(&mut self) {
+        let (Some((watch, last)), Some(store)) = (self.watch.as_mut(), self.store.as_ref()) else {
+            return;
+        };
+        if last.elapsed() < SPC_EVERY {
+            return;
+        }
+        *last = Instant::now();
+        match watch.check(store) {
+            Ok(alarms) => {
+                for alarm in alarms {
+                    tracing::warn!(id = alarm.id, chart = %alarm.chart, rule = %alarm.rule, "process alarm: {}", alarm.message);
+                }
+            }
+            Err(e) => tracing::error!("cannot draw the control charts: {e}"),
         }
     }
 

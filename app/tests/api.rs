@@ -298,6 +298,33 @@ fn reviews_need_the_token_and_are_kept_with_who_and_why() {
 }
 
 #[test]
+fn control_charts_are_drawn_from_the_stored_line() {
+    let station = Station::start(&folder_line(), "[spc]\nsubgroup = 4\nbaseline = 3\n");
+    played(&station);
+    let (status, body) = station.get("/spc");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let charts = body["charts"].as_array().unwrap();
+    let all = charts.iter().find(|c| c["name"] == "all").unwrap();
+    // 24 parts in subgroups of 4: six points, each a defect proportion.
+    let points = all["points"].as_array().unwrap();
+    assert_eq!(points.len(), 6);
+    assert!(
+        points
+            .iter()
+            .all(|p| (0.0..=1.0).contains(&p.as_f64().unwrap()))
+    );
+    assert!(all["limits"]["centre"].as_f64().is_some());
+    assert!(
+        charts.iter().any(|c| c["name"] == "defect"),
+        "one chart per class"
+    );
+    assert!(body["alarms"].is_array());
+
+    let plain = Station::start(&folder_line(), "");
+    assert_eq!(plain.get("/spc").0, StatusCode::NOT_FOUND);
+}
+
+#[test]
 fn metrics_expose_counters_histograms_and_source_state() {
     let station = Station::start(&folder_line(), "");
     played(&station);

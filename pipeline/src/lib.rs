@@ -5,6 +5,7 @@ pub mod evaluation;
 pub mod frame;
 pub mod model;
 pub mod publish;
+pub mod quality;
 pub mod source;
 pub mod station;
 pub mod store;

@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use inspecta_pipeline::model::Session;
 use inspecta_pipeline::publish::mqtt::LinkStatus;
+use inspecta_pipeline::quality::watch::ProcessWatch;
 use inspecta_pipeline::station::status::{SourceState, StationStatus};
 use inspecta_pipeline::station::{ModelSwitch, Triggers};
 use inspecta_pipeline::store::RecordStore;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub sessions: SessionPool,
     /// The MQTT link, when one is configured.
     pub mqtt: Option<Arc<LinkStatus>>,
+    /// The control charts, when `[spc]` is configured.
+    pub spc: Option<ProcessWatch>,
     /// Set once a finite source has ended and every verdict from it is stored.
     pub finished: Arc<AtomicBool>,
 }
@@ -147,6 +150,7 @@ fn router(state: Shared, max_upload_bytes: usize) -> Router {
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/spc", get(spc))
         .route("/verdicts", get(records::list))
         .route("/verdicts/{id}", get(records::get_one))
         .route("/verdicts/{id}/image", get(records::image))
@@ -225,6 +229,25 @@ async fn status(State(state): State<Shared>) -> Result<Json<serde_json::Value>, 
             "connection_errors": link.connection_errors(),
         })),
     })))
+}
+
+/// The control charts (centre line, limits, points, signals) and the latest alarms.
+async fn spc(State(state): State<Shared>) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(watch) = state.spc.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no control charts: add an [spc] section",
+        ));
+    };
+    let store = Arc::clone(&state.store);
+    let (charts, alarms) = tokio::task::spawn_blocking(move || {
+        Ok::<_, inspecta_pipeline::store::StoreError>((
+            watch.charts(&store)?,
+            store.recent_alarms(20)?,
+        ))
+    })
+    .await??;
+    Ok(Json(json!({ "charts": charts, "alarms": alarms })))
 }
 
 async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use egui::{Color32, RichText, TextureHandle, Ui};
 use inspecta_pipeline::model::Model;
 use inspecta_pipeline::model::manifest::check_thresholds;
-use inspecta_pipeline::store::{Kpis, NewReview, Review, ReviewAction};
+use inspecta_pipeline::store::{Alarm, Kpis, NewReview, Review, ReviewAction};
 
 use super::commands::{self, Command, OVERRIDE_HELP, SHORTCUTS};
 use super::desk::{Event, Part, Request};
@@ -102,6 +102,8 @@ pub struct Panel {
     /// The theme last handed to egui; set again only when it changes.
     theme_applied: Option<bool>,
     kpis: Kpis,
+    /// The shift's latest process alarm, shown until the shift ends.
+    alarm: Option<Alarm>,
     message: Option<(String, bool)>,
     source_ended: bool,
 }
@@ -134,6 +136,7 @@ impl Panel {
             high_contrast,
             theme_applied: None,
             kpis: Kpis::default(),
+            alarm: None,
             message: None,
             source_ended: false,
         }
@@ -159,6 +162,7 @@ impl Panel {
         match event {
             Event::Part(part) => self.add_part(*part),
             Event::Kpis(kpis) => self.kpis = kpis,
+            Event::Alarm(alarm) => self.alarm = Some(alarm),
             Event::Reviewed { id, result } => self.reviewed(id, result),
             Event::Ended => self.source_ended = true,
             Event::Failed(message) => self.message = Some((message, true)),
@@ -466,6 +470,16 @@ impl Panel {
                         .strong()
                 };
                 ui.label(queue);
+                if let Some(alarm) = &self.alarm {
+                    ui.separator();
+                    let at = alarm.raised_at.strftime("%H:%M");
+                    ui.label(
+                        RichText::new(format!("PROCESS ALARM {at}: {}", alarm.message))
+                            .color(Color32::WHITE)
+                            .background_color(Color32::from_rgb(200, 0, 0))
+                            .strong(),
+                    );
+                }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     ui.label("F1: help");
                     if let Some(name) = &self.operator {

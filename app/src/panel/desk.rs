@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use inspecta_pipeline::frame::Frame;
-use inspecta_pipeline::store::{Kpis, NewReview, Query, Record, RecordStore, Review};
+use inspecta_pipeline::store::{Alarm, Kpis, NewReview, Query, Record, RecordStore, Review};
 use inspecta_pipeline::verdict::HeatMap;
 
 use crate::service::Settings;
@@ -27,6 +27,8 @@ pub enum Event {
     /// The source has ended (a folder or file played to its end).
     Ended,
     Failed(String),
+    /// The shift's latest process alarm (control charts, `[spc]`).
+    Alarm(Alarm),
     /// A threshold change or model switch took effect (what changed), or why not.
     SettingsChanged(Result<String, String>),
 }
@@ -254,9 +256,18 @@ impl Worker {
     }
 
     fn send_kpis(&self) -> bool {
-        match self.store.kpis(self.shift_start) {
+        let sent = match self.store.kpis(self.shift_start) {
             Ok(kpis) => self.send(Event::Kpis(kpis)),
             Err(e) => self.send(Event::Failed(format!("cannot compute KPIs: {e}"))),
+        };
+        match self.store.recent_alarms(1) {
+            Ok(alarms) => match alarms.into_iter().next() {
+                Some(alarm) if alarm.raised_at >= self.shift_start => {
+                    sent && self.send(Event::Alarm(alarm))
+                }
+                _ => sent,
+            },
+            Err(e) => self.send(Event::Failed(format!("cannot read the alarms: {e}"))),
         }
     }
 

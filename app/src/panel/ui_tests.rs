@@ -13,7 +13,9 @@ use egui_kittest::kittest::Queryable as _;
 use inspecta_pipeline::frame::Frame;
 use inspecta_pipeline::model::{Model, RunnerOptions};
 use inspecta_pipeline::station::ModelSwitch;
-use inspecta_pipeline::store::{Change, ChangeKind, NewRecord, RecordStore, Review, StoreConfig};
+use inspecta_pipeline::store::{
+    Change, ChangeKind, NewAlarm, NewRecord, RecordStore, Review, StoreConfig,
+};
 use inspecta_pipeline::verdict::{HeatMap, Verdict};
 
 use super::app::{Panel, PanelSetup};
@@ -419,4 +421,30 @@ fn the_overlay_is_clear_where_the_part_is_normal_and_red_where_it_is_not() {
         HeatMap::new(3, 2, vec![0.0; 5]).is_none(),
         "a grid it does not fill"
     );
+}
+
+#[test]
+fn a_process_alarm_of_the_shift_shows_in_the_top_bar() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "jo");
+    assert!(harness.query_by_label_contains("PROCESS ALARM").is_none());
+    rig.store
+        .raise(&NewAlarm {
+            chart: "all".into(),
+            rule: "eight_on_one_side".into(),
+            subgroup: 27,
+            proportion: 0.3,
+            centre: 0.1,
+            upper: 0.227,
+            message: "all: 8 subgroups in a row on one side of the centre line".into(),
+        })
+        .unwrap();
+    // The desk looks at the store every 2 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while harness.query_by_label_contains("PROCESS ALARM").is_none() {
+        assert!(Instant::now() < deadline, "the alarm never showed");
+        harness.run_steps(1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.get_by_label_contains("8 subgroups in a row");
 }

@@ -1,5 +1,5 @@
-//! Verdicts and reviews to an MQTT broker, QoS 1, under
-//! `<prefix>/<site>/<line>/<station>/{verdict,review,status}`.
+//! Verdicts, reviews and process alarms to an MQTT broker, QoS 1, under
+//! `<prefix>/<site>/<line>/<station>/{verdict,review,alarm,status}`.
 //!
 //! The link keeps a cursor per stream in the store and moves it only when the broker has
 //! acknowledged (PUBACK) everything up to it. While the broker is away the records simply
@@ -107,6 +107,7 @@ impl LinkStatus {
 struct Topics {
     verdict: String,
     review: String,
+    alarm: String,
     status: String,
 }
 
@@ -130,6 +131,7 @@ impl Topics {
         Ok(Self {
             verdict: format!("{base}/verdict"),
             review: format!("{base}/review"),
+            alarm: format!("{base}/alarm"),
             status: format!("{base}/status"),
         })
     }
@@ -243,6 +245,7 @@ struct Batch {
     messages: usize,
     verdicts_to: Option<i64>,
     reviews_to: Option<i64>,
+    alarms_to: Option<i64>,
 }
 
 impl Worker {
@@ -321,6 +324,13 @@ impl Worker {
             batch.messages += 1;
             batch.reviews_to = Some(review.id);
         }
+        let from = self.store.forwarded(LINK, Stream::Alarms)?;
+        for alarm in self.store.alarms_after(from, BATCH)? {
+            let payload = serde_json::to_vec(&alarm).unwrap_or_default();
+            client.publish(&self.topics.alarm, QoS::AtLeastOnce, false, payload)?;
+            batch.messages += 1;
+            batch.alarms_to = Some(alarm.id);
+        }
         Ok(batch)
     }
 
@@ -330,6 +340,9 @@ impl Worker {
         }
         if let Some(id) = batch.reviews_to {
             self.store.set_forwarded(LINK, Stream::Reviews, id)?;
+        }
+        if let Some(id) = batch.alarms_to {
+            self.store.set_forwarded(LINK, Stream::Alarms, id)?;
         }
         self.status
             .published

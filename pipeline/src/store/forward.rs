@@ -13,6 +13,7 @@ use super::{record_from_row, review_from_row};
 pub enum Stream {
     Verdicts,
     Reviews,
+    Alarms,
 }
 
 impl Stream {
@@ -20,6 +21,7 @@ impl Stream {
         match self {
             Self::Verdicts => "verdicts",
             Self::Reviews => "reviews",
+            Self::Alarms => "alarms",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! [`RecordStore::insert`] returns; a process killed at any moment (or a power cut) loses
 //! nothing that was committed.
 
+mod alarms;
 mod changes;
 mod forward;
 pub mod images;
@@ -22,6 +23,7 @@ use crate::frame::Frame;
 use crate::model::Inspection;
 use crate::model::manifest::Manifest;
 use crate::verdict::Verdict;
+pub use alarms::{Alarm, NewAlarm, Outcome};
 pub use changes::{Change, ChangeKind, NewChange};
 pub use forward::Stream;
 use images::ImageArchive;

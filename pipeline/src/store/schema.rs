@@ -56,9 +56,23 @@ const MIGRATIONS: &[&str] = &[
     -- Per plant link and stream, the last id the far side acknowledged.
     CREATE TABLE forwarded (
         link    TEXT NOT NULL,
-        stream  TEXT NOT NULL CHECK (stream IN ('verdicts', 'reviews')),
+        stream  TEXT NOT NULL CHECK (stream IN ('verdicts', 'reviews', 'alarms')),
         last_id INTEGER NOT NULL,
         PRIMARY KEY (link, stream)
+    );
+    -- SPC alarms: a run rule broken on a control chart, raised once per chart, rule and
+    -- subgroup.
+    CREATE TABLE alarms (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        raised_ms  INTEGER NOT NULL,
+        chart      TEXT NOT NULL,
+        rule       TEXT NOT NULL,
+        subgroup   INTEGER NOT NULL,
+        proportion REAL NOT NULL,
+        centre     REAL NOT NULL,
+        upper      REAL NOT NULL,
+        message    TEXT NOT NULL,
+        UNIQUE (chart, rule, subgroup)
     );
 ",
 ];
