@@ -250,6 +250,29 @@ impl Collector for StationCollector {
         }
 
         if let Some(store) = &self.store {
+            // The last hour's quality, computed at scrape time from the store.
+            let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+            if let Ok(k) = store.kpis(since) {
+                let rates = [
+                    ("yield", k.first_pass_yield()),
+                    ("uncertain", k.uncertain_rate()),
+                    ("override", k.override_rate()),
+                    ("false_reject", k.false_reject_rate()),
+                    ("escape_estimate", k.escape_estimate()),
+                ];
+                let mut family = encoder.encode_descriptor(
+                    "quality_rate_last_hour",
+                    "Quality rates over the last hour (parts with a rate to show only)",
+                    None,
+                    MetricType::Gauge,
+                )?;
+                for (rate, value) in rates {
+                    if let Some(value) = value {
+                        let labels = [("rate", rate)];
+                        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+                    }
+                }
+            }
             let bytes = i64::try_from(store.image_bytes()).unwrap_or(i64::MAX);
             ConstGauge::new(bytes).encode(encoder.encode_descriptor(
                 "store_image_bytes",

@@ -266,6 +266,36 @@ fn reviews_need_the_token_and_are_kept_with_who_and_why() {
     let (_, reviewed) = station.get("/verdicts?reviewed=true");
     assert_eq!(reviewed["items"].as_array().unwrap().len(), 1);
 
+    // The KPIs see the override as a false reject: one of one reviewed rejects.
+    let (code, kpis) = station.get("/kpis");
+    assert_eq!(code, StatusCode::OK, "{kpis}");
+    let total = &kpis["total"];
+    assert_eq!(total["parts"], 24);
+    assert_eq!(
+        (
+            total["reviewed_defects"].as_u64(),
+            total["false_rejects"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(total["rates"]["false_reject"], 1.0);
+    assert!(
+        total["rates"]["escape_estimate"].is_null(),
+        "no audit, no estimate"
+    );
+    let hours = kpis["hours"].as_array().unwrap();
+    assert_eq!(
+        hours
+            .iter()
+            .map(|h| h["parts"].as_u64().unwrap())
+            .sum::<u64>(),
+        24
+    );
+    let (code, _) = station.get("/kpis?since=2030-01-01T00:00:00Z&until=2029-01-01T00:00:00Z");
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _) = station.get("/kpis?since=yesterday");
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+
     let missing = station.post(
         "/verdicts/999999/review",
         Some(TOKEN),
@@ -342,6 +372,7 @@ fn metrics_expose_counters_histograms_and_source_state() {
         "inspecta_stage_seconds_bucket{le=\"+Inf\",stage=\"preprocess\"} 24",
         "inspecta_station_info{station=\"api-test\"} 1",
         "inspecta_model{model=\"casting-defect\",model_version=\"1.0.0\"} 1",
+        "inspecta_quality_rate_last_hour{rate=\"yield\"} 0.5",
     ] {
         assert!(text.contains(expected), "{expected} missing in\n{text}");
     }

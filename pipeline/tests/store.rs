@@ -505,6 +505,31 @@ fn shift_kpis_count_labels_reviews_and_the_pareto() {
     assert_eq!((kpis.reviewed, kpis.overridden), (2, 1));
     assert!((kpis.override_rate().unwrap() - 0.5).abs() < 1e-9);
     assert!((kpis.first_pass_yield().unwrap() - (model_good + 2) as f64 / 25.0).abs() < 1e-9);
+    // One of the two reviewed rejects was a good part.
+    assert_eq!((kpis.reviewed_defects, kpis.false_rejects), (2, 1));
+    assert!((kpis.false_reject_rate().unwrap() - 0.5).abs() < 1e-9);
+    assert_eq!(kpis.escape_estimate(), None, "no passed part audited yet");
+
+    // An audit of a passed part finds a defect: an escape the model let through.
+    let passed = ids
+        .iter()
+        .zip(parts)
+        .find(|(_, p)| p.inspection.verdict == Verdict::Good)
+        .map(|(id, _)| *id)
+        .unwrap();
+    review(passed, ReviewAction::Override, Some("defect"));
+    let now = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+    let (total, hours) = store.kpis_by_hour(before, now).unwrap();
+    assert_eq!((total.reviewed_good, total.escapes_found), (1, 1));
+    assert!((total.escape_estimate().unwrap() - 1.0).abs() < 1e-9);
+    assert_eq!(hours.iter().map(|(_, k)| k.parts).sum::<u64>(), 25);
+    assert!(
+        hours
+            .iter()
+            .all(|(start, _)| start.as_millisecond() % 3_600_000 == 0)
+    );
+    assert!(hours.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(store.kpis_by_hour(now, now).unwrap().0.parts, 0);
 
     let later = store
         .kpis(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1))

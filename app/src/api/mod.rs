@@ -5,6 +5,7 @@
 
 mod error;
 mod inspect;
+mod kpis;
 mod records;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -151,6 +152,7 @@ fn router(state: Shared, max_upload_bytes: usize) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/spc", get(spc))
+        .route("/kpis", get(kpis::kpis))
         .route("/verdicts", get(records::list))
         .route("/verdicts/{id}", get(records::get_one))
         .route("/verdicts/{id}/image", get(records::image))

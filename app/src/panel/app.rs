@@ -671,6 +671,8 @@ impl Panel {
                 ("First-pass yield", pct(k.first_pass_yield())),
                 ("Uncertain rate", pct(k.uncertain_rate())),
                 ("Override rate", pct(k.override_rate())),
+                ("False-reject rate", pct(k.false_reject_rate())),
+                ("Escape estimate", pct(k.escape_estimate())),
                 (
                     "Parts / minute",
                     k.parts_per_minute()

@@ -12,6 +12,7 @@ mod forward;
 pub mod images;
 mod schema;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -253,6 +254,14 @@ pub struct Kpis {
     pub reviewed: u64,
     /// Reviewed verdicts whose label the inspector changed: the model was wrong.
     pub overridden: u64,
+    /// Parts the model rejected that an inspector reviewed.
+    pub reviewed_defects: u64,
+    /// ...of which the inspector found good: rejected for nothing.
+    pub false_rejects: u64,
+    /// Parts the model passed that an inspector audited.
+    pub reviewed_good: u64,
+    /// ...of which the inspector found defective: escapes caught by the audit.
+    pub escapes_found: u64,
     pub first: Option<jiff::Timestamp>,
     pub last: Option<jiff::Timestamp>,
 }
@@ -274,6 +283,17 @@ impl Kpis {
     /// Overrides over reviewed parts.
     pub fn override_rate(&self) -> Option<f64> {
         Self::ratio(self.overridden, self.reviewed)
+    }
+
+    /// Share of reviewed rejects that were good parts.
+    pub fn false_reject_rate(&self) -> Option<f64> {
+        Self::ratio(self.false_rejects, self.reviewed_defects)
+    }
+
+    /// Share of audited passed parts that were defective: an estimate of the escape rate
+    /// (as good as the audit sample is random).
+    pub fn escape_estimate(&self) -> Option<f64> {
+        Self::ratio(self.escapes_found, self.reviewed_good)
     }
 
     /// Parts per minute between the first and the last part.
@@ -533,6 +553,41 @@ impl RecordStore {
 
     /// Quality figures over the records captured at or after `since`.
     pub fn kpis(&self, since: jiff::Timestamp) -> Result<Kpis, StoreError> {
+        Ok(self
+            .fold_kpis(since.as_millisecond(), i64::MAX, None)?
+            .pop()
+            .map(|(_, k)| k)
+            .unwrap_or_default())
+    }
+
+    /// The figures of `[since, until)`, as a whole and hour by hour (hours with parts
+    /// only, oldest first, each with its start).
+    pub fn kpis_by_hour(
+        &self,
+        since: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> Result<(Kpis, Vec<(jiff::Timestamp, Kpis)>), StoreError> {
+        let (from, to) = (since.as_millisecond(), until.as_millisecond());
+        let total = self
+            .fold_kpis(from, to, None)?
+            .pop()
+            .map(|(_, k)| k)
+            .unwrap_or_default();
+        let hours = self.fold_kpis(from, to, Some(3_600_000))?;
+        Ok((
+            total,
+            hours.into_iter().map(|(h, k)| (timestamp(h), k)).collect(),
+        ))
+    }
+
+    /// KPIs of the records captured in `[since_ms, until_ms)`, in buckets of `bucket_ms`
+    /// (one bucket when None), keyed by bucket start.
+    fn fold_kpis(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: Option<i64>,
+    ) -> Result<Vec<(i64, Kpis)>, StoreError> {
         let conn = self.lock();
         let mut labels = conn.prepare_cached(
             "SELECT coalesce(r.after, v.class, v.verdict), v.verdict,
@@ -542,17 +597,19 @@ impl RecordStore {
                     v.captured_ms
              FROM verdicts v
              LEFT JOIN reviews r ON r.id = (SELECT max(id) FROM reviews WHERE verdict_id = v.id)
-             WHERE v.captured_ms >= ?1",
+             WHERE v.captured_ms >= ?1 AND v.captured_ms < ?2",
         )?;
-        let mut kpis = Kpis::default();
-        let mut defects: std::collections::BTreeMap<String, u64> = Default::default();
-        let mut rows = labels.query([since.as_millisecond()])?;
+        let mut buckets: BTreeMap<i64, (Kpis, BTreeMap<String, u64>)> = Default::default();
+        let mut rows = labels.query([since_ms, until_ms])?;
         while let Some(row) = rows.next()? {
+            let captured_ms: i64 = row.get(4)?;
+            let bucket = bucket_ms.map_or(0, |b| captured_ms.div_euclid(b) * b);
+            let (kpis, defects) = buckets.entry(bucket).or_default();
             let label: String = row.get(0)?;
             let verdict: String = row.get(1)?;
             let reviewed: bool = row.get(2)?;
             let overridden: bool = row.get(3)?;
-            let at = timestamp(row.get(4)?);
+            let at = timestamp(captured_ms);
             kpis.parts += 1;
             match label.as_str() {
                 "good" => kpis.good += 1,
@@ -562,13 +619,26 @@ impl RecordStore {
             kpis.uncertain += u64::from(verdict == "uncertain");
             kpis.reviewed += u64::from(reviewed);
             kpis.overridden += u64::from(overridden);
+            if reviewed && verdict == "defect" {
+                kpis.reviewed_defects += 1;
+                kpis.false_rejects += u64::from(label == "good");
+            }
+            if reviewed && verdict == "good" {
+                kpis.reviewed_good += 1;
+                kpis.escapes_found += u64::from(label != "good");
+            }
             kpis.first = Some(kpis.first.map_or(at, |f| f.min(at)));
             kpis.last = Some(kpis.last.map_or(at, |l| l.max(at)));
         }
-        kpis.defects = defects.into_iter().collect();
-        kpis.defects
-            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(kpis)
+        Ok(buckets
+            .into_iter()
+            .map(|(bucket, (mut kpis, defects))| {
+                kpis.defects = defects.into_iter().collect();
+                kpis.defects
+                    .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                (bucket, kpis)
+            })
+            .collect())
     }
 
     /// Every review of one record, oldest first: the audit trail.
