@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use inspecta_pipeline::model::Model;
-use inspecta_pipeline::publish::mqtt::MqttLink;
+use inspecta_pipeline::publish::mqtt::{MqttLink, PlantCommand};
 use inspecta_pipeline::quality::watch::ProcessWatch;
 use inspecta_pipeline::station::{LiveVerdict, ModelSwitch, Station, Triggers};
 use inspecta_pipeline::store::{ChangeKind, NewChange, RecordStore};
@@ -187,6 +187,7 @@ impl Service {
             self.last_status = Instant::now();
         }
         self.watch_process();
+        self.obey_plant();
         match self.station.results().recv_timeout(timeout) {
             Ok(verdict) => {
                 let id = self.recorder.record(&verdict)?;
@@ -196,6 +197,38 @@ impl Service {
             Err(RecvTimeoutError::Disconnected) => {
                 self.finished.store(true, Ordering::Relaxed);
                 Ok(Step::Ended)
+            }
+        }
+    }
+
+    /// Carries out the commands the plant sent over MQTT (the link has checked them
+    /// against `[mqtt] commands`).
+    fn obey_plant(&self) {
+        let Some(link) = &self.mqtt else {
+            return;
+        };
+        while let Some(command) = link.next_command() {
+            match command {
+                PlantCommand::Trigger { part_id } => {
+                    let part_id =
+                        part_id.unwrap_or_else(|| crate::api::generated_part_id(&self.name));
+                    match &self.triggers {
+                        Some(triggers) => {
+                            if let Err(e) = triggers.fire(part_id.clone()) {
+                                tracing::warn!(%part_id, "MQTT trigger refused: {e}");
+                            }
+                        }
+                        None => {
+                            tracing::warn!(%part_id, "MQTT trigger ignored: the station is not triggered ([trigger] enabled)");
+                        }
+                    }
+                }
+                PlantCommand::SwitchModel { path, who } => {
+                    let who = who.unwrap_or_else(|| "mqtt".into());
+                    if let Err(e) = self.settings.switch_model(&path, &who) {
+                        tracing::warn!(path = %path.display(), "MQTT model switch refused: {e:#}");
+                    }
+                }
             }
         }
     }

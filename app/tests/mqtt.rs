@@ -102,12 +102,16 @@ impl Drop for Broker {
     }
 }
 
+/// What the plant-side consumer received: (topic, JSON payload), in arrival order.
+type Inbox = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
 /// A plant-side consumer: a persistent QoS 1 subscription to everything the station says.
-fn subscribe(port: u16) -> Arc<Mutex<Vec<(String, serde_json::Value)>>> {
+fn subscribe(port: u16) -> (Client, Inbox) {
     let mut options = MqttOptions::new("plant-consumer", "127.0.0.1", port);
     options.set_clean_session(false);
     options.set_keep_alive(Duration::from_secs(5));
     let (client, mut connection) = Client::new(options, 16);
+    let publisher = client.clone();
     let received = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&received);
     let subscribed = Arc::new(Mutex::new(false));
@@ -130,7 +134,7 @@ fn subscribe(port: u16) -> Arc<Mutex<Vec<(String, serde_json::Value)>>> {
     wait_for("the subscription", Duration::from_secs(10), || {
         *subscribed.lock().unwrap()
     });
-    received
+    (publisher, received)
 }
 
 fn verdict_ids(received: &Mutex<Vec<(String, serde_json::Value)>>) -> Vec<i64> {
@@ -154,7 +158,7 @@ fn presence(received: &Mutex<Vec<(String, serde_json::Value)>>) -> Vec<String> {
 }
 
 /// The real binary, headless, on the sample parts at `rate` parts/s, linked to `broker`.
-fn start_station(dir: &Path, broker: &Broker, rate: f32) -> Child {
+fn start_station(dir: &Path, broker: &Broker, rate: f32, extra: &str) -> Child {
     let config = dir.join("station.toml");
     std::fs::write(
         &config,
@@ -162,7 +166,7 @@ fn start_station(dir: &Path, broker: &Broker, rate: f32) -> Child {
             "[station]\nname = \"mqtt-test\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
              [source]\nkind = \"folder\"\npath = \"samples/casting\"\nparts_per_second = {rate:.1}\n\
              [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\n\
-             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nsite = \"plant-a\"\nline = \"line-2\"\n",
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nsite = \"plant-a\"\nline = \"line-2\"\n{extra}",
             dir.join("records").display(),
             free_port(),
             broker.port
@@ -183,9 +187,9 @@ fn start_station(dir: &Path, broker: &Broker, rate: f32) -> Child {
 fn every_verdict_reaches_the_plant_in_order_across_a_broker_outage() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(dir.path());
-    let received = subscribe(broker.port);
+    let (_, received) = subscribe(broker.port);
 
-    let station = start_station(dir.path(), &broker, 3.0);
+    let station = start_station(dir.path(), &broker, 3.0, "");
 
     wait_for("the first verdicts", Duration::from_secs(60), || {
         verdict_ids(&received).len() >= 4
@@ -249,8 +253,8 @@ fn every_verdict_reaches_the_plant_in_order_across_a_broker_outage() {
 fn a_station_that_dies_is_announced_offline_by_its_last_will() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
-    let received = subscribe(broker.port);
-    let mut station = start_station(dir.path(), &broker, 2.0);
+    let (_, received) = subscribe(broker.port);
+    let mut station = start_station(dir.path(), &broker, 2.0, "");
     wait_for("online", Duration::from_secs(60), || {
         presence(&received).last().map(String::as_str) == Some("online")
     });
@@ -259,4 +263,58 @@ fn a_station_that_dies_is_announced_offline_by_its_last_will() {
     wait_for("the last will", Duration::from_secs(30), || {
         presence(&received).last().map(String::as_str) == Some("offline")
     });
+}
+
+#[test]
+fn the_plant_triggers_parts_over_mqtt_and_reads_the_kpis() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let (plant, received) = subscribe(broker.port);
+    // [mqtt] continues: trigger commands allowed, model switches not; KPIs every second.
+    let extra = "kpi_every_s = 1\ncommands = [\"trigger\"]\n[trigger]\nenabled = true\n";
+    let station = start_station(dir.path(), &broker, 50.0, extra);
+    wait_for("online", Duration::from_secs(60), || {
+        presence(&received).last().map(String::as_str) == Some("online")
+    });
+    let topic = "inspecta/plant-a/line-2/mqtt-test/command";
+    let send = |command: serde_json::Value| {
+        plant
+            .publish(topic, QoS::AtLeastOnce, false, command.to_string())
+            .unwrap();
+    };
+    send(serde_json::json!({"command": "switch_model", "path": "models/xsdd"}));
+    send(serde_json::json!({"command": "trigger", "part_id": "P-7"}));
+    let part_ids = || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(topic, _)| topic.ends_with("/verdict"))
+            .map(|(_, v)| v["part_id"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    wait_for("the triggered part", Duration::from_secs(30), || {
+        part_ids() == ["P-7"]
+    });
+    wait_for("the KPIs", Duration::from_secs(30), || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(topic, v)| topic.ends_with("/kpi") && v["parts"] == 1)
+    });
+
+    Command::new("kill")
+        .args(["-TERM", &station.id().to_string()])
+        .status()
+        .unwrap();
+    let out = station.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("command from the plant refused"),
+        "switch_model is not allowed here:\n{log}"
+    );
+    assert!(!log.contains("model switched"), "{log}");
+    assert_eq!(part_ids(), ["P-7"], "one trigger, one part");
 }

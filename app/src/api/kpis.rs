@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use inspecta_pipeline::store::Kpis;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -39,7 +38,7 @@ pub async fn kpis(
     let hours: Vec<Value> = hours
         .iter()
         .map(|(start, k)| {
-            let mut hour = kpi_json(k);
+            let mut hour = k.report();
             hour["hour"] = json!(start);
             hour
         })
@@ -47,32 +46,7 @@ pub async fn kpis(
     Ok(Json(json!({
         "since": since,
         "until": until,
-        "total": kpi_json(&total),
+        "total": total.report(),
         "hours": hours,
     })))
-}
-
-/// Counts and the rates made of them; a rate with nothing to divide by is null.
-pub fn kpi_json(k: &Kpis) -> Value {
-    json!({
-        "parts": k.parts,
-        "good": k.good,
-        "defects": k.defects.iter().map(|(class, n)| json!({"class": class, "parts": n})).collect::<Vec<_>>(),
-        "uncertain": k.uncertain,
-        "awaiting_review": k.awaiting_review,
-        "reviewed": k.reviewed,
-        "overridden": k.overridden,
-        "reviewed_defects": k.reviewed_defects,
-        "false_rejects": k.false_rejects,
-        "reviewed_good": k.reviewed_good,
-        "escapes_found": k.escapes_found,
-        "rates": {
-            "yield": k.first_pass_yield(),
-            "uncertain": k.uncertain_rate(),
-            "override": k.override_rate(),
-            "false_reject": k.false_reject_rate(),
-            "escape_estimate": k.escape_estimate(),
-        },
-        "parts_per_minute": k.parts_per_minute(),
-    })
 }

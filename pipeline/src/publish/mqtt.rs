@@ -1,5 +1,7 @@
 //! Verdicts, reviews and process alarms to an MQTT broker, QoS 1, under
-//! `<prefix>/<site>/<line>/<station>/{verdict,review,alarm,status}`.
+//! `<prefix>/<site>/<line>/<station>/{verdict,review,alarm,status}`, the last hour's KPIs
+//! (retained) on `.../kpi`, and commands from the plant on `.../command` when the
+//! configuration allows them.
 //!
 //! The link keeps a cursor per stream in the store and moves it only when the broker has
 //! acknowledged (PUBACK) everything up to it. While the broker is away the records simply
@@ -9,6 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -47,6 +50,39 @@ pub struct MqttConfig {
     pub password: Option<String>,
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: u64,
+    /// How often the last hour's KPIs are published (retained); 0: never.
+    #[serde(default = "default_kpi_every")]
+    pub kpi_every_s: u64,
+    /// Commands accepted on the command topic: `trigger`, `switch_model`. None by default:
+    /// a broker is not an authority unless the station's owner says so.
+    #[serde(default)]
+    pub commands: Vec<String>,
+}
+
+/// A command from the plant, as JSON on `<base>/command`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PlantCommand {
+    /// Judge the next part (a triggered station).
+    Trigger {
+        #[serde(default)]
+        part_id: Option<String>,
+    },
+    /// Put one of the station's configured models in charge.
+    SwitchModel {
+        path: std::path::PathBuf,
+        #[serde(default)]
+        who: Option<String>,
+    },
+}
+
+impl PlantCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Trigger { .. } => "trigger",
+            Self::SwitchModel { .. } => "switch_model",
+        }
+    }
 }
 
 fn default_port() -> u16 {
@@ -57,6 +93,9 @@ fn default_prefix() -> String {
 }
 fn default_keep_alive() -> u64 {
     15
+}
+fn default_kpi_every() -> u64 {
+    60
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +110,8 @@ pub enum MqttError {
     Client(#[from] rumqttc::ClientError),
     #[error("the record store: {0}")]
     Store(#[from] StoreError),
+    #[error("`{0}` is no command a station takes (trigger, switch_model)")]
+    Command(String),
     #[error("cannot start the link thread: {0}")]
     Thread(std::io::Error),
 }
@@ -108,6 +149,8 @@ struct Topics {
     verdict: String,
     review: String,
     alarm: String,
+    kpi: String,
+    command: String,
     status: String,
 }
 
@@ -132,6 +175,8 @@ impl Topics {
             verdict: format!("{base}/verdict"),
             review: format!("{base}/review"),
             alarm: format!("{base}/alarm"),
+            kpi: format!("{base}/kpi"),
+            command: format!("{base}/command"),
             status: format!("{base}/status"),
         })
     }
@@ -148,6 +193,7 @@ struct Presence<'a> {
 pub struct MqttLink {
     stop: Arc<AtomicBool>,
     status: Arc<LinkStatus>,
+    commands: Receiver<PlantCommand>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -160,6 +206,14 @@ impl MqttLink {
         store: Arc<RecordStore>,
     ) -> Result<Self, MqttError> {
         let topics = Topics::new(config, station)?;
+        if let Some(unknown) = config
+            .commands
+            .iter()
+            .find(|c| !["trigger", "switch_model"].contains(&c.as_str()))
+        {
+            return Err(MqttError::Command(unknown.clone()));
+        }
+        let (sender, commands) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(LinkStatus::default());
         let worker = Worker {
@@ -169,6 +223,9 @@ impl MqttLink {
             store,
             stop: Arc::clone(&stop),
             status: Arc::clone(&status),
+            kpi_every: Duration::from_secs(config.kpi_every_s),
+            allowed: config.commands.clone(),
+            commands: sender,
         };
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
@@ -177,8 +234,14 @@ impl MqttLink {
         Ok(Self {
             stop,
             status,
+            commands,
             thread: Some(thread),
         })
+    }
+
+    /// The next command the plant sent (already checked against `commands`), if any.
+    pub fn next_command(&self) -> Option<PlantCommand> {
+        self.commands.try_recv().ok()
     }
 
     pub fn status(&self) -> &Arc<LinkStatus> {
@@ -237,6 +300,9 @@ struct Worker {
     store: Arc<RecordStore>,
     stop: Arc<AtomicBool>,
     status: Arc<LinkStatus>,
+    kpi_every: Duration,
+    allowed: Vec<String>,
+    commands: Sender<PlantCommand>,
 }
 
 /// One batch on its way: how many PUBACKs it needs, and where the cursors go then.
@@ -284,28 +350,91 @@ impl Worker {
     /// One connection, from CONNACK to stop or failure: the backlog first, then each new
     /// record as it is stored.
     fn session(&self) -> Result<(), MqttError> {
-        let (client, mut connection) = Client::new(self.options.clone(), BATCH as usize * 2 + 4);
+        let (client, mut connection) = Client::new(self.options.clone(), BATCH as usize * 3 + 4);
         wait_for_connack(&mut connection)?;
+        if !self.allowed.is_empty() {
+            client.subscribe(&self.topics.command, QoS::AtLeastOnce)?;
+        }
         self.status.connected.store(true, Ordering::Relaxed);
         tracing::info!(broker = %self.options.broker_address().0, topic = %self.topics.status, "MQTT link up");
         let online = presence("online", &self.station);
         client.publish(&self.topics.status, QoS::AtLeastOnce, true, online)?;
-        await_acks(&mut connection, 1)?;
+        self.await_acks(&mut connection, 1)?;
+        let mut kpis_sent: Option<Instant> = None;
         loop {
             let batch = self.send_batch(&client)?;
             if batch.messages > 0 {
-                await_acks(&mut connection, batch.messages)?;
+                self.await_acks(&mut connection, batch.messages)?;
                 self.advance(&batch)?;
                 continue;
             }
             if self.stopping() {
                 return self.goodbye(&client, &mut connection);
             }
-            // Idle: keep the connection alive (pings) and look again shortly.
-            if let Ok(Err(e)) = connection.recv_timeout(IDLE_POLL) {
-                return Err(e.into());
+            if !self.kpi_every.is_zero() && kpis_sent.is_none_or(|t| t.elapsed() >= self.kpi_every)
+            {
+                self.send_kpis(&client)?;
+                self.await_acks(&mut connection, 1)?;
+                kpis_sent = Some(Instant::now());
+            }
+            // Idle: keep the connection alive (pings), take commands, look again shortly.
+            match connection.recv_timeout(IDLE_POLL) {
+                Ok(Ok(event)) => self.take_command(&event),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => {}
             }
         }
+    }
+
+    /// The last hour's figures, retained: a dashboard that connects later sees them at once.
+    fn send_kpis(&self, client: &Client) -> Result<(), MqttError> {
+        let until = jiff::Timestamp::now();
+        let since = until - jiff::SignedDuration::from_hours(1);
+        let mut report = self.store.kpis(since)?.report();
+        report["since"] = serde_json::json!(since);
+        report["until"] = serde_json::json!(until);
+        let payload = serde_json::to_vec(&report).unwrap_or_default();
+        client.publish(&self.topics.kpi, QoS::AtLeastOnce, true, payload)?;
+        Ok(())
+    }
+
+    /// Hands a command from the plant to the station when the configuration allows it.
+    fn take_command(&self, event: &Event) {
+        let Event::Incoming(Packet::Publish(message)) = event else {
+            return;
+        };
+        if message.topic != self.topics.command {
+            return;
+        }
+        match serde_json::from_slice::<PlantCommand>(&message.payload) {
+            Ok(command) if self.allowed.iter().any(|a| a == command.name()) => {
+                tracing::info!(command = command.name(), "command from the plant");
+                let _ = self.commands.send(command);
+            }
+            Ok(command) => {
+                tracing::warn!(
+                    command = command.name(),
+                    "command from the plant refused: not in [mqtt] commands"
+                );
+            }
+            Err(e) => tracing::warn!("unreadable command from the plant: {e}"),
+        }
+    }
+
+    /// Polls the connection until `count` PUBACKs have come in, taking commands meanwhile.
+    fn await_acks(&self, connection: &mut Connection, count: usize) -> Result<(), MqttError> {
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        let mut acked = 0;
+        while acked < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match connection.recv_timeout(left) {
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+                Ok(Ok(event)) => self.take_command(&event),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(MqttError::Timeout(ACK_TIMEOUT)),
+            }
+        }
+        Ok(())
     }
 
     fn send_batch(&self, client: &Client) -> Result<Batch, MqttError> {
@@ -354,7 +483,7 @@ impl Worker {
     fn goodbye(&self, client: &Client, connection: &mut Connection) -> Result<(), MqttError> {
         let offline = presence("offline", &self.station);
         client.publish(&self.topics.status, QoS::AtLeastOnce, true, offline)?;
-        await_acks(connection, 1)?;
+        self.await_acks(connection, 1)?;
         client.disconnect()?;
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
@@ -380,22 +509,6 @@ fn wait_for_connack(connection: &mut Connection) -> Result<(), MqttError> {
             Err(_) => return Err(MqttError::Timeout(CONNECT_TIMEOUT)),
         }
     }
-}
-
-/// Polls the connection until `count` PUBACKs have come in.
-fn await_acks(connection: &mut Connection, count: usize) -> Result<(), MqttError> {
-    let deadline = Instant::now() + ACK_TIMEOUT;
-    let mut acked = 0;
-    while acked < count {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match connection.recv_timeout(left) {
-            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(MqttError::Timeout(ACK_TIMEOUT)),
-        }
-    }
-    Ok(())
 }
 
 fn backoff(failures: u32) -> Duration {

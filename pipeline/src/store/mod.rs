@@ -296,6 +296,37 @@ impl Kpis {
         Self::ratio(self.escapes_found, self.reviewed_good)
     }
 
+    /// Counts and the rates made of them, as the API and the plant links send them; a
+    /// rate with nothing to divide by is null.
+    pub fn report(&self) -> serde_json::Value {
+        let defects: Vec<serde_json::Value> = self
+            .defects
+            .iter()
+            .map(|(class, n)| serde_json::json!({"class": class, "parts": n}))
+            .collect();
+        serde_json::json!({
+            "parts": self.parts,
+            "good": self.good,
+            "defects": defects,
+            "uncertain": self.uncertain,
+            "awaiting_review": self.awaiting_review,
+            "reviewed": self.reviewed,
+            "overridden": self.overridden,
+            "reviewed_defects": self.reviewed_defects,
+            "false_rejects": self.false_rejects,
+            "reviewed_good": self.reviewed_good,
+            "escapes_found": self.escapes_found,
+            "rates": {
+                "yield": self.first_pass_yield(),
+                "uncertain": self.uncertain_rate(),
+                "override": self.override_rate(),
+                "false_reject": self.false_reject_rate(),
+                "escape_estimate": self.escape_estimate(),
+            },
+            "parts_per_minute": self.parts_per_minute(),
+        })
+    }
+
     /// Parts per minute between the first and the last part.
     pub fn parts_per_minute(&self) -> Option<f64> {
         let (first, last) = (self.first?, self.last?);
