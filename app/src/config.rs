@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use inspecta_pipeline::publish::mqtt::MqttConfig;
+use inspecta_pipeline::publish::opcua::OpcUaConfig;
 use inspecta_pipeline::quality::watch::SpcConfig;
 use inspecta_pipeline::source::SourceSpec;
 use inspecta_pipeline::station::Reconnect;
@@ -34,6 +35,8 @@ pub struct StationConfig {
     pub mqtt: Option<MqttConfig>,
     /// Control charts on the defect rate, with alarms; needs a store.
     pub spc: Option<SpcConfig>,
+    /// An OPC UA server for the PLC and SCADA; needs a store.
+    pub opcua: Option<OpcUaConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -159,6 +162,9 @@ impl StationConfig {
             bail!(
                 "[mqtt] sends from the record store, which keeps what the broker has not taken yet: add a [store] section"
             );
+        }
+        if self.opcua.is_some() && self.store.is_none() {
+            bail!("[opcua] serves KPIs from the record store: add a [store] section");
         }
         if self.spc.is_some() && self.store.is_none() {
             bail!("[spc] charts the record store: add a [store] section");

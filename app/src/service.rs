@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use inspecta_pipeline::model::Model;
 use inspecta_pipeline::publish::mqtt::{MqttLink, PlantCommand};
+use inspecta_pipeline::publish::opcua::{OpcUaServer, StationView};
 use inspecta_pipeline::quality::watch::ProcessWatch;
 use inspecta_pipeline::station::{LiveVerdict, ModelSwitch, Station, Triggers};
 use inspecta_pipeline::store::{ChangeKind, NewChange, RecordStore};
@@ -35,6 +36,7 @@ pub struct Service {
     recorder: Recorder,
     api: Option<ApiServer>,
     mqtt: Option<MqttLink>,
+    opcua: Option<OpcUaServer>,
     watch: Option<(ProcessWatch, Instant)>,
     triggers: Option<Triggers>,
     /// Tells API clients that a finite source has been judged and stored to the end.
@@ -109,6 +111,32 @@ impl Service {
             Arc::clone(&metrics),
             Arc::clone(&waiters),
         )?;
+        let opcua = match (&config.opcua, &store) {
+            (Some(opcua), Some(store)) => {
+                let pki = opcua.pki_dir.clone().unwrap_or_else(|| {
+                    store
+                        .path()
+                        .parent()
+                        .map_or_else(|| "opcua-pki".into(), |dir| dir.join("opcua-pki"))
+                });
+                let view = StationView {
+                    name: config.station.name.clone(),
+                    status: Arc::clone(station.status()),
+                    models: station.models().clone(),
+                    store: Arc::clone(store),
+                    triggers: triggers.clone(),
+                    frame_timeout,
+                };
+                match OpcUaServer::start(opcua, pki, view) {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        station.stop();
+                        return Err(anyhow::Error::new(e).context("cannot start the OPC UA server"));
+                    }
+                }
+            }
+            _ => None,
+        };
         let api = match (&config.api, &store) {
             (Some(api), Some(store)) => {
                 let state = ApiState {
@@ -148,6 +176,7 @@ impl Service {
             recorder,
             api,
             mqtt,
+            opcua,
             watch: config
                 .spc
                 .clone()
@@ -191,6 +220,7 @@ impl Service {
         match self.station.results().recv_timeout(timeout) {
             Ok(verdict) => {
                 let id = self.recorder.record(&verdict)?;
+                self.tell_opcua(id);
                 Ok(Step::Recorded(Box::new(verdict), id))
             }
             Err(RecvTimeoutError::Timeout) => Ok(Step::Idle),
@@ -198,6 +228,17 @@ impl Service {
                 self.finished.store(true, Ordering::Relaxed);
                 Ok(Step::Ended)
             }
+        }
+    }
+
+    /// Hands a stored verdict to the OPC UA server (its variables and the PLC handshake).
+    fn tell_opcua(&self, id: Option<i64>) {
+        let (Some(server), Some(store), Some(id)) = (&self.opcua, &self.store, id) else {
+            return;
+        };
+        match store.get(id) {
+            Ok(record) => server.verdict(record),
+            Err(e) => tracing::error!(id, "cannot read back record for OPC UA: {e}"),
         }
     }
 
@@ -267,6 +308,9 @@ impl Service {
         // Last: it sends what the broker has not taken yet, the verdicts above included.
         if let Some(mqtt) = self.mqtt {
             mqtt.stop();
+        }
+        if let Some(opcua) = self.opcua {
+            opcua.stop();
         }
         tracing::info!(
             frames = status.frames_in,

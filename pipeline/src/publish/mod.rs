@@ -2,3 +2,4 @@
 //! outbox), so a link that is down loses nothing and catches up in order.
 
 pub mod mqtt;
+pub mod opcua;
