@@ -1,28 +1,19 @@
 //! The HTTP API of a real headless station (the `inspecta` binary), spoken to over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{free_port, repo};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::Value;
 
 const TOKEN: &str = "s3cret-token";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A station process with its API; SIGTERMed (and checked to exit cleanly) on drop.
 struct Station {

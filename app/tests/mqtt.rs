@@ -3,25 +3,16 @@
 //! removed by record id as a plant consumer would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{free_port, repo, terminate};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -224,13 +215,8 @@ fn every_verdict_reaches_the_plant_in_order_across_a_broker_outage() {
         Some("online")
     );
 
-    Command::new("kill")
-        .args(["-TERM", &station.id().to_string()])
-        .status()
-        .unwrap();
-    let out = station.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let (status, log) = terminate(station);
+    assert!(status.success(), "{log}");
     assert!(
         log.contains("MQTT link down"),
         "the outage is in the log:\n{log}"
@@ -304,13 +290,8 @@ fn the_plant_triggers_parts_over_mqtt_and_reads_the_kpis() {
             .any(|(topic, v)| topic.ends_with("/kpi") && v["parts"] == 1)
     });
 
-    Command::new("kill")
-        .args(["-TERM", &station.id().to_string()])
-        .status()
-        .unwrap();
-    let out = station.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let (status, log) = terminate(station);
+    assert!(status.success(), "{log}");
     assert!(
         log.contains("command from the plant refused"),
         "switch_model is not allowed here:\n{log}"

@@ -2,29 +2,20 @@
 //! way a PLC drives a vision system: PartId, Trigger -> Busy -> ResultReady -> Ack.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{free_port, repo, terminate};
 use opcua::client::{ClientBuilder, IdentityToken, Session};
 use opcua::crypto::SecurityPolicy;
 use opcua::types::{
     MessageSecurityMode, NodeId, ReadValueId, StatusCode, TimestampsToReturn, UAString, Variant,
     WriteValue,
 };
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start_station(dir: &Path, port: u16) -> Child {
     let config = dir.join("station.toml");
@@ -196,12 +187,7 @@ async fn a_plc_triggers_a_part_reads_the_result_and_acknowledges_it() {
     assert!(text(&plc.read("LastVerdict.PartId").await).starts_with("opcua-test-opcua-"));
     plc.wait_until("Counters.Inspected", 2u64.into()).await;
 
-    Command::new("kill")
-        .args(["-TERM", &station.id().to_string()])
-        .status()
-        .unwrap();
-    let out = station.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let (status, log) = terminate(station);
+    assert!(status.success(), "{log}");
     assert!(log.contains("OPC UA trigger"), "{log}");
 }

@@ -545,8 +545,10 @@ fn the_settings_log_keeps_who_changed_what_and_survives_an_upgrade() {
     drop(RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap());
     {
         let conn = rusqlite::Connection::open(dir.path().join("records.sqlite")).unwrap();
-        conn.execute_batch("DROP TABLE changes; DROP TABLE forwarded; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE changes; DROP TABLE forwarded; DROP TABLE alarms; PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
     let change = |who: &str, kind, before: &str, after: &str| NewChange {
