@@ -148,6 +148,11 @@ async fn a_plc_triggers_a_part_reads_the_result_and_acknowledges_it() {
         plc.write("Handshake.PartId", 7i32).await,
         StatusCode::BadTypeMismatch
     );
+    assert_eq!(
+        plc.write("Handshake.Trigger", 1i32).await,
+        StatusCode::BadTypeMismatch
+    );
+    assert_eq!(plc.read("Handshake.Busy").await, Variant::Boolean(false));
 
     assert_eq!(
         plc.write("Handshake.PartId", UAString::from("P-1")).await,

@@ -397,8 +397,10 @@ fn install_handshake(
     nodes
         .inner()
         .add_write_callback(ids.id("Handshake.Trigger"), move |value, _| {
-            if value.value != Some(Variant::Boolean(true)) {
-                return StatusCode::Good;
+            match value.value {
+                Some(Variant::Boolean(true)) => {}
+                Some(Variant::Boolean(false)) => return StatusCode::Good,
+                _ => return StatusCode::BadTypeMismatch,
             }
             let Some(triggers) = &triggers else {
                 return StatusCode::BadNotSupported;
@@ -429,8 +431,10 @@ fn install_handshake(
     nodes
         .inner()
         .add_write_callback(ids.id("Handshake.Ack"), move |value, _| {
-            if value.value != Some(Variant::Boolean(true)) {
-                return StatusCode::Good;
+            match value.value {
+                Some(Variant::Boolean(true)) => {}
+                Some(Variant::Boolean(false)) => return StatusCode::Good,
+                _ => return StatusCode::BadTypeMismatch,
             }
             let mut state = lock(&state);
             if state.phase != Phase::ResultReady {
