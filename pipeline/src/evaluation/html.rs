@@ -70,6 +70,7 @@ fn summary(r: &EvalReport) -> Markup {
             div.card { "Accuracy (verdict)" b { (pct(r.accuracy)) } }
             @if let Some(top1) = r.top1_accuracy { div.card { "Top-1 accuracy" b { (pct(top1)) } } }
             @if let Some(b) = &r.binary { div.card { "ROC AUC" b { (format!("{:.4}", b.auroc)) } } }
+            @if let Some(p) = r.pixel_auroc { div.card { "Pixel ROC AUC" b { (format!("{p:.4}")) } } }
             div.card { "Uncertain" b { (pct(r.uncertain_rate)) } }
             div.card { "Images" b { (r.evaluated) } @if r.failed > 0 { span style=(format!("color:{DEFECT_COLOR}")) { (r.failed) " unreadable" } } }
             div.card { "Throughput" b { (format!("{:.1}/s", r.images_per_second)) } (r.threads) " threads" }

@@ -2,9 +2,11 @@
 //! cores, then the metrics and reports a quality engineer picks models and thresholds by.
 
 pub mod charts;
+pub mod compare;
 pub mod dataset;
 pub mod html;
 pub mod metrics;
+pub mod pixels;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ use crate::model::{Model, ModelError};
 use crate::verdict::{DecisionRule, Verdict};
 use dataset::{Dataset, DatasetLayout, MVTEC_GOOD, Sample};
 use metrics::{BinaryScores, ClassMetrics, OperatingPoint, Percentiles, RocPoint};
+use pixels::PixelScores;
 
 const UNCERTAIN: &str = "uncertain";
 /// Points kept on the ROC curve in the report; the AUROC uses every score.
@@ -96,7 +99,8 @@ impl Truth {
             Self::Label(i) if rule.is_good_label(i) => column == "good",
             Self::Label(i) => rule.labels()[i] == column,
             Self::Good => column == "good",
-            Self::OtherDefect => false,
+            // Any defect verdict is right for a defect type the model has no label for.
+            Self::OtherDefect => column != "good" && column != UNCERTAIN,
         }
     }
 }
@@ -180,6 +184,9 @@ pub struct EvalReport {
     pub confusion: Confusion,
     pub per_class: BTreeMap<String, ClassMetrics>,
     pub binary: Option<BinaryReport>,
+    /// Heat map against ground-truth masks, every pixel of every image (anomaly models on
+    /// an MVTec layout with masks).
+    pub pixel_auroc: Option<f64>,
     pub latency_ms: Latency,
     pub threads: usize,
     pub wall_seconds: f64,
@@ -217,7 +224,7 @@ pub fn evaluate(
             source,
         })?;
     let started = Instant::now();
-    let results: Vec<Result<SampleOutcome, Failure>> = pool.install(|| {
+    let results: Vec<Result<(SampleOutcome, Option<PixelScores>), Failure>> = pool.install(|| {
         dataset
             .samples
             .par_iter()
@@ -237,14 +244,27 @@ pub fn evaluate(
     });
     let wall = started.elapsed();
     let (samples, failures): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
-    let samples: Vec<SampleOutcome> = samples.into_iter().filter_map(Result::ok).collect();
+    let mut pixels: Option<PixelScores> = None;
+    let samples: Vec<SampleOutcome> = samples
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|(sample, p)| {
+            if let Some(p) = p {
+                pixels.get_or_insert_with(PixelScores::default).extend(p);
+            }
+            sample
+        })
+        .collect();
+    let pixel_auroc = pixels
+        .and_then(|p| BinaryScores::new(p.normal, p.defect))
+        .map(|b| b.auroc());
     let failures: Vec<Failure> = failures.into_iter().filter_map(Result::err).collect();
     for f in &failures {
         tracing::warn!(path = %f.path.display(), error = %f.error, "skipped image");
     }
-    Ok(build_report(
-        model, dataset, &truths, samples, failures, wall, options,
-    ))
+    let mut report = build_report(model, dataset, &truths, samples, failures, wall, options);
+    report.pixel_auroc = pixel_auroc;
+    Ok(report)
 }
 
 fn failure(sample: &Sample, error: &dyn std::fmt::Display) -> Failure {
@@ -259,13 +279,20 @@ fn inspect_sample(
     rule: &DecisionRule,
     sample: &Sample,
     truth: Truth,
-) -> Result<SampleOutcome, Failure> {
+) -> Result<(SampleOutcome, Option<PixelScores>), Failure> {
     let started = Instant::now();
     let frame = Frame::open(&sample.path).map_err(|e| failure(sample, &e))?;
     let decode = started.elapsed();
     let inspection = session.inspect(&frame).map_err(|e| failure(sample, &e))?;
     let top = inspection.scores.top;
-    Ok(SampleOutcome {
+    let pixels = match (&inspection.heat_map, truth) {
+        (Some(heat), Truth::Good) => Some(pixels::split(heat, None)),
+        (Some(heat), _) => sample.mask.as_deref().map(|m| pixels::split(heat, Some(m))),
+        (None, _) => None,
+    }
+    .transpose()
+    .map_err(|e| failure(sample, &e))?;
+    let outcome = SampleOutcome {
         path: sample.path.clone(),
         truth: sample.class.clone(),
         truth_is_defect: truth.is_defect(rule),
@@ -277,7 +304,8 @@ fn inspect_sample(
         decode_ms: ms(decode),
         preprocess_ms: ms(inspection.timings_ms.preprocess),
         inference_ms: ms(inspection.timings_ms.inference),
-    })
+    };
+    Ok((outcome, pixels))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -409,6 +437,7 @@ fn build_report(
         },
         per_class,
         binary,
+        pixel_auroc: None,
         latency_ms,
         threads: options.threads,
         wall_seconds: wall.as_secs_f64(),

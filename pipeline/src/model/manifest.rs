@@ -31,6 +31,9 @@ pub struct Manifest {
     pub output: OutputSpec,
     #[serde(default)]
     pub decision: DecisionSpec,
+    /// A head Inspecta trained on the ONNX network's feature maps (`inspecta train`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<super::head::HeadSpec>,
     /// Free-form provenance written by the training recipe; kept, never interpreted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<toml::Table>,

@@ -92,6 +92,7 @@ pub fn manifest_from_metadata(onnx: &Path, facts: &OnnxFacts<'_>) -> Result<Mani
         },
         output: OutputSpec::default(),
         decision: DecisionSpec::default(),
+        head: None,
         training: None,
     })
 }

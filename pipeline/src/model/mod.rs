@@ -1,9 +1,11 @@
 //! The model runner: an ONNX classifier loaded and optimised once with tract, shared by
 //! every worker thread, each of which runs it through its own [`Session`].
 
+pub mod head;
 pub mod manifest;
 pub mod metadata;
 pub mod preprocess;
+pub mod weights;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::frame::Frame;
 use crate::verdict::{DecisionRule, HeatMap, Scores, Verdict};
+use head::Head;
 use manifest::{Layout, MANIFEST_FILE, Manifest, ScoreKind};
 use metadata::OnnxFacts;
 use preprocess::{PreprocessError, Preprocessor};
@@ -70,8 +73,10 @@ pub struct Model {
     onnx_path: PathBuf,
     /// Swapped whole when an engineer changes thresholds; each inspection reads it once.
     rule: RwLock<Arc<DecisionRule>>,
-    plan: Arc<TypedSimplePlan>,
-    input_shape: [usize; 4],
+    network: Network,
+    /// Trained by Inspecta on the network's feature maps; None for plain ONNX classifiers.
+    head: Option<Head>,
+    fingerprint: String,
 }
 
 /// Time spent in each stage of one inspection.
@@ -108,24 +113,20 @@ impl Model {
             .as_deref()
             .map(Manifest::from_path)
             .transpose()?;
-        let onnx_path = match (&manifest, manifest_path.as_deref()) {
-            (Some(m), Some(mp)) => mp.parent().unwrap_or(Path::new(".")).join(&m.onnx),
-            _ => onnx_path,
+        let model_dir = manifest_path
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        let onnx_path = match &manifest {
+            Some(m) => model_dir.join(&m.onnx),
+            None => onnx_path,
         };
+        let (proto, graph) = read_onnx(&onnx_path)?;
         let onnx_error = |source: TractError| ModelError::Onnx {
             path: onnx_path.clone(),
             source: source.into(),
         };
-        if !onnx_path.is_file() {
-            return Err(ModelError::Io {
-                path: onnx_path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "model file not found"),
-            });
-        }
-        let proto = onnx()
-            .proto_model_for_path(&onnx_path)
-            .map_err(onnx_error)?;
-        let graph = onnx().model_for_proto_model(&proto).map_err(onnx_error)?;
         let declared = declared_input_shape(&graph).map_err(onnx_error)?;
         let manifest = match manifest {
             Some(m) => m,
@@ -142,23 +143,48 @@ impl Model {
                 metadata::manifest_from_metadata(&onnx_path, &facts)?
             }
         };
-        let input_shape =
-            check_input(&manifest, &declared).map_err(|reason| ModelError::Incompatible {
-                path: onnx_path.clone(),
-                reason,
-            })?;
-        let plan = optimise(graph, &manifest, input_shape, options).map_err(onnx_error)?;
-        check_output(&plan, &manifest).map_err(|reason| ModelError::Incompatible {
+        let incompatible = |reason: String| ModelError::Incompatible {
             path: onnx_path.clone(),
             reason,
-        })?;
-        tracing::info!(model = %manifest.name, version = %manifest.version, path = %onnx_path.display(), "model loaded");
+        };
+        let head = manifest
+            .head
+            .as_ref()
+            .map(|spec| Head::load(spec, &model_dir, manifest.labels.len()))
+            .transpose()
+            .map_err(|reason| ModelError::Manifest {
+                path: manifest_path.clone().unwrap_or_default(),
+                reason,
+            })?;
+        let outputs = match &manifest.head {
+            Some(spec) => spec.features().to_vec(),
+            None => manifest.output.name.iter().cloned().collect(),
+        };
+        let network = Network::from_graph(
+            graph,
+            &onnx_path,
+            &manifest.input,
+            &declared,
+            &outputs,
+            options,
+        )?;
+        match &head {
+            Some(head) => check_feature_maps(&network.plan, head.channels()),
+            None => check_output(&network.plan, &manifest),
+        }
+        .map_err(incompatible)?;
+        let mut files = vec![onnx_path.clone()];
+        files.extend(manifest_path);
+        files.extend(manifest.head.as_ref().map(|h| model_dir.join(h.weights())));
+        let fingerprint = fingerprint(&files)?;
+        tracing::info!(model = %manifest.name, version = %manifest.version, fingerprint = %&fingerprint[..12], path = %onnx_path.display(), "model loaded");
         Ok(Self {
             rule: RwLock::new(Arc::new(DecisionRule::from_manifest(&manifest))),
             manifest,
             onnx_path,
-            plan,
-            input_shape,
+            network,
+            head,
+            fingerprint,
         })
     }
 
@@ -168,6 +194,12 @@ impl Model {
 
     pub fn onnx_path(&self) -> &Path {
         &self.onnx_path
+    }
+
+    /// SHA-256 over the model's files (ONNX, manifest, head weights), hex: two models with
+    /// the same name and version but other contents never pass for one another.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The decision rule in force now.
@@ -195,17 +227,9 @@ impl Model {
     /// Per-thread state: preprocessing buffers, the input tensor and a tract run state,
     /// reused frame after frame.
     pub fn session(self: &Arc<Self>) -> Result<Session, ModelError> {
-        let state = self
-            .plan
-            .spawn()
-            .map_err(|e| ModelError::Inference(e.into()))?;
-        let input =
-            Tensor::zero::<f32>(&self.input_shape).map_err(|e| ModelError::Inference(e.into()))?;
         Ok(Session {
             model: Arc::clone(self),
-            preprocessor: Preprocessor::new(&self.manifest.input),
-            input: Arc::new(input),
-            state,
+            network: self.network.session()?,
         })
     }
 }
@@ -213,9 +237,7 @@ impl Model {
 #[derive(Debug)]
 pub struct Session {
     model: Arc<Model>,
-    preprocessor: Preprocessor,
-    input: Arc<Tensor>,
-    state: TypedSimpleState,
+    network: NetworkSession,
 }
 
 impl Session {
@@ -224,6 +246,114 @@ impl Session {
     }
 
     pub fn inspect(&mut self, frame: &Frame) -> Result<Inspection, ModelError> {
+        let (outputs, timings) = self.network.run(frame)?;
+        let (probabilities, heat_map) = match &self.model.head {
+            Some(head) => {
+                let maps = feature_maps(&outputs)?;
+                let out = head
+                    .apply(&maps)
+                    .map_err(|e| ModelError::Inference(e.into()))?;
+                (out.probabilities, out.heat_map)
+            }
+            None => {
+                let raw = outputs[0]
+                    .to_plain_array_view::<f32>()
+                    .map_err(|e| ModelError::Inference(e.into()))?;
+                let raw: Vec<f32> = raw.iter().copied().collect();
+                let probabilities = match self.model.manifest.output.scores {
+                    ScoreKind::Probabilities => raw,
+                    ScoreKind::Logits => softmax(&raw),
+                };
+                (probabilities, None)
+            }
+        };
+        let rule = self.model.rule();
+        let scores = rule.scores(probabilities);
+        Ok(Inspection {
+            verdict: rule.verdict(&scores),
+            scores,
+            heat_map,
+            timings_ms: timings,
+        })
+    }
+}
+
+/// A frozen ONNX network, optimised once for one input size and the outputs asked for:
+/// a whole classifier, or the backbone under a trained head (and under the trainers).
+#[derive(Debug)]
+pub struct Network {
+    plan: Arc<TypedSimplePlan>,
+    input: manifest::InputSpec,
+    input_shape: [usize; 4],
+}
+
+impl Network {
+    /// Loads `onnx_path` for images described by `input`, keeping only `outputs` (the
+    /// first output when empty).
+    pub fn load(
+        onnx_path: &Path,
+        input: &manifest::InputSpec,
+        outputs: &[String],
+        options: RunnerOptions,
+    ) -> Result<Self, ModelError> {
+        let (_, graph) = read_onnx(onnx_path)?;
+        let declared = declared_input_shape(&graph).map_err(|source| ModelError::Onnx {
+            path: onnx_path.to_owned(),
+            source: source.into(),
+        })?;
+        Self::from_graph(graph, onnx_path, input, &declared, outputs, options)
+    }
+
+    fn from_graph(
+        graph: InferenceModel,
+        onnx_path: &Path,
+        input: &manifest::InputSpec,
+        declared: &[Option<usize>],
+        outputs: &[String],
+        options: RunnerOptions,
+    ) -> Result<Self, ModelError> {
+        let input_shape =
+            check_input(input, declared).map_err(|reason| ModelError::Incompatible {
+                path: onnx_path.to_owned(),
+                reason,
+            })?;
+        let plan =
+            optimise(graph, outputs, input_shape, options).map_err(|source| ModelError::Onnx {
+                path: onnx_path.to_owned(),
+                source: source.into(),
+            })?;
+        Ok(Self {
+            plan,
+            input: input.clone(),
+            input_shape,
+        })
+    }
+
+    pub fn session(&self) -> Result<NetworkSession, ModelError> {
+        let state = self
+            .plan
+            .spawn()
+            .map_err(|e| ModelError::Inference(e.into()))?;
+        let input =
+            Tensor::zero::<f32>(&self.input_shape).map_err(|e| ModelError::Inference(e.into()))?;
+        Ok(NetworkSession {
+            preprocessor: Preprocessor::new(&self.input),
+            input: Arc::new(input),
+            state,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct NetworkSession {
+    preprocessor: Preprocessor,
+    input: Arc<Tensor>,
+    state: TypedSimpleState,
+}
+
+impl NetworkSession {
+    /// Preprocesses `frame` and runs the network on it.
+    pub fn run(&mut self, frame: &Frame) -> Result<(TVec<TValue>, StageTimings), ModelError> {
         let started = Instant::now();
         // tract drops its reference to the input after each run, so this does not copy.
         let input = Arc::make_mut(&mut self.input);
@@ -239,27 +369,64 @@ impl Session {
             .state
             .run(tvec![TValue::from_const(Arc::clone(&self.input))])
             .map_err(|e| ModelError::Inference(e.into()))?;
-        let inferred = Instant::now();
-        let raw = outputs[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| ModelError::Inference(e.into()))?;
-        let raw: Vec<f32> = raw.iter().copied().collect();
-        let probabilities = match self.model.manifest.output.scores {
-            ScoreKind::Probabilities => raw,
-            ScoreKind::Logits => softmax(&raw),
+        let timings = StageTimings {
+            preprocess: preprocessed - started,
+            inference: preprocessed.elapsed(),
         };
-        let rule = self.model.rule();
-        let scores = rule.scores(probabilities);
-        Ok(Inspection {
-            verdict: rule.verdict(&scores),
-            scores,
-            heat_map: None,
-            timings_ms: StageTimings {
-                preprocess: preprocessed - started,
-                inference: inferred - preprocessed,
-            },
-        })
+        Ok((outputs, timings))
     }
+}
+
+/// Network outputs as `[channels, height, width]` maps (batch of one).
+pub fn feature_maps(outputs: &[TValue]) -> Result<Vec<ndarray::ArrayView3<'_, f32>>, ModelError> {
+    outputs
+        .iter()
+        .map(|o| {
+            let view = o
+                .to_plain_array_view::<f32>()
+                .map_err(|e| ModelError::Inference(e.into()))?;
+            view.into_dimensionality::<ndarray::Ix4>()
+                .map(|v| v.index_axis_move(ndarray::Axis(0), 0))
+                .map_err(|_| ModelError::Inference("a feature map is not [1, C, H, W]".into()))
+        })
+        .collect()
+}
+
+fn read_onnx(onnx_path: &Path) -> Result<(tract_onnx::pb::ModelProto, InferenceModel), ModelError> {
+    let onnx_error = |source: TractError| ModelError::Onnx {
+        path: onnx_path.to_owned(),
+        source: source.into(),
+    };
+    if !onnx_path.is_file() {
+        return Err(ModelError::Io {
+            path: onnx_path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "model file not found"),
+        });
+    }
+    let proto = onnx().proto_model_for_path(onnx_path).map_err(onnx_error)?;
+    let graph = onnx().model_for_proto_model(&proto).map_err(onnx_error)?;
+    Ok((proto, graph))
+}
+
+/// SHA-256 of the files' contents, in order, hex.
+fn fingerprint(files: &[PathBuf]) -> Result<String, ModelError> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for path in files {
+        let mut file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        std::io::copy(&mut file, &mut hasher).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn softmax(logits: &[f32]) -> Vec<f32> {
@@ -333,8 +500,10 @@ fn declared_input_shape(graph: &InferenceModel) -> TractResult<Vec<Option<usize>
 }
 
 /// The concrete input shape, or why the ONNX input cannot take the manifest's images.
-fn check_input(manifest: &Manifest, declared: &[Option<usize>]) -> Result<[usize; 4], String> {
-    let spec = &manifest.input;
+fn check_input(
+    spec: &manifest::InputSpec,
+    declared: &[Option<usize>],
+) -> Result<[usize; 4], String> {
     let (c, h, w) = (
         spec.color.channels(),
         spec.height as usize,
@@ -365,13 +534,13 @@ fn check_input(manifest: &Manifest, declared: &[Option<usize>]) -> Result<[usize
 
 fn optimise(
     mut graph: InferenceModel,
-    manifest: &Manifest,
+    outputs: &[String],
     input_shape: [usize; 4],
     options: RunnerOptions,
 ) -> TractResult<Arc<TypedSimplePlan>> {
     graph.set_input_fact(0, f32::fact(input_shape).into())?;
-    if let Some(name) = &manifest.output.name {
-        graph.select_outputs_by_name([name])?;
+    if !outputs.is_empty() {
+        graph.select_outputs_by_name(outputs)?;
     } else {
         let first = graph.output_outlets()?[0];
         graph.select_output_outlets(&[first])?;
@@ -386,6 +555,30 @@ fn optimise(
         executor: Some(executor),
         ..RunOptions::default()
     })
+}
+
+/// The head's maps: `[1, C, H, W]` f32 each, channels adding up to what the head was trained on.
+fn check_feature_maps(plan: &TypedSimplePlan, channels: usize) -> Result<(), String> {
+    let model = plan.model();
+    let mut total = 0;
+    for i in 0..model.outputs.len() {
+        let fact = model.output_fact(i).map_err(|e| e.to_string())?;
+        match fact.shape.as_concrete() {
+            Some([1, c, _, _]) if fact.datum_type == f32::datum_type() => total += c,
+            _ => {
+                return Err(format!(
+                    "feature output {i} is {:?} {:?}, not f32 [1, C, H, W]",
+                    fact.datum_type, fact.shape
+                ));
+            }
+        }
+    }
+    if total != channels {
+        return Err(format!(
+            "the feature maps have {total} channels, the head was trained on {channels}"
+        ));
+    }
+    Ok(())
 }
 
 fn check_output(plan: &TypedSimplePlan, manifest: &Manifest) -> Result<(), String> {
@@ -417,15 +610,15 @@ mod tests {
         let mut session = model.session().expect("session");
         let frame = Frame::from_rgb8(64, 48, vec![90; 64 * 48 * 3]).expect("frame");
         session.inspect(&frame).expect("first run");
-        let buffer = Arc::as_ptr(&session.input);
+        let buffer = Arc::as_ptr(&session.network.input);
         session.inspect(&frame).expect("second run");
         assert_eq!(
-            Arc::strong_count(&session.input),
+            Arc::strong_count(&session.network.input),
             1,
             "tract kept a reference to the input"
         );
         assert_eq!(
-            Arc::as_ptr(&session.input),
+            Arc::as_ptr(&session.network.input),
             buffer,
             "the input tensor was reallocated"
         );

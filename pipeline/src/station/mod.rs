@@ -4,6 +4,7 @@
 //! thread judges one frame per trigger (a part arriving), taken after the trigger fired.
 
 pub mod mailbox;
+pub mod shadow;
 pub mod status;
 
 use std::path::PathBuf;

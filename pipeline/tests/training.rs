@@ -1,0 +1,262 @@
+//! Training on the box: an anomaly model from real good magnetic tiles, a classifier from the
+//! X-SDD samples, and what damaged data and damaged model files do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use inspecta_pipeline::evaluation::dataset::Dataset;
+use inspecta_pipeline::evaluation::{EvalOptions, evaluate};
+use inspecta_pipeline::frame::Frame;
+use inspecta_pipeline::model::head::{ANOMALY_LABELS, HeadSpec};
+use inspecta_pipeline::model::manifest::{DecisionSpec, Manifest, OutputSpec};
+use inspecta_pipeline::model::{Model, ModelError, RunnerOptions};
+use inspecta_pipeline::training::{
+    self, ANOMALY_FEATURES, Backbone, CLASSIFIER_FEATURES, HEAD_FILE, TRUNK_FILE, TrainError,
+    anomaly, classifier,
+};
+
+use common::*;
+
+fn backbone(outputs: &[&str]) -> Backbone {
+    Backbone::load(&repo().join("models/backbone").join(TRUNK_FILE), outputs).unwrap()
+}
+
+fn tiles() -> PathBuf {
+    samples().join("magnetic_tile")
+}
+
+fn manifest(labels: Vec<String>, head: HeadSpec) -> Manifest {
+    Manifest {
+        name: "test".into(),
+        version: "1".into(),
+        description: String::new(),
+        onnx: training::BACKBONE_FILE.into(),
+        good: vec!["good".into()],
+        labels,
+        input: training::trunk_input(),
+        output: OutputSpec::default(),
+        decision: DecisionSpec::default(),
+        head: Some(head),
+        training: None,
+    }
+}
+
+/// Trained once for the whole file: the good sample tiles plus two damaged files.
+fn anomaly_model() -> &'static (PathBuf, anomaly::AnomalyReport) {
+    static MODEL: OnceLock<(PathBuf, anomaly::AnomalyReport)> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let good = dir.join("good");
+        std::fs::create_dir(&good).unwrap();
+        let mut images = images_in(&tiles().join("train/good"));
+        let first = std::fs::read(&images[0]).unwrap();
+        std::fs::write(good.join("truncated.jpg"), &first[..first.len() / 3]).unwrap();
+        std::fs::write(good.join("not-an-image.jpg"), b"GIF89a nonsense").unwrap();
+        images.push(good.join("truncated.jpg"));
+        images.push(good.join("not-an-image.jpg"));
+        let backbone = backbone(&ANOMALY_FEATURES);
+        let trained = anomaly::train(
+            &backbone,
+            &images,
+            &anomaly::AnomalyOptions {
+                coreset_ratio: 0.1,
+                calibration_percent: 20,
+                ..anomaly::AnomalyOptions::default()
+            },
+            &|| {},
+        )
+        .unwrap();
+        let out = dir.join("model");
+        let head = HeadSpec::PatchCore {
+            weights: HEAD_FILE.into(),
+            features: backbone.outputs.clone(),
+            reference_distance: trained.reference_distance,
+            grid: trained.report.grid,
+            smoothing: trained.report.smoothing,
+        };
+        let model = &trained.model;
+        training::write_model_dir(
+            &out,
+            &manifest(ANOMALY_LABELS.map(String::from).to_vec(), head),
+            &backbone.path,
+            &[
+                ("mean", model.mean().clone().into_dyn()),
+                ("inv_std", model.inv_std().clone().into_dyn()),
+                ("bank", model.bank().patches().to_owned().into_dyn()),
+            ],
+            false,
+        )
+        .unwrap();
+        (out, trained.report)
+    })
+}
+
+#[test]
+fn an_anomaly_model_from_good_tiles_flags_defects_and_points_at_them() {
+    let (dir, report) = anomaly_model();
+    assert_eq!(report.unreadable, 2, "the truncated and the bogus file");
+    assert_eq!(report.images, 26);
+    assert!(report.calibration_images > 0 && report.bank > 0);
+    assert_eq!(report.features_per_patch, 112 + 192);
+
+    let model = Arc::new(Model::load(dir, RunnerOptions::default()).unwrap());
+    assert_eq!(model.fingerprint().len(), 64);
+    let dataset = Dataset::discover(&tiles(), &Default::default()).unwrap();
+    let options = EvalOptions {
+        threads: 2,
+        target_escape_rate: 0.0,
+    };
+    let eval = evaluate(&model, &dataset, &options, &|| {}).unwrap();
+    assert_eq!(eval.evaluated, 12);
+    let binary = eval.binary.expect("good and defective tiles");
+    assert!(binary.auroc >= 0.8, "image AUROC {}", binary.auroc);
+    let pixel = eval
+        .pixel_auroc
+        .expect("heat maps and masks give a pixel AUROC");
+    assert!(pixel >= 0.9, "pixel AUROC {pixel}");
+
+    let break_tile = images_in(&tiles().join("test/break"))[0].clone();
+    let mut session = model.session().unwrap();
+    let inspection = session.inspect(&Frame::open(&break_tile).unwrap()).unwrap();
+    let heat = inspection
+        .heat_map
+        .expect("an anomaly model gives a heat map");
+    assert_eq!(heat.size(), [28, 28]);
+}
+
+#[test]
+fn a_damaged_or_mismatched_anomaly_model_is_refused_with_its_reason() {
+    let (dir, _) = anomaly_model();
+    let copy = tempfile::tempdir().unwrap();
+    for file in ["model.toml", "backbone.onnx", HEAD_FILE] {
+        std::fs::copy(dir.join(file), copy.path().join(file)).unwrap();
+    }
+    let head = copy.path().join(HEAD_FILE);
+    let bytes = std::fs::read(&head).unwrap();
+    std::fs::write(&head, &bytes[..bytes.len() / 2]).unwrap();
+    let err = refused(copy.path());
+    assert!(matches!(err, ModelError::Manifest { .. }), "{err}");
+    assert!(err.to_string().contains(HEAD_FILE), "{err}");
+
+    // Only one feature map: the bank was built on 304 features per patch.
+    std::fs::write(&head, &bytes).unwrap();
+    let manifest_path = copy.path().join("model.toml");
+    let mut manifest = Manifest::from_path(&manifest_path).unwrap();
+    let Some(HeadSpec::PatchCore { features, .. }) = &mut manifest.head else {
+        panic!("an anomaly head")
+    };
+    features.remove(0);
+    std::fs::write(&manifest_path, manifest.to_toml().unwrap()).unwrap();
+    let err = refused(copy.path());
+    assert!(err.to_string().contains("192 channels"), "{err}");
+}
+
+/// The error of a model that must not load (without printing a whole model if it does).
+fn refused(dir: &std::path::Path) -> ModelError {
+    match Model::load(dir, RunnerOptions::default()) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(err) => err,
+    }
+}
+
+#[test]
+fn too_few_good_images_are_refused() {
+    let images: Vec<PathBuf> = images_in(&tiles().join("train/good"))
+        .into_iter()
+        .take(3)
+        .collect();
+    let err = anomaly::train(
+        &backbone(&ANOMALY_FEATURES),
+        &images,
+        &Default::default(),
+        &|| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Data { .. }), "{err}");
+    assert!(err.to_string().contains("3 readable"), "{err}");
+}
+
+#[test]
+fn a_classifier_learns_the_sample_classes_and_runs_as_a_model() {
+    let data = samples().join("xsdd");
+    let dataset = Dataset::discover(&data, &Default::default()).unwrap();
+    let labels = dataset.classes();
+    let samples: Vec<(PathBuf, usize)> = dataset
+        .samples
+        .iter()
+        .map(|s| {
+            (
+                s.path.clone(),
+                labels.iter().position(|l| *l == s.class).unwrap(),
+            )
+        })
+        .collect();
+    let backbone = backbone(&CLASSIFIER_FEATURES);
+    let trained = classifier::train(
+        &backbone,
+        labels.clone(),
+        &samples,
+        &Default::default(),
+        &|| {},
+    )
+    .unwrap();
+    assert_eq!(trained.report.features, 2 * (40 + 112));
+    assert!(
+        trained.report.train_accuracy >= 0.99,
+        "{:?}",
+        trained.report
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("xsdd");
+    let head = HeadSpec::Linear {
+        weights: HEAD_FILE.into(),
+        features: backbone.outputs.clone(),
+    };
+    let mut manifest = manifest(labels, head);
+    manifest.good.clear();
+    let h = &trained.head;
+    let tensors = [
+        ("mean", h.mean.clone().into_dyn()),
+        ("inv_std", h.inv_std.clone().into_dyn()),
+        ("weights", h.weights.clone().into_dyn()),
+        ("bias", h.bias.clone().into_dyn()),
+    ];
+    training::write_model_dir(&dir, &manifest, &backbone.path, &tensors, false).unwrap();
+    let err =
+        training::write_model_dir(&dir, &manifest, &backbone.path, &tensors, false).unwrap_err();
+    assert!(matches!(err, TrainError::Exists(_)), "{err}");
+
+    let model = Arc::new(Model::load(&dir, RunnerOptions::default()).unwrap());
+    let mut session = model.session().unwrap();
+    let right = samples
+        .iter()
+        .filter(|(path, class)| {
+            let inspection = session.inspect(&Frame::open(path).unwrap()).unwrap();
+            inspection.scores.top == *class && inspection.heat_map.is_none()
+        })
+        .count();
+    assert_eq!(right, samples.len());
+}
+
+#[test]
+fn a_class_without_a_readable_image_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.jpg");
+    std::fs::write(&broken, b"\xff\xd8\xff not a jpeg").unwrap();
+    let good = images_in(&samples().join("casting/good"))[0].clone();
+    let samples = [(good, 0), (broken, 1)];
+    let labels = vec!["good".to_owned(), "dent".to_owned()];
+    let err = classifier::train(
+        &backbone(&CLASSIFIER_FEATURES),
+        labels,
+        &samples,
+        &Default::default(),
+        &|| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("\"dent\""), "{err}");
+}
