@@ -636,3 +636,111 @@ fn a_link_cursor_only_moves_forward_and_the_backlog_comes_oldest_first() {
     assert_eq!(reviews.len(), 1);
     assert_eq!(reviews[0].verdict_id, 5);
 }
+
+#[test]
+fn reviewed_parts_are_the_reviewed_records_oldest_first_with_their_latest_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    let good = parts
+        .iter()
+        .find(|p| p.inspection.verdict == Verdict::Good)
+        .unwrap();
+    let defect = parts
+        .iter()
+        .find(|p| matches!(p.inspection.verdict, Verdict::Defect { .. }))
+        .unwrap();
+    // Five parts an hour apart, on whole milliseconds as the store keeps time.
+    let start_ms = jiff::Timestamp::now().as_millisecond() / 1000 * 1000 - 5 * 3_600_000;
+    let ms = |n: i64| start_ms + n * 3_600_000;
+    let at = |n: i64| jiff::Timestamp::from_millisecond(ms(n)).unwrap();
+    let ids: Vec<i64> = [defect, good, defect, good, defect]
+        .into_iter()
+        .enumerate()
+        .map(|(n, part)| {
+            let mut new = record(model, part, n as u64);
+            new.captured_at = SystemTime::UNIX_EPOCH + Duration::from_millis(ms(n as i64) as u64);
+            store.insert(&new).unwrap()
+        })
+        .collect();
+    let review = |id, reviewer: &str, action, label: Option<&str>| {
+        store
+            .review(
+                id,
+                &NewReview {
+                    reviewer: reviewer.into(),
+                    action,
+                    label: label.map(str::to_owned),
+                    reason: None,
+                },
+            )
+            .unwrap()
+    };
+    // 0 confirmed; 1 and 4 never reviewed; 2 overridden, then that override confirmed by
+    // someone else; 3, a passed part (no image kept), found defective.
+    review(ids[0], "anna", ReviewAction::Confirm, None);
+    review(ids[2], "bert", ReviewAction::Override, Some("good"));
+    let latest = review(ids[2], "carl", ReviewAction::Confirm, None);
+    review(ids[3], "anna", ReviewAction::Override, Some("defect"));
+
+    // The first part's image goes: it is still named, so the export can count it as gone.
+    let deleted = store.image_path(ids[0]).unwrap().unwrap();
+    std::fs::remove_file(&deleted).unwrap();
+
+    let all = store.reviewed_parts(None, None).unwrap();
+    let found: Vec<i64> = all.iter().map(|p| p.record.id).collect();
+    assert_eq!(
+        found,
+        [ids[0], ids[2], ids[3]],
+        "reviewed only, oldest first"
+    );
+    for part in &all {
+        assert_eq!(part.record, store.get(part.record.id).unwrap());
+    }
+    assert_eq!(all[0].image.as_deref(), Some(deleted.as_path()));
+    assert!(!deleted.exists());
+    assert_eq!(all[0].record.label, "defect");
+
+    let relabelled = &all[1].record;
+    assert_eq!(
+        relabelled.review.as_ref(),
+        Some(&latest),
+        "the latest review"
+    );
+    assert_eq!(latest.reviewer, "carl");
+    assert_eq!(latest.action, ReviewAction::Confirm);
+    assert_eq!(
+        (relabelled.verdict.as_str(), relabelled.label.as_str()),
+        ("defect", "good")
+    );
+    assert_eq!(store.reviews(ids[2]).unwrap().len(), 2);
+    let kept = all[1].image.as_deref().unwrap();
+    assert!(kept.is_file());
+    assert_eq!(store.image_path(ids[2]).unwrap().as_deref(), Some(kept));
+
+    assert_eq!(all[2].image, None, "no image kept of a passed part");
+    let escape = all[2].record.review.as_ref().unwrap();
+    assert_eq!(
+        (escape.before.as_str(), escape.after.as_str()),
+        ("good", "defect")
+    );
+
+    // `since` is inclusive, `until` exclusive, both on capture time.
+    let span = |since: Option<i64>, until: Option<i64>| -> Vec<i64> {
+        store
+            .reviewed_parts(since.map(at), until.map(at))
+            .unwrap()
+            .iter()
+            .map(|p| p.record.id)
+            .collect()
+    };
+    assert_eq!(span(Some(2), None), [ids[2], ids[3]]);
+    assert_eq!(span(None, Some(2)), [ids[0]]);
+    assert_eq!(span(Some(1), Some(3)), [ids[2]]);
+    assert_eq!(
+        span(Some(4), None),
+        Vec::<i64>::new(),
+        "part 4 was never reviewed"
+    );
+    assert_eq!(span(Some(5), None), Vec::<i64>::new());
+}

@@ -231,6 +231,14 @@ pub struct Query {
     pub limit: Option<u32>,
 }
 
+/// A reviewed record and the file its part image is (or was) kept in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewedPart {
+    /// Its `review` is the latest one, and `label` that review's answer.
+    pub record: Record,
+    pub image: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Page {
     pub items: Vec<Record>,
@@ -682,6 +690,39 @@ impl RecordStore {
             .query_map([verdict_id], |row| review_from_row(row, 0))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(reviews)
+    }
+
+    /// Every record captured in `[since, until)` that has a review, oldest first, each
+    /// with where its image is kept: the data set that reviews make (`inspecta
+    /// export-dataset`). The image path is given even when retention (or a person) has
+    /// deleted the file since; it is `None` only when no image was kept with the record.
+    pub fn reviewed_parts(
+        &self,
+        since: Option<jiff::Timestamp>,
+        until: Option<jiff::Timestamp>,
+    ) -> Result<Vec<ReviewedPart>, StoreError> {
+        let since_ms = since.map_or(i64::MIN, jiff::Timestamp::as_millisecond);
+        let until_ms = until.map_or(i64::MAX, jiff::Timestamp::as_millisecond);
+        let conn = self.lock();
+        let records = conn
+            .prepare_cached(&format!(
+                "{SELECT_RECORD} WHERE r.id IS NOT NULL
+                    AND v.captured_ms >= ?1 AND v.captured_ms < ?2
+                 ORDER BY v.id"
+            ))?
+            .query_map([since_ms, until_ms], record_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut image = conn.prepare_cached("SELECT image FROM verdicts WHERE id = ?1")?;
+        records
+            .into_iter()
+            .map(|record| {
+                let relative: Option<String> = image.query_row([record.id], |row| row.get(0))?;
+                Ok(ReviewedPart {
+                    image: relative.map(|r| self.images.path(&r)),
+                    record,
+                })
+            })
+            .collect()
     }
 
     /// The image kept with a record, if any and still retained.
