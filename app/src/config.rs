@@ -91,6 +91,10 @@ pub struct ModelSection {
     /// Other models an engineer may switch the running station to (panel, plant commands).
     #[serde(default)]
     pub alternatives: Vec<PathBuf>,
+    /// A candidate model that judges the same parts on its own thread; its disagreements
+    /// with the live model are logged and counted, its verdicts never acted on.
+    #[serde(default)]
+    pub shadow: Option<PathBuf>,
 }
 
 fn default_threads() -> usize {

@@ -43,6 +43,10 @@ enum Command {
     Eval(commands::eval::Args),
     /// Run a station: frames from a camera, stream or folder, a verdict for each part.
     Run(commands::run::Args),
+    /// Train a model on the box: an anomaly model from good parts, or a classifier.
+    Train(commands::train::Args),
+    /// Copy reviewed parts from the record store into a class-folder data set for training.
+    ExportDataset(commands::export_dataset::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Run(args) => commands::run::run(&args),
+        Command::Train(args) => commands::train::run(&args),
+        Command::ExportDataset(args) => commands::export_dataset::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inspecta_pipeline::publish::mqtt::LinkStatus;
+use inspecta_pipeline::station::shadow::Shadow;
 use inspecta_pipeline::station::status::{SourceState, StationStatus};
 use inspecta_pipeline::station::{LiveVerdict, ModelSwitch};
 use inspecta_pipeline::store::RecordStore;
@@ -44,6 +45,7 @@ impl Metrics {
         status: Arc<StationStatus>,
         store: Option<Arc<RecordStore>>,
         mqtt: Option<Arc<LinkStatus>>,
+        shadow: Option<Arc<Shadow>>,
     ) -> Self {
         let mut registry = Registry::with_prefix("inspecta");
         registry.register(
@@ -86,6 +88,7 @@ impl Metrics {
             store,
             models,
             mqtt,
+            shadow,
         }));
         Self {
             registry,
@@ -145,6 +148,7 @@ struct StationCollector {
     store: Option<Arc<RecordStore>>,
     models: ModelSwitch,
     mqtt: Option<Arc<LinkStatus>>,
+    shadow: Option<Arc<Shadow>>,
 }
 
 const SOURCE_STATES: [&str; 4] = ["connecting", "online", "reconnecting", "ended"];
@@ -174,6 +178,25 @@ impl Collector for StationCollector {
         for (name, help, value) in counters {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(value).encode(metric)?;
+        }
+
+        if let Some(shadow) = &self.shadow {
+            let s = shadow.snapshot();
+            let mut parts = encoder.encode_descriptor(
+                "shadow_parts",
+                "Parts offered to the shadow model, by result: agreed, disagreed, skipped (busy), failed",
+                None,
+                MetricType::Counter,
+            )?;
+            let results = [
+                ("agreed", s.judged - s.disagreements),
+                ("disagreed", s.disagreements),
+                ("skipped", s.skipped),
+                ("failed", s.failed),
+            ];
+            for (result, count) in results {
+                ConstCounter::new(count).encode(parts.encode_family(&[("result", result)])?)?;
+            }
         }
 
         let mut verdicts = encoder.encode_descriptor(

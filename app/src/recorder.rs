@@ -11,6 +11,7 @@ use std::time::{Instant, UNIX_EPOCH};
 use anyhow::Context as _;
 use inspecta_pipeline::model::Inspection;
 use inspecta_pipeline::station::LiveVerdict;
+use inspecta_pipeline::station::shadow::Shadow;
 use inspecta_pipeline::store::{NewRecord, Record, RecordStore};
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -24,6 +25,7 @@ pub struct Recorder {
     jsonl: Option<BufWriter<File>>,
     metrics: Arc<Metrics>,
     waiters: Arc<PartWaiters>,
+    shadow: Option<Arc<Shadow>>,
 }
 
 /// One verdict as a JSON line.
@@ -52,6 +54,7 @@ impl Recorder {
         jsonl: Option<&Path>,
         metrics: Arc<Metrics>,
         waiters: Arc<PartWaiters>,
+        shadow: Option<Arc<Shadow>>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             station,
@@ -59,6 +62,7 @@ impl Recorder {
             jsonl: jsonl.map(open_jsonl).transpose()?,
             metrics,
             waiters,
+            shadow,
         })
     }
 
@@ -92,6 +96,9 @@ impl Recorder {
             serde_json::to_writer(&mut *out, &line).context("writing a verdict")?;
             out.write_all(b"\n").context("writing a verdict")?;
             out.flush().context("writing a verdict")?;
+        }
+        if let Some(shadow) = &self.shadow {
+            shadow.offer(v);
         }
         if let (Some(part_id), Some(id), Some(store)) = (&v.part_id, id, &self.store) {
             match store.get(id) {

@@ -13,6 +13,7 @@ use inspecta_pipeline::model::Model;
 use inspecta_pipeline::publish::mqtt::{MqttLink, PlantCommand};
 use inspecta_pipeline::publish::opcua::{OpcUaServer, StationView};
 use inspecta_pipeline::quality::watch::ProcessWatch;
+use inspecta_pipeline::station::shadow::Shadow;
 use inspecta_pipeline::station::{LiveVerdict, ModelSwitch, Station, Triggers};
 use inspecta_pipeline::store::{ChangeKind, NewChange, RecordStore};
 use inspecta_pipeline::verdict::DecisionRule;
@@ -95,12 +96,23 @@ impl Service {
             config.model.threads,
             store.clone(),
         );
+        let shadow = match &config.model.shadow {
+            Some(path) => {
+                let model = crate::commands::load_model(path, 1)
+                    .with_context(|| format!("cannot load the shadow model {}", path.display()))?;
+                Some(Arc::new(
+                    Shadow::start(&model).context("cannot start the shadow model")?,
+                ))
+            }
+            None => None,
+        };
         let metrics = Arc::new(Metrics::new(
             &config.station.name,
             station.models().clone(),
             Arc::clone(station.status()),
             store.clone(),
             mqtt.as_ref().map(|link| Arc::clone(link.status())),
+            shadow.clone(),
         ));
         let waiters = Arc::new(PartWaiters::default());
         let finished = Arc::new(AtomicBool::new(false));
@@ -110,6 +122,7 @@ impl Service {
             config.output.jsonl.as_deref(),
             Arc::clone(&metrics),
             Arc::clone(&waiters),
+            shadow.clone(),
         )?;
         let opcua = match (&config.opcua, &store) {
             (Some(opcua), Some(store)) => {
@@ -156,6 +169,7 @@ impl Service {
                     mqtt: mqtt.as_ref().map(|link| Arc::clone(link.status())),
                     spc: config.spc.clone().map(ProcessWatch::new),
                     finished: Arc::clone(&finished),
+                    shadow,
                 };
                 match ApiServer::start(api, state) {
                     Ok(server) => Some(server),

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, repo, terminate};
+use common::{free_port, headless, terminate};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
@@ -164,14 +164,7 @@ fn start_station(dir: &Path, broker: &Broker, rate: f32, extra: &str) -> Child {
         ),
     )
     .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_inspecta"))
-        .current_dir(repo())
-        .args(["run", "--headless", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    headless(&config)
 }
 
 #[test]

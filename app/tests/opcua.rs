@@ -5,11 +5,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, repo, terminate};
+use common::{free_port, headless, terminate};
 use opcua::client::{ClientBuilder, IdentityToken, Session};
 use opcua::crypto::SecurityPolicy;
 use opcua::types::{
@@ -31,14 +31,7 @@ fn start_station(dir: &Path, port: u16) -> Child {
         ),
     )
     .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_inspecta"))
-        .current_dir(repo())
-        .args(["run", "--headless", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    headless(&config)
 }
 
 /// A PLC's view of the station.

@@ -23,6 +23,7 @@ use axum::{Json, Router};
 use inspecta_pipeline::model::Session;
 use inspecta_pipeline::publish::mqtt::LinkStatus;
 use inspecta_pipeline::quality::watch::ProcessWatch;
+use inspecta_pipeline::station::shadow::Shadow;
 use inspecta_pipeline::station::status::{SourceState, StationStatus};
 use inspecta_pipeline::station::{ModelSwitch, Triggers};
 use inspecta_pipeline::store::RecordStore;
@@ -56,6 +57,7 @@ pub struct ApiState {
     pub spc: Option<ProcessWatch>,
     /// Set once a finite source has ended and every verdict from it is stored.
     pub finished: Arc<AtomicBool>,
+    pub shadow: Option<Arc<Shadow>>,
 }
 
 #[derive(Debug, Clone)]
@@ -212,7 +214,13 @@ async fn status(State(state): State<Shared>) -> Result<Json<serde_json::Value>, 
     let manifest = model.manifest();
     Ok(Json(json!({
         "station": state.station,
-        "model": { "name": manifest.name, "version": manifest.version, "labels": manifest.labels },
+        "model": {
+            "name": manifest.name,
+            "version": manifest.version,
+            "fingerprint": model.fingerprint(),
+            "labels": manifest.labels,
+        },
+        "shadow": state.shadow.as_ref().map(|s| s.snapshot()),
         "uptime_s": state.started.elapsed().as_secs(),
         "mode": if state.trigger.is_some() { "triggered" } else { "free_run" },
         "source": snapshot.source,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use inspecta_pipeline::evaluation::dataset::Dataset;
-use inspecta_pipeline::evaluation::{EvalOptions, EvalReport, evaluate, html};
+use inspecta_pipeline::evaluation::{EvalOptions, EvalReport, compare, evaluate, html};
 
 use crate::ModelArg;
 
@@ -32,6 +32,9 @@ pub struct Args {
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Evaluate two models on the folder and say which is better (reports in OUT/A, OUT/B).
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    compare: Option<Vec<PathBuf>>,
 }
 
 fn parse_mapping(text: &str) -> Result<(String, String), String> {
@@ -48,13 +51,47 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             args.target_escape
         );
     }
-    let model = super::load_model(&args.model.model, 1)?;
     let mappings: BTreeMap<String, String> = args.mappings.iter().cloned().collect();
     let dataset = Dataset::discover(&args.folder, &mappings)?;
     let threads = args.threads.unwrap_or_else(super::available_threads).max(1);
     tracing::info!(images = dataset.samples.len(), layout = ?dataset.layout, threads, "evaluating");
+    let options = EvalOptions {
+        threads,
+        target_escape_rate: args.target_escape,
+    };
+    let Some(pair) = &args.compare else {
+        let report = evaluate_one(&args.model.model, &dataset, &options, args.quiet)?;
+        let (json, page) = write_reports(&report, &args.out)?;
+        print_summary(&report);
+        println!("report: {}\n        {}", page.display(), json.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut reports = Vec::new();
+    for (name, path) in ["A", "B"].iter().zip(pair) {
+        println!("== {name}: {} ==", path.display());
+        let report = evaluate_one(path, &dataset, &options, args.quiet)?;
+        let (_, page) = write_reports(&report, &args.out.join(name))?;
+        print_summary(&report);
+        println!("report: {}\n", page.display());
+        reports.push(report);
+    }
+    let comparison = compare::compare(&reports[0], &reports[1]);
+    print_comparison(&comparison);
+    let json = args.out.join("compare.json");
+    let text = serde_json::to_string_pretty(&comparison).context("serialising the comparison")?;
+    std::fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
+    println!("comparison: {}", json.display());
+    Ok(ExitCode::SUCCESS)
+}
 
-    let bar = if args.quiet {
+fn evaluate_one(
+    model: &Path,
+    dataset: &Dataset,
+    options: &EvalOptions,
+    quiet: bool,
+) -> anyhow::Result<EvalReport> {
+    let model = super::load_model(model, 1)?;
+    let bar = if quiet {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(dataset.samples.len() as u64)
@@ -63,17 +100,33 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
             .context("progress bar template")?,
     );
-    let options = EvalOptions {
-        threads,
-        target_escape_rate: args.target_escape,
-    };
-    let report = evaluate(&model, &dataset, &options, &|| bar.inc(1))?;
+    let report = evaluate(&model, dataset, options, &|| bar.inc(1))?;
     bar.finish_and_clear();
+    Ok(report)
+}
 
-    let (json, page) = write_reports(&report, &args.out)?;
-    print_summary(&report);
-    println!("report: {}\n        {}", page.display(), json.display());
-    Ok(ExitCode::SUCCESS)
+fn print_comparison(c: &compare::Comparison) {
+    println!("== A: {}   B: {} ==", c.a, c.b);
+    for k in &c.criteria {
+        let direction = if k.higher_is_better {
+            "higher"
+        } else {
+            "lower"
+        };
+        println!(
+            "{:<46} A {:>8.4}   B {:>8.4}   ({direction} is better)",
+            k.name, k.a, k.b
+        );
+    }
+    println!(
+        "images only A judged right: {}; only B: {}",
+        c.only_a_right.len(),
+        c.only_b_right.len()
+    );
+    match c.better {
+        Some(_) => println!("verdict: {}", c.reason),
+        None => println!("verdict: no clear winner ({})", c.reason),
+    }
 }
 
 fn write_reports(report: &EvalReport, out: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
@@ -104,6 +157,9 @@ fn print_summary(r: &EvalReport) {
     }
     if let Some(b) = &r.binary {
         println!("ROC AUC   {:.4}", b.auroc);
+        if let Some(p) = r.pixel_auroc {
+            println!("pixel AUC {p:.4} (heat map against the defect masks)");
+        }
         println!(
             "threshold {:.4} (manifest): escape {}, false reject {}",
             b.at_manifest_threshold.threshold,

@@ -1,6 +1,8 @@
 pub mod eval;
+pub mod export_dataset;
 pub mod predict;
 pub mod run;
+pub mod train;
 
 use std::path::Path;
 use std::sync::Arc;

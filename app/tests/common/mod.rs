@@ -3,7 +3,7 @@
 //! the way systemd does.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
 /// The repository root: the binary runs from here, so `models/` and `samples/` resolve.
 pub fn repo() -> PathBuf {
@@ -29,4 +29,28 @@ pub fn terminate(child: Child) -> (ExitStatus, String) {
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `inspecta ARGS` from the repository root to completion.
+pub fn inspecta(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Starts `inspecta run --headless --config CONFIG` from the repository root; its log
+/// (stderr) is piped for [`terminate`].
+pub fn headless(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .current_dir(repo())
+        .args(["run", "--headless", "--config"])
+        .arg(config)
+        .env_remove("INSPECTA_API_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }

@@ -1,0 +1,374 @@
+//! `inspecta train`: models trained on the box, in Rust, on the bundled frozen backbone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use inspecta_pipeline::anomaly::{MapShape, defect_score};
+use inspecta_pipeline::evaluation::dataset::Dataset;
+use inspecta_pipeline::model::head::{ANOMALY_LABELS, HeadSpec};
+use inspecta_pipeline::model::manifest::{DecisionSpec, Manifest, OutputSpec};
+use inspecta_pipeline::training::{
+    self, ANOMALY_FEATURES, ANOMALY_GRID, Backbone, CLASSIFIER_FEATURES, HEAD_FILE, TRUNK_FILE,
+    anomaly, classifier,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    kind: Kind,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Kind {
+    /// An anomaly model (PatchCore) from a folder of good parts only; gives a heat map.
+    Anomaly(AnomalyArgs),
+    /// A classifier from class folders (`<data>/<class>/*.jpg`, e.g. `export-dataset` output).
+    Classifier(ClassifierArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Model directory to write (model.toml, backbone.onnx, head.safetensors).
+    #[arg(long)]
+    out: PathBuf,
+    /// Model name in the manifest (default: the --out folder name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Model version in the manifest (default: the UTC time of training, YYYY.MM.DD-HHMMSS).
+    #[arg(long)]
+    version: Option<String>,
+    /// Frozen feature trunk (ONNX) with outputs add_77, add_171 and add_234.
+    #[arg(long, default_value_os_t = default_backbone())]
+    backbone: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Worker threads for the backbone (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct AnomalyArgs {
+    /// Folder of good parts (images directly inside it, or MVTec `train/good`).
+    #[arg(long)]
+    good: PathBuf,
+    /// Share of training patches kept in the memory bank.
+    #[arg(long, default_value_t = 0.01)]
+    coreset: f64,
+    /// Most patches in the memory bank (bounds inference time).
+    #[arg(long, default_value_t = 16_384)]
+    max_bank: usize,
+    /// Share of good parts the chosen threshold may reject.
+    #[arg(long, default_value_t = 0.01)]
+    false_reject: f64,
+    /// Percentage of good images held out of the bank to choose the threshold.
+    #[arg(long, default_value_t = 10)]
+    calibration_percent: u8,
+    /// Gaussian blur of each anomaly map, in patches (0: none).
+    #[arg(long, default_value_t = 2.0)]
+    smoothing: f32,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+struct ClassifierArgs {
+    /// Folder of class sub-folders.
+    #[arg(long)]
+    data: PathBuf,
+    /// Labels that mean a good part (default: a class named `good`, if any).
+    #[arg(long = "good-label")]
+    good: Vec<String>,
+    /// Optimiser steps (full batch).
+    #[arg(long, default_value_t = 500)]
+    steps: usize,
+    /// L2 penalty on the weights.
+    #[arg(long, default_value_t = 1e-3)]
+    l2: f32,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `models/backbone/` beside the executable's project, or the current directory's.
+fn default_backbone() -> PathBuf {
+    Path::new("models/backbone").join(TRUNK_FILE)
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    match &args.kind {
+        Kind::Anomaly(a) => train_anomaly(a),
+        Kind::Classifier(c) => train_classifier(c),
+    }
+}
+
+fn train_anomaly(args: &AnomalyArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..1.0).contains(&args.false_reject) || !(0.0..=1.0).contains(&args.coreset) {
+        bail!("--false-reject must be within 0..1 and --coreset within 0..=1");
+    }
+    let folder = match args.good.join("train/good") {
+        mvtec if mvtec.is_dir() => mvtec,
+        _ => args.good.clone(),
+    };
+    let images = training::images_in(&folder)
+        .with_context(|| format!("cannot list good images in {}", folder.display()))?;
+    let common = &args.common;
+    let backbone = load_backbone(common, &ANOMALY_FEATURES)?;
+    let options = anomaly::AnomalyOptions {
+        coreset_ratio: args.coreset,
+        max_bank: args.max_bank,
+        calibration_percent: args.calibration_percent,
+        false_reject_target: args.false_reject,
+        shape: MapShape {
+            grid: ANOMALY_GRID,
+            smoothing: args.smoothing.max(0.0),
+        },
+        seed: 0,
+        threads: threads(common),
+    };
+    tracing::info!(images = images.len(), folder = %folder.display(), "training an anomaly model");
+    let bar = progress(images.len(), common.quiet)?;
+    let trained = anomaly::train(&backbone, &images, &options, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let r = &trained.report;
+    let reference = trained.reference_distance;
+    let mut manifest = base_manifest(
+        common,
+        format!(
+            "Anomaly model (PatchCore) from {} good parts in {}",
+            r.images - r.unreadable,
+            folder.display()
+        ),
+    );
+    manifest.labels = ANOMALY_LABELS.map(String::from).to_vec();
+    manifest.good = vec![ANOMALY_LABELS[0].to_owned()];
+    // Parts within 10 % of the reference distance go to the operator.
+    manifest.decision = DecisionSpec {
+        uncertain_band: [
+            defect_score(0.9 * reference, reference),
+            defect_score(1.1 * reference, reference),
+        ],
+        ..DecisionSpec::default()
+    };
+    manifest.head = Some(HeadSpec::PatchCore {
+        weights: HEAD_FILE.into(),
+        features: backbone.outputs.clone(),
+        reference_distance: reference,
+        grid: r.grid,
+        smoothing: r.smoothing,
+    });
+    manifest.training = Some(provenance(&folder, r)?);
+    let model = &trained.model;
+    training::write_model_dir(
+        &common.out,
+        &manifest,
+        &backbone.path,
+        &[
+            ("mean", model.mean().clone().into_dyn()),
+            ("inv_std", model.inv_std().clone().into_dyn()),
+            ("bank", model.bank().patches().to_owned().into_dyn()),
+        ],
+        common.force,
+    )?;
+    println!(
+        "{}: {} good images ({} held out for the threshold, {} unreadable), {} patches -> bank of {} x {}",
+        common.out.display(),
+        r.images,
+        r.calibration_images,
+        r.unreadable,
+        r.patches,
+        r.bank,
+        r.features_per_patch
+    );
+    println!(
+        "held-out good scores: min {:.3}  median {:.3}  max {:.3}; reference distance (defect score 0.5) {:.3}",
+        r.calibration_scores.min, r.calibration_scores.median, r.calibration_scores.max, reference
+    );
+    print_time_and_memory(r.extract_seconds, r.total_seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn train_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
+    let dataset = Dataset::discover(&args.data, &BTreeMap::new())?;
+    let labels = dataset.classes();
+    if labels.len() < 2 {
+        bail!(
+            "{} has {} class folder(s); a classifier needs at least two",
+            args.data.display(),
+            labels.len()
+        );
+    }
+    let samples: Vec<(PathBuf, usize)> = dataset
+        .samples
+        .iter()
+        .map(|s| {
+            let class = labels.iter().position(|l| *l == s.class).unwrap_or(0);
+            (s.path.clone(), class)
+        })
+        .collect();
+    let common = &args.common;
+    let backbone = load_backbone(common, &CLASSIFIER_FEATURES)?;
+    let options = classifier::ClassifierOptions {
+        steps: args.steps,
+        l2: args.l2,
+        threads: threads(common),
+        ..classifier::ClassifierOptions::default()
+    };
+    tracing::info!(
+        images = samples.len(),
+        classes = labels.len(),
+        "training a classifier"
+    );
+    let bar = progress(samples.len(), common.quiet)?;
+    let trained = classifier::train(&backbone, labels, &samples, &options, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let good = if args.good.is_empty() {
+        trained
+            .labels
+            .iter()
+            .filter(|l| *l == "good")
+            .cloned()
+            .collect()
+    } else {
+        args.good.clone()
+    };
+    let r = &trained.report;
+    let mut manifest = base_manifest(
+        common,
+        format!(
+            "Classifier ({} classes) on a frozen EfficientNet-Lite0 trunk, from {}",
+            trained.labels.len(),
+            args.data.display()
+        ),
+    );
+    manifest.labels = trained.labels.clone();
+    manifest.good = good;
+    manifest.head = Some(HeadSpec::Linear {
+        weights: HEAD_FILE.into(),
+        features: backbone.outputs.clone(),
+    });
+    manifest.training = Some(provenance(&args.data, r)?);
+    let manifest = Manifest::from_toml(&manifest.to_toml()?)
+        .map_err(|reason| anyhow::anyhow!("the trained manifest is invalid: {reason}"))?;
+    let head = &trained.head;
+    training::write_model_dir(
+        &common.out,
+        &manifest,
+        &backbone.path,
+        &[
+            ("mean", head.mean.clone().into_dyn()),
+            ("inv_std", head.inv_std.clone().into_dyn()),
+            ("weights", head.weights.clone().into_dyn()),
+            ("bias", head.bias.clone().into_dyn()),
+        ],
+        common.force,
+    )?;
+    let counts: Vec<String> = r
+        .per_class
+        .iter()
+        .map(|(l, n)| format!("{l} {n}"))
+        .collect();
+    println!(
+        "{}: {} images ({}), {} unreadable, {} features; training accuracy {:.4}, loss {:.4}",
+        common.out.display(),
+        r.images,
+        counts.join(", "),
+        r.unreadable,
+        r.features,
+        r.train_accuracy,
+        r.final_loss
+    );
+    print_time_and_memory(r.extract_seconds, r.extract_seconds + r.fit_seconds);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_backbone(common: &Common, outputs: &[&str]) -> anyhow::Result<Backbone> {
+    Backbone::load(&common.backbone, outputs).with_context(|| {
+        format!(
+            "cannot load the backbone {} (rebuild it with `make backbone`, or pass --backbone)",
+            common.backbone.display()
+        )
+    })
+}
+
+fn base_manifest(common: &Common, description: String) -> Manifest {
+    let name = common.name.clone().unwrap_or_else(|| {
+        common
+            .out
+            .file_name()
+            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let version = common.version.clone().unwrap_or_else(|| {
+        jiff::Timestamp::now()
+            .strftime("%Y.%m.%d-%H%M%S")
+            .to_string()
+    });
+    Manifest {
+        name,
+        version,
+        description,
+        onnx: training::BACKBONE_FILE.into(),
+        labels: Vec::new(),
+        good: Vec::new(),
+        input: training::trunk_input(),
+        output: OutputSpec::default(),
+        decision: DecisionSpec::default(),
+        head: None,
+        training: None,
+    }
+}
+
+/// The training report and where the data came from, as the manifest's `[training]` table.
+fn provenance(data: &Path, report: &impl serde::Serialize) -> anyhow::Result<toml::Table> {
+    let mut table = toml::Table::try_from(report).context("training report")?;
+    table.insert("data".into(), data.display().to_string().into());
+    table.insert(
+        "trained_at".into(),
+        jiff::Timestamp::now().to_string().into(),
+    );
+    if let Some(peak) = peak_memory_mib() {
+        table.insert("peak_memory_mib".into(), toml::Value::Integer(peak as i64));
+    }
+    Ok(table)
+}
+
+fn threads(common: &Common) -> usize {
+    common
+        .threads
+        .unwrap_or_else(super::available_threads)
+        .max(1)
+}
+
+fn progress(len: usize, quiet: bool) -> anyhow::Result<ProgressBar> {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(len as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
+            .context("progress bar template")?,
+    );
+    Ok(bar)
+}
+
+fn print_time_and_memory(extract_seconds: f64, total_seconds: f64) {
+    let memory = peak_memory_mib().map_or_else(|| "unknown".into(), |m| format!("{m} MiB"));
+    println!(
+        "time: {total_seconds:.1} s ({extract_seconds:.1} s in the backbone); peak memory {memory}"
+    );
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`).
+fn peak_memory_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
