@@ -25,6 +25,10 @@ demo: build
 	@echo "== Evaluation of models/xsdd (7 steel defect classes) on samples/xsdd =="
 	$(INSPECTA) eval --model models/xsdd samples/xsdd --out out/demo/xsdd --quiet
 	@echo
+	@echo "== An anomaly model trained on the box from 24 good magnetic tiles, evaluated against the defect masks =="
+	$(INSPECTA) train anomaly --good samples/magnetic_tile --out out/demo/models/tiles --coreset 0.1 --force --quiet
+	$(INSPECTA) eval --model out/demo/models/tiles samples/magnetic_tile --out out/demo/tiles --quiet
+	@echo
 	@echo "== A headless station judging the sample parts as a line, with its HTTP API (samples/station.example.toml) =="
 	scripts/demo-station.sh $(INSPECTA)
 	@echo
