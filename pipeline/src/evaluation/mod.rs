@@ -99,8 +99,16 @@ impl Truth {
             Self::Label(i) if rule.is_good_label(i) => column == "good",
             Self::Label(i) => rule.labels()[i] == column,
             Self::Good => column == "good",
-            // Any defect verdict is right for a defect type the model has no label for.
-            Self::OtherDefect => column != "good" && column != UNCERTAIN,
+            // A defect type the model has no label for belongs to its defect column only
+            // when it has a single one (an anomaly model's `anomaly`, a good/defect model's
+            // `defect`); with several, it belongs to none.
+            Self::OtherDefect => {
+                let mut defects = (0..rule.labels().len()).filter(|i| !rule.is_good_label(*i));
+                match (defects.next(), defects.next()) {
+                    (Some(only), None) => rule.labels()[only] == column,
+                    _ => false,
+                }
+            }
         }
     }
 }
