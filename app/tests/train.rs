@@ -7,9 +7,16 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, headless, inspecta, repo, terminate};
 use serde_json::Value;
+use std::process::Output;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts the command succeeded and returns what it printed.
+fn stdout_of(out: &Output) -> String {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
 }
 
 #[test]
@@ -26,12 +33,8 @@ fn a_classifier_trained_on_the_box_is_compared_with_the_bundled_model() {
         out_arg,
         "--quiet",
     ]);
-    assert!(trained.status.success(), "{}", text(&trained.stderr));
-    assert!(
-        text(&trained.stdout).contains("training accuracy 1.0000"),
-        "{}",
-        text(&trained.stdout)
-    );
+    let stdout = stdout_of(&trained);
+    assert!(stdout.contains("training accuracy 1.0000"), "{stdout}");
     let manifest = std::fs::read_to_string(out.join("model.toml")).unwrap();
     assert!(manifest.contains("kind = \"linear\""), "{manifest}");
 
@@ -61,8 +64,7 @@ fn a_classifier_trained_on_the_box_is_compared_with_the_bundled_model() {
         report.to_str().unwrap(),
         "--quiet",
     ]);
-    assert!(compared.status.success(), "{}", text(&compared.stderr));
-    let stdout = text(&compared.stdout);
+    let stdout = stdout_of(&compared);
     assert!(stdout.contains("verdict:"), "{stdout}");
     let comparison: Value =
         serde_json::from_slice(&std::fs::read(report.join("compare.json")).unwrap()).unwrap();
@@ -87,8 +89,7 @@ fn an_anomaly_model_is_trained_from_good_tiles_and_evaluated_with_masks() {
         "0.1",
         "--quiet",
     ]);
-    assert!(trained.status.success(), "{}", text(&trained.stderr));
-    let stdout = text(&trained.stdout);
+    let stdout = stdout_of(&trained);
     assert!(stdout.contains("24 good images"), "{stdout}");
     assert!(stdout.contains("peak memory"), "{stdout}");
 
@@ -102,12 +103,8 @@ fn an_anomaly_model_is_trained_from_good_tiles_and_evaluated_with_masks() {
         report.to_str().unwrap(),
         "--quiet",
     ]);
-    assert!(evaluated.status.success(), "{}", text(&evaluated.stderr));
-    assert!(
-        text(&evaluated.stdout).contains("pixel AUC"),
-        "{}",
-        text(&evaluated.stdout)
-    );
+    let stdout = stdout_of(&evaluated);
+    assert!(stdout.contains("pixel AUC"), "{stdout}");
 
     let missing = inspecta(&["train", "anomaly", "--good", "no/such/folder", "--out", "x"]);
     assert!(!missing.status.success());
