@@ -96,7 +96,7 @@ struct ClassifierArgs {
     common: Common,
 }
 
-/// `models/backbone/` beside the executable's project, or the current directory's.
+/// The bundled trunk, relative to the working directory like the default model.
 fn default_backbone() -> PathBuf {
     Path::new("models/backbone").join(TRUNK_FILE)
 }

@@ -144,7 +144,9 @@ pub fn write_model_dir(
         let path = path.to_owned();
         move |source| TrainError::Io { path, source }
     };
-    let partial = out.with_extension("partial");
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
     }
