@@ -48,7 +48,7 @@ test: deps
 
 ## bench: tract latency and throughput, side by side with ONNX Runtime (docs/BENCHMARKS.md).
 bench: deps
-	PYTHON=$$(scripts/python-env.sh) $(CARGO) bench -p inspecta-pipeline --bench inference --locked
+	PYTHON=$$(scripts/python-env.sh) $(CARGO) bench -p inspecta-vision --bench inference --locked
 
 ## bench-live: the live station on a 30 fps clip, capture-to-verdict latency (docs/BENCHMARKS.md).
 bench-live: deps

@@ -98,7 +98,7 @@ pub struct ModelSection {
 }
 
 fn default_threads() -> usize {
-    super::commands::available_threads()
+    crate::engine::available_threads()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

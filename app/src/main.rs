@@ -3,12 +3,11 @@
 mod api;
 mod commands;
 mod config;
-mod metrics;
+mod engine;
+#[cfg(feature = "panel")]
 mod panel;
-mod recorder;
 mod service;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -26,13 +25,6 @@ struct Cli {
     log: String,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Where a model is read from: a model directory (with model.toml), a manifest, or an .onnx.
-#[derive(Debug, Clone, clap::Args)]
-struct ModelArg {
-    #[arg(long, short, env = "INSPECTA_MODEL", default_value = "models/casting")]
-    model: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -107,21 +107,24 @@ fn subscribe(port: u16) -> (Client, Inbox) {
     let sink = Arc::clone(&received);
     let subscribed = Arc::new(Mutex::new(false));
     let acked = Arc::clone(&subscribed);
-    std::thread::spawn(move || {
-        client.subscribe("inspecta/#", QoS::AtLeastOnce).unwrap();
-        for event in connection.iter() {
-            match event {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let value = serde_json::from_slice(&p.payload).unwrap();
-                    sink.lock().unwrap().push((p.topic.clone(), value));
+    std::thread::Builder::new()
+        .name("test-subscriber".into())
+        .spawn(move || {
+            client.subscribe("inspecta/#", QoS::AtLeastOnce).unwrap();
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let value = serde_json::from_slice(&p.payload).unwrap();
+                        sink.lock().unwrap().push((p.topic.clone(), value));
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => *acked.lock().unwrap() = true,
+                    Ok(_) => {}
+                    // The broker is away: rumqttc reconnects on the next poll.
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => *acked.lock().unwrap() = true,
-                Ok(_) => {}
-                // The broker is away: rumqttc reconnects on the next poll.
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
-        }
-    });
+        })
+        .unwrap();
     wait_for("the subscription", Duration::from_secs(10), || {
         *subscribed.lock().unwrap()
     });

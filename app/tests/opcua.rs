@@ -182,7 +182,7 @@ async fn a_plc_triggers_a_part_reads_the_result_and_acknowledges_it() {
         plc.read("Handshake.ResultRecordId").await,
         Variant::Int64(2)
     );
-    assert!(text(&plc.read("LastVerdict.PartId").await).starts_with("opcua-test-opcua-"));
+    assert!(text(&plc.read("LastVerdict.PartId").await).starts_with("opcua-test-"));
     plc.wait_until("Counters.Inspected", 2u64.into()).await;
 
     let (status, log) = terminate(station);

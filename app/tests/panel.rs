@@ -94,13 +94,16 @@ fn collect(
 ) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
     let log = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&log);
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
+    let reader = std::thread::Builder::new()
+        .name("test-stderr".into())
+        .spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })
+        .unwrap();
     (log, reader)
 }
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OUT = Path("pipeline/tests/fixtures")
+OUT = Path("vision/tests/fixtures")
 
 
 def save(graph, name):

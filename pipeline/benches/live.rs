@@ -18,11 +18,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use inspecta_pipeline::evaluation::metrics::Percentiles;
-use inspecta_pipeline::frame::Frame;
-use inspecta_pipeline::model::{Model, RunnerOptions};
 use inspecta_pipeline::source::SourceSpec;
 use inspecta_pipeline::station::{Reconnect, Station};
+use inspecta_vision::evaluation::metrics::Percentiles;
+use inspecta_vision::frame::Frame;
+use inspecta_vision::model::{Model, RunnerOptions};
 use tract_linalg::multithread as mt;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;

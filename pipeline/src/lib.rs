@@ -1,14 +1,10 @@
-//! Inspecta's pipeline: frames from sources, through a model, to verdicts and reports.
-//! Data flows one way: source -> [`frame::Frame`] -> [`model::Session`] -> [`verdict::Verdict`] -> sinks.
+//! Inspecta's live line: frames from sources, through the station loop, to the record store
+//! and the plant. Data flows one way: [`source`] -> [`station`] -> [`store`] -> sinks
+//! ([`publish`], the app's panel and API). The vision engine itself is `inspecta-vision`.
 
-pub mod anomaly;
-pub mod evaluation;
-pub mod frame;
-pub mod model;
+mod mailbox;
 pub mod publish;
 pub mod quality;
 pub mod source;
 pub mod station;
 pub mod store;
-pub mod training;
-pub mod verdict;

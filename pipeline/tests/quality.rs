@@ -5,10 +5,10 @@ mod common;
 
 use std::time::SystemTime;
 
-use inspecta_pipeline::frame::Frame;
-use inspecta_pipeline::model::Inspection;
 use inspecta_pipeline::quality::watch::{ProcessWatch, SpcConfig};
 use inspecta_pipeline::store::{ImagePolicy, NewRecord, RecordStore, StoreConfig, Stream};
+use inspecta_vision::frame::Frame;
+use inspecta_vision::inspection::Inspection;
 
 /// The real model's verdict on one sample of `class`.
 fn judged(class: &str) -> Inspection {

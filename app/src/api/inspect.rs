@@ -1,17 +1,16 @@
 //! Inspections asked for over HTTP: judge an uploaded image, or trigger the camera.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest as _, Multipart, Query, Request, State};
 use axum::http::{StatusCode, header};
-use inspecta_pipeline::frame::Frame;
-use inspecta_pipeline::station::TriggerError;
+use inspecta_pipeline::station::{TriggerError, generated_part_id};
 use inspecta_pipeline::store::{NewRecord, Record};
+use inspecta_vision::frame::Frame;
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -79,7 +78,7 @@ async fn upload(request: Request, state: &Shared) -> Result<Bytes, ApiError> {
 
 fn judge(state: &ApiState, bytes: &[u8], part_id: Option<&str>) -> Result<Record, ApiError> {
     let frame = Frame::decode(bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let model = state.models.current();
+    let model = state.handles.models.current();
     let pooled = state
         .sessions
         .0
@@ -100,7 +99,7 @@ fn judge(state: &ApiState, bytes: &[u8], part_id: Option<&str>) -> Result<Record
         .push(session);
     let inspection = inspection.map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = state.store.insert(&NewRecord {
-        station: &state.station,
+        station: &state.handles.name,
         part_id,
         sequence: None,
         origin: Some("api"),
@@ -137,7 +136,8 @@ pub async fn trigger(
         Err(JsonRejection::MissingJsonContentType(_)) => TriggerBody::default(),
         Err(rejection) => return Err(ApiError::rejected(rejection)),
     };
-    let input = state.trigger.as_ref().ok_or_else(|| {
+    let frame_timeout = state.handles.frame_timeout;
+    let triggers = state.handles.triggers.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "the station is not in triggered mode: set [trigger] enabled = true",
@@ -146,14 +146,14 @@ pub async fn trigger(
     let part_id = body
         .part_id
         .filter(|p| !p.trim().is_empty())
-        .unwrap_or_else(|| generated_part_id(&state.station));
+        .unwrap_or_else(|| generated_part_id(&state.handles.name));
     let waiting = state.waiters.wait_for(&part_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             format!("part {part_id:?} is already being inspected"),
         )
     })?;
-    if let Err(e) = input.triggers.fire(part_id.clone()) {
+    if let Err(e) = triggers.fire(part_id.clone()) {
         state.waiters.forget(&part_id);
         let status = match e {
             TriggerError::Busy => StatusCode::TOO_MANY_REQUESTS,
@@ -161,7 +161,7 @@ pub async fn trigger(
         };
         return Err(ApiError::new(status, e.to_string()));
     }
-    match tokio::time::timeout(input.frame_timeout + TRIGGER_SLACK, waiting).await {
+    match tokio::time::timeout(frame_timeout + TRIGGER_SLACK, waiting).await {
         Ok(Ok(record)) => Ok(Json(record)),
         Ok(Err(_)) | Err(_) => {
             state.waiters.forget(&part_id);
@@ -169,20 +169,9 @@ pub async fn trigger(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
                     "part {part_id:?} got no verdict: no frame from the source within {} ms",
-                    input.frame_timeout.as_millis()
+                    frame_timeout.as_millis()
                 ),
             ))
         }
     }
-}
-
-/// A part id for triggers that come without one: station name, trigger time, and a
-/// counter for triggers within the same millisecond.
-pub fn generated_part_id(station: &str) -> String {
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let n = COUNT.fetch_add(1, Ordering::Relaxed);
-    format!("{station}-{ms}-{n}")
 }

@@ -11,7 +11,7 @@ mod records;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -20,51 +20,74 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use inspecta_pipeline::model::Session;
-use inspecta_pipeline::publish::mqtt::LinkStatus;
 use inspecta_pipeline::quality::watch::ProcessWatch;
-use inspecta_pipeline::station::shadow::Shadow;
-use inspecta_pipeline::station::status::{SourceState, StationStatus};
-use inspecta_pipeline::station::{ModelSwitch, Triggers};
+use inspecta_pipeline::station::StationHandles;
+use inspecta_pipeline::station::status::SourceState;
 use inspecta_pipeline::store::RecordStore;
+use inspecta_vision::model::Session;
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::oneshot;
 
-use crate::config::ApiSection;
-use crate::metrics::Metrics;
-use crate::recorder::PartWaiters;
+use crate::config::{ApiSection, StationConfig};
+use crate::service::metrics::Metrics;
+use crate::service::sinks::PartWaiters;
+use crate::service::{Door, Service};
 use error::ApiError;
-pub use inspect::generated_part_id;
+
+const TOKEN_ENV: &str = "INSPECTA_API_TOKEN";
+
+/// Opens the API onto `service` when the config asks for one (it serves the record store,
+/// so it needs a `[store]`); it closes before the station stops. When it cannot open, the
+/// station is stopped and the error returned.
+pub fn open(mut service: Service, config: &StationConfig) -> anyhow::Result<Service> {
+    let Some(api) = &config.api else {
+        return Ok(service);
+    };
+    let view = service.door_view();
+    let Some(store) = view.handles.store.clone() else {
+        return Ok(service);
+    };
+    let state = ApiState {
+        handles: view.handles,
+        store,
+        metrics: view.metrics,
+        waiters: view.waiters,
+        token: std::env::var(TOKEN_ENV).ok().or_else(|| api.token.clone()),
+        started: Instant::now(),
+        sessions: SessionPool::default(),
+        spc: config.spc.clone().map(ProcessWatch::new),
+        finished: view.finished,
+    };
+    match ApiServer::start(api, state) {
+        Ok(server) => {
+            service.attach(Box::new(server));
+            Ok(service)
+        }
+        Err(e) => {
+            if let Err(stop) = service.stop() {
+                tracing::error!("stopping the station: {stop:#}");
+            }
+            Err(e)
+        }
+    }
+}
 
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct ApiState {
-    pub station: String,
-    pub models: ModelSwitch,
+    pub handles: StationHandles,
+    /// The API serves the record store, so it runs only where there is one.
     pub store: Arc<RecordStore>,
-    pub status: Arc<StationStatus>,
     pub metrics: Arc<Metrics>,
-    /// Present when the station runs in triggered mode.
-    pub trigger: Option<TriggerInput>,
     pub waiters: Arc<PartWaiters>,
     pub token: Option<String>,
     pub started: Instant,
     pub sessions: SessionPool,
-    /// The MQTT link, when one is configured.
-    pub mqtt: Option<Arc<LinkStatus>>,
     /// The control charts, when `[spc]` is configured.
     pub spc: Option<ProcessWatch>,
     /// Set once a finite source has ended and every verdict from it is stored.
     pub finished: Arc<AtomicBool>,
-    pub shadow: Option<Arc<Shadow>>,
-}
-
-#[derive(Debug, Clone)]
-pub struct TriggerInput {
-    pub triggers: Triggers,
-    /// How long a trigger may wait for its frame.
-    pub frame_timeout: Duration,
 }
 
 /// Model sessions for `POST /predict`, reused across requests (each holds its buffers).
@@ -126,8 +149,10 @@ impl ApiServer {
             thread: Some(thread),
         })
     }
+}
 
-    pub fn stop(mut self) {
+impl Door for ApiServer {
+    fn close(mut self: Box<Self>) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -192,7 +217,7 @@ async fn require_token(State(state): State<Shared>, request: Request, next: Next
 
 /// 200 while the station can inspect; 503 while its source is lost, so a monitor alarms.
 async fn health(State(state): State<Shared>) -> Response {
-    let source = state.status.snapshot().source;
+    let source = state.handles.status.snapshot().source;
     let healthy = !matches!(source, SourceState::Reconnecting { .. });
     let code = if healthy {
         StatusCode::OK
@@ -209,20 +234,20 @@ async fn health(State(state): State<Shared>) -> Response {
 async fn status(State(state): State<Shared>) -> Result<Json<serde_json::Value>, ApiError> {
     let store = Arc::clone(&state.store);
     let records = tokio::task::spawn_blocking(move || store.count()).await??;
-    let snapshot = state.status.snapshot();
-    let model = state.models.current();
+    let snapshot = state.handles.status.snapshot();
+    let model = state.handles.models.current();
     let manifest = model.manifest();
     Ok(Json(json!({
-        "station": state.station,
+        "station": state.handles.name,
         "model": {
             "name": manifest.name,
             "version": manifest.version,
             "fingerprint": model.fingerprint(),
             "labels": manifest.labels,
         },
-        "shadow": state.shadow.as_ref().map(|s| s.snapshot()),
+        "shadow": state.handles.shadow.as_ref().map(|s| s.snapshot()),
         "uptime_s": state.started.elapsed().as_secs(),
-        "mode": if state.trigger.is_some() { "triggered" } else { "free_run" },
+        "mode": if state.handles.triggers.is_some() { "triggered" } else { "free_run" },
         "source": snapshot.source,
         "finished": state.finished.load(Ordering::Relaxed),
         "frames_in": snapshot.frames_in,
@@ -233,7 +258,7 @@ async fn status(State(state): State<Shared>) -> Result<Json<serde_json::Value>, 
         "inspected": snapshot.inspected(),
         "verdicts": snapshot.verdicts,
         "store": { "records": records, "image_bytes": state.store.image_bytes() },
-        "mqtt": state.mqtt.as_ref().map(|link| json!({
+        "mqtt": state.handles.mqtt.as_ref().map(|link| json!({
             "connected": link.connected(),
             "published": link.published(),
             "connection_errors": link.connection_errors(),

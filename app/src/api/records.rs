@@ -83,7 +83,7 @@ pub async fn review(
 /// Reviews speak the verdict's language: `good` or one of the model's defect classes. A
 /// model's own good label (`ok`, say) is accepted and stored as `good`.
 fn known_label(state: &Shared, label: &str) -> Result<String, ApiError> {
-    let model = state.models.current();
+    let model = state.handles.models.current();
     let manifest = model.manifest();
     let label = label.trim();
     if label == "good" || manifest.is_good(label) {

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use inspecta_pipeline::evaluation::dataset::Dataset;
-use inspecta_pipeline::evaluation::{EvalOptions, EvalReport, compare, evaluate, html};
+use inspecta_vision::evaluation::dataset::Dataset;
+use inspecta_vision::evaluation::{EvalOptions, EvalReport, compare, evaluate, html};
 
-use crate::ModelArg;
+use super::ModelArg;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -53,7 +53,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let mappings: BTreeMap<String, String> = args.mappings.iter().cloned().collect();
     let dataset = Dataset::discover(&args.folder, &mappings)?;
-    let threads = args.threads.unwrap_or_else(super::available_threads).max(1);
+    let threads = args
+        .threads
+        .unwrap_or_else(crate::engine::available_threads)
+        .max(1);
     tracing::info!(images = dataset.samples.len(), layout = ?dataset.layout, threads, "evaluating");
     let options = EvalOptions {
         threads,
@@ -90,7 +93,7 @@ fn evaluate_one(
     options: &EvalOptions,
     quiet: bool,
 ) -> anyhow::Result<EvalReport> {
-    let model = super::load_model(model, 1)?;
+    let model = crate::engine::load_model(model, 1)?;
     let bar = if quiet {
         ProgressBar::hidden()
     } else {

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use inspecta_pipeline::frame::Frame;
-use inspecta_pipeline::model::Inspection;
+use inspecta_vision::frame::Frame;
+use inspecta_vision::inspection::Inspection;
 use serde::Serialize;
 
-use crate::ModelArg;
+use super::ModelArg;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,9 +36,10 @@ struct Line<'a> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let model = super::load_model(
+    let model = crate::engine::load_model(
         &args.model.model,
-        args.threads.unwrap_or_else(super::available_threads),
+        args.threads
+            .unwrap_or_else(crate::engine::available_threads),
     )?;
     let mut session = model.session()?;
     let labels = &model.manifest().labels;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use inspecta_pipeline::station::Triggers;
+use inspecta_pipeline::station::{Triggers, generated_part_id};
 
 use crate::config::StationConfig;
 use crate::service::{Service, Step};
@@ -28,14 +28,14 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = StationConfig::from_path(&args.config)?;
     if !args.headless {
-        return crate::panel::run(&config);
+        return panel(&config);
     }
     let stopping = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stopping);
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("installing the signal handler")?;
 
-    let mut service = Service::start(&config)?;
+    let mut service = crate::api::open(Service::start(&config, Vec::new())?, &config)?;
     if config.trigger.stdin
         && let Some(triggers) = service.triggers()
     {
@@ -48,7 +48,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             continue;
         }
         match service.step(Duration::from_millis(200))? {
-            Step::Recorded(..) | Step::Idle => {}
+            Step::Recorded | Step::Idle => {}
             Step::Ended if service.keeps_serving() => {
                 tracing::info!("source ended; the API keeps serving until the service is stopped");
                 source_ended = true;
@@ -75,7 +75,7 @@ fn read_stdin_triggers(triggers: Triggers, station: String) -> anyhow::Result<()
                     }
                 };
                 let part_id = match line.trim() {
-                    "" => crate::api::generated_part_id(&station),
+                    "" => generated_part_id(&station),
                     id => id.to_owned(),
                 };
                 if let Err(e) = triggers.fire(part_id.clone()) {
@@ -86,4 +86,14 @@ fn read_stdin_triggers(triggers: Triggers, station: String) -> anyhow::Result<()
         })
         .context("starting the stdin trigger reader")?;
     Ok(())
+}
+
+#[cfg(feature = "panel")]
+fn panel(config: &StationConfig) -> anyhow::Result<ExitCode> {
+    crate::panel::run(config)
+}
+
+#[cfg(not(feature = "panel"))]
+fn panel(_: &StationConfig) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("this build has no operator panel (feature `panel`): run with --headless")
 }

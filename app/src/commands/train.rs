@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use inspecta_pipeline::anomaly::{MapShape, defect_score};
-use inspecta_pipeline::evaluation::dataset::Dataset;
-use inspecta_pipeline::model::head::{ANOMALY_LABELS, HeadSpec};
-use inspecta_pipeline::model::manifest::{DecisionSpec, Manifest, OutputSpec};
-use inspecta_pipeline::training::{
+use inspecta_vision::anomaly::{MapShape, defect_score};
+use inspecta_vision::evaluation::dataset::Dataset;
+use inspecta_vision::model::head::{ANOMALY_LABELS, HeadSpec};
+use inspecta_vision::model::manifest::{DecisionSpec, Manifest, OutputSpec};
+use inspecta_vision::training::{
     self, ANOMALY_FEATURES, ANOMALY_GRID, Backbone, CLASSIFIER_FEATURES, HEAD_FILE, TRUNK_FILE,
     anomaly, classifier,
 };
@@ -341,7 +341,7 @@ fn provenance(data: &Path, report: &impl serde::Serialize) -> anyhow::Result<tom
 fn threads(common: &Common) -> usize {
     common
         .threads
-        .unwrap_or_else(super::available_threads)
+        .unwrap_or_else(crate::engine::available_threads)
         .max(1)
 }
 

@@ -4,34 +4,20 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use inspecta_pipeline::frame::Frame;
-use inspecta_pipeline::store::{Alarm, Kpis, NewReview, Query, Record, RecordStore, Review};
-use inspecta_pipeline::verdict::HeatMap;
+use inspecta_pipeline::store::{NewReview, Query, RecordStore, Review};
+use inspecta_vision::frame::Frame;
 
+use super::events::{Event, Events, Part};
+use super::pictures::display_image;
 use crate::service::Settings;
 
-/// Something for the panel to show.
-#[derive(Debug)]
-pub enum Event {
-    /// A new part, live or from the review queue.
-    Part(Box<Part>),
-    Kpis(Kpis),
-    Reviewed {
-        id: i64,
-        result: Result<Review, String>,
-    },
-    /// The source has ended (a folder or file played to its end).
-    Ended,
-    Failed(String),
-    /// The shift's latest process alarm (control charts, `[spc]`).
-    Alarm(Alarm),
-    /// A threshold change or model switch took effect (what changed), or why not.
-    SettingsChanged(Result<String, String>),
-}
+/// Requests waiting for the desk. The UI never waits for room: a full queue means the desk
+/// is stuck, and the operator is told.
+const REQUEST_QUEUE: usize = 64;
 
 /// What the panel asks of the desk.
 #[derive(Debug)]
@@ -53,68 +39,28 @@ pub enum Request {
     Stop,
 }
 
-/// A stored part with its picture.
-#[derive(Debug)]
-pub struct Part {
-    pub record: Record,
-    pub image: egui::ColorImage,
-    /// The model's heat map, coloured for the overlay, when it gave one.
-    pub heat_map: Option<egui::ColorImage>,
-}
-
-/// Largest side of the picture kept for the panel: sharp on a 1080p screen, small in memory.
-const DISPLAY_SIDE: u32 = 720;
 /// Uncertain parts from earlier in the shift loaded into the queue at start.
 const QUEUE_BACKLOG: u32 = 200;
 const KPI_EVERY: Duration = Duration::from_secs(2);
 
-/// Wakes the UI after an event was sent.
-pub type Repaint = Arc<dyn Fn() + Send + Sync>;
-
-pub fn display_image(frame: &Frame) -> egui::ColorImage {
-    let (w, h) = (frame.width(), frame.height());
-    let rgb = image::RgbImage::from_raw(w, h, frame.rgb().to_vec());
-    let scaled = match rgb {
-        Some(rgb) if w.max(h) > DISPLAY_SIDE => {
-            let scale = DISPLAY_SIDE as f32 / w.max(h) as f32;
-            let (nw, nh) = (
-                ((w as f32 * scale) as u32).max(1),
-                ((h as f32 * scale) as u32).max(1),
-            );
-            image::imageops::thumbnail(&rgb, nw, nh)
-        }
-        Some(rgb) => rgb,
-        None => return egui::ColorImage::example(),
-    };
-    let size = [scaled.width() as usize, scaled.height() as usize];
-    egui::ColorImage::from_rgb(size, scaled.as_raw())
-}
-
-/// The heat map as an overlay: clear where the part looks normal, from yellow to opaque
-/// red as a cell nears and passes the defect threshold.
-pub fn heat_image(heat: &HeatMap) -> egui::ColorImage {
-    let pixels = heat
-        .values()
-        .iter()
-        .map(|v| {
-            let v = v.clamp(0.0, 1.0);
-            let alpha = ((v - 0.25) / 0.75).clamp(0.0, 1.0) * 200.0;
-            let green = (1.0 - v) * 2.0 * 220.0;
-            egui::Color32::from_rgba_unmultiplied(
-                255,
-                green.clamp(0.0, 220.0) as u8,
-                0,
-                alpha as u8,
-            )
-        })
-        .collect();
-    egui::ColorImage::new(heat.size(), pixels)
-}
-
 #[derive(Debug)]
 pub struct Desk {
     thread: Option<JoinHandle<()>>,
-    requests: Sender<Request>,
+    requests: Option<Requests>,
+}
+
+/// The panel's end of the desk's request queue.
+#[derive(Debug, Clone)]
+pub struct Requests(SyncSender<Request>);
+
+impl Requests {
+    /// Hands `request` to the desk without waiting; says why not when it cannot.
+    pub fn send(&self, request: Request) -> Result<(), &'static str> {
+        self.0.try_send(request).map_err(|e| match e {
+            TrySendError::Full(_) => "the review desk is busy; try again",
+            TrySendError::Disconnected(_) => "the review desk has stopped",
+        })
+    }
 }
 
 impl Desk {
@@ -124,16 +70,15 @@ impl Desk {
         store: Arc<RecordStore>,
         settings: Settings,
         shift_start: jiff::Timestamp,
-        events: Sender<Event>,
-        repaint: Repaint,
-    ) -> std::io::Result<(Self, Sender<Request>)> {
-        let (requests, inbox) = std::sync::mpsc::channel();
+        events: Events,
+    ) -> std::io::Result<(Self, Requests)> {
+        let (requests, inbox) = sync_channel(REQUEST_QUEUE);
+        let requests = Requests(requests);
         let worker = Worker {
             store,
             settings,
             shift_start,
             events,
-            repaint,
         };
         let thread = std::thread::Builder::new()
             .name("review-desk".into())
@@ -141,7 +86,7 @@ impl Desk {
         Ok((
             Self {
                 thread: Some(thread),
-                requests: requests.clone(),
+                requests: Some(requests.clone()),
             },
             requests,
         ))
@@ -150,7 +95,10 @@ impl Desk {
 
 impl Drop for Desk {
     fn drop(&mut self) {
-        let _ = self.requests.send(Request::Stop);
+        // Stop, or (queue full) the end of the queue once the panel's end is gone too.
+        if let Some(requests) = self.requests.take() {
+            let _ = requests.send(Request::Stop);
+        }
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
@@ -171,8 +119,7 @@ struct Worker {
     store: Arc<RecordStore>,
     settings: Settings,
     shift_start: jiff::Timestamp,
-    events: Sender<Event>,
-    repaint: Repaint,
+    events: Events,
 }
 
 impl Worker {
@@ -243,7 +190,7 @@ impl Worker {
                 .ok()
                 .flatten()
                 .and_then(|path| Frame::open(&path).ok())
-                .map_or_else(egui::ColorImage::example, |f| display_image(&f));
+                .map(|f| display_image(&f));
             let part = Part {
                 record,
                 image,
@@ -273,8 +220,6 @@ impl Worker {
 
     /// False once the panel is gone.
     fn send(&self, event: Event) -> bool {
-        let sent = self.events.send(event).is_ok();
-        (self.repaint)();
-        sent
+        self.events.send(event)
     }
 }

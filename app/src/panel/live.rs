@@ -1,13 +1,13 @@
-//! The station behind the panel, on a worker thread of its own: it records every verdict
-//! (store, metrics, API, like a headless station) and hands each stored part to the panel.
+//! The station behind the panel, on a worker thread of its own: it drives the service
+//! exactly as a headless station does (store, sinks, API). Parts reach the panel through
+//! the service's panel sink; this only reports the source's end or the station's failure.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::desk::{Event, Part, Repaint, display_image, heat_image};
+use super::events::{Event, Events};
 use crate::service::{Service, Step};
 
 #[derive(Debug)]
@@ -17,16 +17,12 @@ pub struct LiveWorker {
 }
 
 impl LiveWorker {
-    pub fn start(
-        service: Service,
-        events: Sender<Event>,
-        repaint: Repaint,
-    ) -> std::io::Result<Self> {
+    pub fn start(service: Service, events: Events) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("station".into())
-            .spawn(move || run(service, &flag, &events, &repaint))?;
+            .spawn(move || run(service, &flag, &events))?;
         Ok(Self {
             stop,
             thread: Some(thread),
@@ -45,38 +41,22 @@ impl Drop for LiveWorker {
     }
 }
 
-fn run(mut service: Service, stop: &AtomicBool, events: &Sender<Event>, repaint: &Repaint) {
-    let send = |event| {
-        let _ = events.send(event);
-        repaint();
-    };
+fn run(mut service: Service, stop: &AtomicBool, events: &Events) {
     let mut ended = false;
     while !stop.load(Ordering::Relaxed) {
         if ended {
+            service.flush();
             std::thread::sleep(Duration::from_millis(100));
             continue;
         }
         match service.step(Duration::from_millis(100)) {
-            Ok(Step::Recorded(verdict, Some(id))) => {
-                let Some(store) = service.store() else {
-                    continue;
-                };
-                match store.get(id) {
-                    Ok(record) => send(Event::Part(Box::new(Part {
-                        record,
-                        image: display_image(&verdict.frame),
-                        heat_map: verdict.inspection.heat_map.as_ref().map(heat_image),
-                    }))),
-                    Err(e) => send(Event::Failed(format!("cannot read record {id}: {e}"))),
-                }
-            }
-            Ok(Step::Recorded(_, None) | Step::Idle) => {}
+            Ok(Step::Recorded | Step::Idle) => {}
             Ok(Step::Ended) => {
-                send(Event::Ended);
+                events.send(Event::Ended);
                 ended = true;
             }
             Err(e) => {
-                send(Event::Failed(format!("{e:#}")));
+                events.send(Event::Failed(format!("{e:#}")));
                 ended = true;
             }
         }

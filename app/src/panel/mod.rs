@@ -5,7 +5,9 @@
 mod app;
 mod commands;
 mod desk;
+mod events;
 mod live;
+mod pictures;
 #[cfg(test)]
 mod ui_tests;
 
@@ -13,10 +15,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use inspecta_pipeline::model::Model;
+use inspecta_vision::model::Model;
 
 use app::{Panel, PanelSetup};
 use desk::Desk;
+use events::{PanelSink, Waker};
 
 use crate::config::{PanelSection, StationConfig};
 use crate::service::Service;
@@ -44,7 +47,10 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
     }
     let panel_config = config.panel.clone().unwrap_or_default();
     let shift_start = panel_config.shift_start(&jiff::ZonedDateTime::now())?;
-    let service = Service::start(config)?;
+    let waker = Waker::default();
+    let (events, inbox) = events::channel(waker.clone());
+    let sink = PanelSink::new(events.clone());
+    let service = crate::api::open(Service::start(config, vec![Box::new(sink)])?, config)?;
     let store = Arc::clone(service.store().context("no record store")?);
     let screenshots = store
         .path()
@@ -72,24 +78,17 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
         "inspecta",
         options,
         Box::new(move |cc| {
-            let ctx = cc.egui_ctx.clone();
+            waker.set(cc.egui_ctx.clone());
             // SIGTERM/SIGINT close the window like the operator would, so the station
             // stops cleanly and stores the verdicts still in flight.
-            let closer = ctx.clone();
+            let closer = cc.egui_ctx.clone();
             ctrlc::set_handler(move || {
                 closer.send_viewport_cmd(egui::ViewportCommand::Close);
                 closer.request_repaint();
             })?;
-            let repaint: desk::Repaint = Arc::new(move || ctx.request_repaint());
-            let (events, inbox) = std::sync::mpsc::channel();
-            let (desk, requests) = Desk::start(
-                store,
-                settings,
-                shift_start.timestamp(),
-                events.clone(),
-                Arc::clone(&repaint),
-            )?;
-            let live = LiveWorker::start(service, events, repaint)?;
+            let (desk, requests) =
+                Desk::start(store, settings, shift_start.timestamp(), events.clone())?;
+            let live = LiveWorker::start(service, events)?;
             Ok(Box::new(PanelApp {
                 panel: Panel::new(setup, inbox, requests),
                 _live: live,

@@ -4,30 +4,31 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime};
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
-use inspecta_pipeline::frame::Frame;
-use inspecta_pipeline::model::{Model, RunnerOptions};
 use inspecta_pipeline::station::ModelSwitch;
 use inspecta_pipeline::store::{
     Change, ChangeKind, NewAlarm, NewRecord, RecordStore, Review, StoreConfig,
 };
-use inspecta_pipeline::verdict::{HeatMap, Verdict};
+use inspecta_vision::frame::Frame;
+use inspecta_vision::inspection::{HeatMap, Verdict};
+use inspecta_vision::model::{Model, RunnerOptions};
 
 use super::app::{Panel, PanelSetup};
 use super::commands::SHORTCUTS;
-use super::desk::{Desk, Event, Part, display_image, heat_image};
+use super::desk::Desk;
+use super::events::{self, Event, Events, Part, Waker};
+use super::pictures::{display_image, heat_image};
 use crate::service::Settings;
 
 struct Rig {
     store: Arc<RecordStore>,
     model: Arc<Model>,
     settings: Settings,
-    events: Sender<Event>,
+    events: Events,
     _desk: Desk,
     _dir: tempfile::TempDir,
 }
@@ -46,7 +47,7 @@ fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
     if setup_uncertain {
         judge_and_store(&store, &model, "good", true);
     }
-    let (events, inbox) = std::sync::mpsc::channel();
+    let (events, inbox) = events::channel(Waker::default());
     let models = ModelSwitch::new(&model);
     let settings = Settings::new(
         models,
@@ -59,7 +60,6 @@ fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
         settings.clone(),
         shift_start,
         events.clone(),
-        Arc::new(|| {}),
     )
     .unwrap();
     let setup = PanelSetup {
@@ -116,9 +116,20 @@ fn judge_and_store(store: &RecordStore, model: &Arc<Model>, class: &str, uncerta
         .unwrap();
     Part {
         record: store.get(id).unwrap(),
-        image: display_image(&frame),
+        image: Some(display_image(&frame)),
         heat_map: None,
     }
+}
+
+/// A real part judged by the real model and kept in a fresh store (for the event queue's
+/// tests); the store's folder lives as long as the first value.
+pub(super) fn stored_part() -> (tempfile::TempDir, Part) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    let model =
+        Arc::new(Model::load(&repo().join("models/casting"), RunnerOptions::default()).unwrap());
+    let part = judge_and_store(&store, &model, "defect", false);
+    (dir, part)
 }
 
 fn sign_in(harness: &mut Harness<'static, Panel>, name: &str) {
@@ -132,7 +143,7 @@ fn sign_in(harness: &mut Harness<'static, Panel>, name: &str) {
 fn live_part(harness: &mut Harness<'static, Panel>, rig: &Rig, class: &str) -> i64 {
     let part = judge_and_store(&rig.store, &rig.model, class, false);
     let id = part.record.id;
-    rig.events.send(Event::Part(Box::new(part))).unwrap();
+    assert!(rig.events.send(Event::Part(Box::new(part))));
     harness.run_steps(3);
     id
 }
@@ -382,7 +393,7 @@ fn a_heat_map_is_laid_over_the_part_and_v_hides_it() {
     values[1] = 0.6;
     let heat = HeatMap::new(4, 4, values).unwrap();
     part.heat_map = Some(heat_image(&heat));
-    rig.events.send(Event::Part(Box::new(part))).unwrap();
+    assert!(rig.events.send(Event::Part(Box::new(part))));
     harness.run_steps(3);
     harness.get_by_label_contains("heat map shown (V hides)");
     let overlays = |harness: &Harness<'static, Panel>| {

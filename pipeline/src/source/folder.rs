@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{CapturedFrame, FrameSource, SourceError};
-use crate::frame::Frame;
+use inspecta_vision::frame::Frame;
 
 #[derive(Debug)]
 pub struct FolderSource {
@@ -61,7 +61,7 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError>
             .path();
         if path.is_dir() {
             collect_images(&path, out)?;
-        } else if crate::evaluation::dataset::is_image(&path) {
+        } else if inspecta_vision::evaluation::dataset::is_image(&path) {
             out.push(path);
         }
     }

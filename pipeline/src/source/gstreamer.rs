@@ -11,7 +11,7 @@ use gstreamer_app::AppSink;
 use gstreamer_video::{VideoFormat, VideoFrameExt, VideoFrameRef, VideoInfo};
 
 use super::{CapturedFrame, FrameSource, SourceError, SourceSpec};
-use crate::frame::Frame;
+use inspecta_vision::frame::Frame;
 
 const SINK_NAME: &str = "sink";
 /// How long closing waits for end-of-stream to reach every sink: enough for muxers to write

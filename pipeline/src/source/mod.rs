@@ -1,9 +1,13 @@
 //! Where frames come from: cameras and streams through GStreamer, UVC cameras through
-//! nokhwa, or a folder of images played like a production line. Every source hands out owned [`Frame`]s with a sequence
-//! number and capture time; no source type leaks past this module.
+//! nokhwa, or a folder of images played like a production line. Every source hands out
+//! owned [`Frame`]s with a sequence number and capture time; no source type leaks past this
+//! module. GStreamer and UVC are cargo features: a build without one says so when a config
+//! asks for it.
 
 pub mod folder;
+#[cfg(feature = "gstreamer")]
 pub mod gstreamer;
+#[cfg(feature = "uvc")]
 pub mod uvc;
 
 use std::path::PathBuf;
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::{Frame, FrameError};
+use inspecta_vision::frame::{Frame, FrameError};
 
 /// One frame as captured.
 #[derive(Debug, Clone)]
@@ -47,6 +51,8 @@ pub enum SourceError {
     Image { path: PathBuf, source: FrameError },
     #[error("UVC camera {index}: {message}")]
     Camera { index: u32, message: String },
+    #[error("this build of Inspecta has no {0} sources (rebuild with the `{0}` feature)")]
+    NotBuilt(&'static str),
 }
 
 /// A source of frames. `Ok(None)` means the source has ended (end of file or folder).
@@ -145,6 +151,7 @@ impl SourceSpec {
                 *parts_per_second,
                 *repeat,
             )?)),
+            #[cfg(feature = "uvc")]
             Self::Uvc {
                 index,
                 width,
@@ -158,6 +165,9 @@ impl SourceSpec {
                     fps: *fps,
                 },
             )?)),
+            #[cfg(not(feature = "uvc"))]
+            Self::Uvc { .. } => Err(SourceError::NotBuilt("uvc")),
+            #[cfg(feature = "gstreamer")]
             other => {
                 let description = gstreamer::pipeline_description(other).ok_or_else(|| {
                     SourceError::Pipeline {
@@ -167,6 +177,8 @@ impl SourceSpec {
                 })?;
                 Ok(Box::new(gstreamer::GstSource::open(&description)?))
             }
+            #[cfg(not(feature = "gstreamer"))]
+            _ => Err(SourceError::NotBuilt("gstreamer")),
         }
     }
 }

@@ -16,8 +16,8 @@ use nokhwa::utils::{
 };
 
 use super::{CapturedFrame, FrameSource, SourceError};
-use crate::frame::Frame;
-use crate::station::mailbox::{Mailbox, Take};
+use crate::mailbox::{Mailbox, Take};
+use inspecta_vision::frame::Frame;
 
 /// Opening enumerates every mode of the camera, which takes a while on some devices, but a
 /// camera that does not answer in this time is not going to.

@@ -3,32 +3,37 @@
 //! the station skip frames (counted), never fall behind. In triggered mode the inspection
 //! thread judges one frame per trigger (a part arriving), taken after the trigger fired.
 
-pub mod mailbox;
+pub mod handles;
+pub mod model_switch;
 pub mod shadow;
 pub mod status;
+pub mod triggers;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use inspecta_vision::frame::Frame;
+use inspecta_vision::inspection::Inspection;
+use inspecta_vision::model::{Model, ModelError, Session};
 use serde::{Deserialize, Serialize};
 
-use crate::frame::Frame;
-use crate::model::{Inspection, Model, ModelError, Session};
+use crate::mailbox::{Mailbox, Take};
 use crate::source::{CapturedFrame, FrameSource, SourceError, SourceSpec};
-use mailbox::{Mailbox, Take};
+pub use handles::StationHandles;
+pub use model_switch::ModelSwitch;
 use status::{SourceState, StationStatus, StatusSnapshot};
+use triggers::{Trigger, TriggerInbox};
+pub use triggers::{TriggerError, Triggers, generated_part_id};
 
 /// How often blocked threads look up to see whether the station is stopping.
 const POLL: Duration = Duration::from_millis(100);
 /// Verdicts waiting for the sinks; beyond this the inspection thread waits (and the
 /// mailbox drops frames) rather than memory growing.
 const RESULT_QUEUE: usize = 256;
-/// Triggers waiting for a frame; a PLC firing faster than the station can judge is told so.
-const TRIGGER_QUEUE: usize = 16;
 
 /// When and how often a lost source is reopened.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -96,49 +101,6 @@ pub struct Station {
     models: ModelSwitch,
 }
 
-/// Changes a running station's model between two frames: no restart, no frame lost. Cheap
-/// to clone; the API, the panel and plant commands each hold one.
-#[derive(Debug, Clone)]
-pub struct ModelSwitch {
-    current: Arc<RwLock<Arc<Model>>>,
-    /// A session built for the next model, taken up by the inspection thread before its
-    /// next frame.
-    pending: Arc<Mutex<Option<Session>>>,
-}
-
-impl ModelSwitch {
-    /// A switch in charge of `model`; a station starts one of its own, and takes up what
-    /// is switched on it before each frame.
-    pub fn new(model: &Arc<Model>) -> Self {
-        Self {
-            current: Arc::new(RwLock::new(Arc::clone(model))),
-            pending: Arc::default(),
-        }
-    }
-
-    /// The model the station judges with (from the next frame on, right after a switch).
-    pub fn current(&self) -> Arc<Model> {
-        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Puts `model` in charge from the next frame on and returns the one it replaces. The
-    /// session is built here, on the caller's thread, so the line keeps running meanwhile;
-    /// the frame being judged now finishes with the old model.
-    pub fn switch(&self, model: &Arc<Model>) -> Result<Arc<Model>, ModelError> {
-        let session = model.session()?;
-        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(session);
-        Ok(std::mem::replace(&mut *current, Arc::clone(model)))
-    }
-
-    fn take_pending(&self) -> Option<Session> {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-    }
-}
-
 impl Station {
     /// Starts capturing from `source` and inspecting every frame (live sources: the newest
     /// frame whenever the model is free) with `model`.
@@ -159,20 +121,9 @@ impl Station {
         reconnect: Reconnect,
         frame_timeout: Duration,
     ) -> Result<(Self, Triggers), ModelError> {
-        let (sender, receiver) = sync_channel(TRIGGER_QUEUE);
-        let station = Self::launch(
-            model,
-            source,
-            reconnect,
-            Some(TriggerInbox {
-                receiver,
-                frame_timeout,
-            }),
-        )?;
-        let triggers = Triggers {
-            sender,
-            status: Arc::clone(&station.status),
-        };
+        let (inbox, make_triggers) = triggers::channel(frame_timeout);
+        let station = Self::launch(model, source, reconnect, Some(inbox))?;
+        let triggers = make_triggers(Arc::clone(&station.status));
         Ok((station, triggers))
     }
 
@@ -266,51 +217,6 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
 
 /// A part id and when its trigger fired.
 #[derive(Debug, Clone)]
-struct Trigger {
-    part_id: String,
-    fired: Instant,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TriggerError {
-    #[error("{TRIGGER_QUEUE} triggers are already waiting for a frame")]
-    Busy,
-    #[error("the station has stopped")]
-    Stopped,
-}
-
-/// Fires triggers at a triggered station; cheap to clone for every trigger input (HTTP,
-/// stdin, plant links).
-#[derive(Debug, Clone)]
-pub struct Triggers {
-    sender: SyncSender<Trigger>,
-    status: Arc<StationStatus>,
-}
-
-impl Triggers {
-    /// Asks for the part `part_id` to be inspected. Returns at once; the verdict arrives
-    /// with the station's results, carrying `part_id`.
-    pub fn fire(&self, part_id: impl Into<String>) -> Result<(), TriggerError> {
-        let trigger = Trigger {
-            part_id: part_id.into(),
-            fired: Instant::now(),
-        };
-        match self.sender.try_send(trigger) {
-            Ok(()) => {
-                self.status.trigger();
-                Ok(())
-            }
-            Err(TrySendError::Full(_)) => Err(TriggerError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(TriggerError::Stopped),
-        }
-    }
-}
-
-struct TriggerInbox {
-    receiver: Receiver<Trigger>,
-    frame_timeout: Duration,
-}
-
 /// A frame in the mailbox, and whether it came from a live source.
 struct Handed {
     captured: CapturedFrame,

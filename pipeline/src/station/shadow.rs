@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 
 use super::LiveVerdict;
-use crate::frame::Frame;
-use crate::model::{Model, ModelError, Session};
+use inspecta_vision::frame::Frame;
+use inspecta_vision::model::{Model, ModelError, Session};
 
 /// What the shadow is asked to judge: the live verdict to compare against.
 struct Job {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -123,5 +123,27 @@ impl StationStatus {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
         }
+    }
+}
+
+/// A plant link's own counters (the MQTT link's today), read by metrics and the status
+/// endpoint.
+#[derive(Debug, Default)]
+pub struct LinkStatus {
+    pub(crate) connected: AtomicBool,
+    pub(crate) published: AtomicU64,
+    pub(crate) connection_errors: AtomicU64,
+}
+
+impl LinkStatus {
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+    /// Messages the broker acknowledged.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+    pub fn connection_errors(&self) -> u64 {
+        self.connection_errors.load(Ordering::Relaxed)
     }
 }

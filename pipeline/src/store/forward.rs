@@ -5,8 +5,9 @@
 
 use rusqlite::OptionalExtension as _;
 
-use super::{Record, RecordStore, Review, SELECT_RECORD, SELECT_REVIEW, StoreError};
-use super::{record_from_row, review_from_row};
+use super::records::{SELECT_RECORD, record_from_row};
+use super::reviews::{SELECT_REVIEW, review_from_row};
+use super::{Record, RecordStore, Review, StoreError};
 
 /// What a plant link forwards; each has its own cursor per link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

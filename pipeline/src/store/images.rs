@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{StoreError, unix_ms};
-use crate::frame::Frame;
 use image::ExtendedColorType;
 use image::codecs::jpeg::JpegEncoder;
+use inspecta_vision::frame::Frame;
 
 const JPEG_QUALITY: u8 = 90;
 /// Without new images a station still drops expired days about this often.

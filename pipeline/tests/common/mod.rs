@@ -1,47 +1,13 @@
 #![allow(dead_code, clippy::unwrap_used)]
-//! Paths and helpers shared by the integration tests.
+//! The engine's test helpers (paths, sample models), plus what only live-line tests need.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+#[path = "../../../vision/tests/common/mod.rs"]
+mod engine;
+pub mod judged;
 
-use inspecta_pipeline::model::{Model, RunnerOptions};
+use std::path::Path;
 
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn samples() -> PathBuf {
-    repo().join("samples")
-}
-
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// The public defect datasets laid beside the checkout (see ../shared/datasets/README.md).
-pub fn datasets() -> PathBuf {
-    let dir = std::env::var_os("INSPECTA_DATASETS")
-        .map_or_else(|| repo().join("../shared/datasets"), PathBuf::from);
-    assert!(
-        dir.is_dir(),
-        "datasets not found at {}; set INSPECTA_DATASETS",
-        dir.display()
-    );
-    dir
-}
-
-pub fn load(model: &str) -> Arc<Model> {
-    Arc::new(Model::load(&repo().join("models").join(model), RunnerOptions::default()).unwrap())
-}
-
-pub fn images_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-}
+pub use engine::*;
 
 /// Writes a real MJPEG/AVI clip of `frames` test-pattern frames with GStreamer itself.
 pub fn write_clip(path: &Path, frames: u32) {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::weights::Weights;
 use crate::anomaly::{MapShape, PatchCore, defect_score};
-use crate::verdict::HeatMap;
+use crate::inspection::HeatMap;
 
 /// Labels of an anomaly model: it knows good parts, and everything else.
 pub const ANOMALY_LABELS: [&str; 2] = ["good", "anomaly"];

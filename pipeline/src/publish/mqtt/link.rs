@@ -1,22 +1,17 @@
-//! Verdicts, reviews and process alarms to an MQTT broker, QoS 1, under
-//! `<prefix>/<site>/<line>/<station>/{verdict,review,alarm,status}`, the last hour's KPIs
-//! (retained) on `.../kpi`, and commands from the plant on `.../command` when the
-//! configuration allows them.
-//!
-//! The link keeps a cursor per stream in the store and moves it only when the broker has
-//! acknowledged (PUBACK) everything up to it. While the broker is away the records simply
-//! wait in the store; when it is back they go out oldest first. A message can go out twice
-//! (acknowledged, but the cursor not yet moved when the line dropped): consumers
-//! deduplicate by the record's id, which is never reused.
+//! The link to the broker (rumqttc): presence, forwarding from the store's cursors, KPIs,
+//! and the plant's commands.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use super::{MqttConfig, PlantCommand};
+use crate::station::status::LinkStatus;
 
 use crate::store::{RecordStore, StoreError, Stream};
 
@@ -27,76 +22,11 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Plant commands waiting for the station, which takes them between two parts; a plant
+/// flooding the station with more is refused (and told so in the log).
+const COMMAND_QUEUE: usize = 64;
 /// The link's name for its cursors in the store.
 const LINK: &str = "mqtt";
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttConfig {
-    pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    /// Defaults to `inspecta-<station>`; must be unique on the broker.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
-    pub site: String,
-    pub line: String,
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Better given as `$INSPECTA_MQTT_PASSWORD` than written in the file.
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default = "default_keep_alive")]
-    pub keep_alive_s: u64,
-    /// How often the last hour's KPIs are published (retained); 0: never.
-    #[serde(default = "default_kpi_every")]
-    pub kpi_every_s: u64,
-    /// Commands accepted on the command topic: `trigger`, `switch_model`. None by default:
-    /// a broker is not an authority unless the station's owner says so.
-    #[serde(default)]
-    pub commands: Vec<String>,
-}
-
-/// A command from the plant, as JSON on `<base>/command`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PlantCommand {
-    /// Judge the next part (a triggered station).
-    Trigger {
-        #[serde(default)]
-        part_id: Option<String>,
-    },
-    /// Put one of the station's configured models in charge.
-    SwitchModel {
-        path: std::path::PathBuf,
-        #[serde(default)]
-        who: Option<String>,
-    },
-}
-
-impl PlantCommand {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Trigger { .. } => "trigger",
-            Self::SwitchModel { .. } => "switch_model",
-        }
-    }
-}
-
-fn default_port() -> u16 {
-    1883
-}
-fn default_prefix() -> String {
-    "inspecta".into()
-}
-fn default_keep_alive() -> u64 {
-    15
-}
-fn default_kpi_every() -> u64 {
-    60
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
@@ -119,27 +49,6 @@ pub enum MqttError {
 impl From<rumqttc::ConnectionError> for MqttError {
     fn from(e: rumqttc::ConnectionError) -> Self {
         Self::Connection(Box::new(e))
-    }
-}
-
-/// The link's own counters, read by metrics and the status endpoint.
-#[derive(Debug, Default)]
-pub struct LinkStatus {
-    connected: AtomicBool,
-    published: AtomicU64,
-    connection_errors: AtomicU64,
-}
-
-impl LinkStatus {
-    pub fn connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
-    }
-    /// Messages the broker acknowledged.
-    pub fn published(&self) -> u64 {
-        self.published.load(Ordering::Relaxed)
-    }
-    pub fn connection_errors(&self) -> u64 {
-        self.connection_errors.load(Ordering::Relaxed)
     }
 }
 
@@ -213,7 +122,7 @@ impl MqttLink {
         {
             return Err(MqttError::Command(unknown.clone()));
         }
-        let (sender, commands) = std::sync::mpsc::channel();
+        let (sender, commands) = sync_channel(COMMAND_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(LinkStatus::default());
         let worker = Worker {
@@ -302,7 +211,7 @@ struct Worker {
     status: Arc<LinkStatus>,
     kpi_every: Duration,
     allowed: Vec<String>,
-    commands: Sender<PlantCommand>,
+    commands: SyncSender<PlantCommand>,
 }
 
 /// One batch on its way: how many PUBACKs it needs, and where the cursors go then.
@@ -408,8 +317,18 @@ impl Worker {
         }
         match serde_json::from_slice::<PlantCommand>(&message.payload) {
             Ok(command) if self.allowed.iter().any(|a| a == command.name()) => {
-                tracing::info!(command = command.name(), "command from the plant");
-                let _ = self.commands.send(command);
+                let name = command.name();
+                match self.commands.try_send(command) {
+                    Ok(()) | Err(TrySendError::Disconnected(_)) => {
+                        tracing::info!(command = name, "command from the plant");
+                    }
+                    Err(TrySendError::Full(_)) => {
+                        tracing::warn!(
+                            command = name,
+                            "command from the plant refused: {COMMAND_QUEUE} commands are already waiting"
+                        );
+                    }
+                }
             }
             Ok(command) => {
                 tracing::warn!(

@@ -1,15 +1,11 @@
 //! Prometheus metrics: the station's live counters (read at scrape time from the same
-//! [`StationStatus`] the logs use, so the two never disagree) and latency histograms per
+//! `StationStatus` the logs use, so the two never disagree) and latency histograms per
 //! stage, fed by the recorder as verdicts pass.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use inspecta_pipeline::publish::mqtt::LinkStatus;
-use inspecta_pipeline::station::shadow::Shadow;
-use inspecta_pipeline::station::status::{SourceState, StationStatus};
-use inspecta_pipeline::station::{LiveVerdict, ModelSwitch};
-use inspecta_pipeline::store::RecordStore;
+use inspecta_pipeline::station::status::SourceState;
+use inspecta_pipeline::station::{LiveVerdict, StationHandles};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
@@ -39,19 +35,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(
-        station: &str,
-        models: ModelSwitch,
-        status: Arc<StationStatus>,
-        store: Option<Arc<RecordStore>>,
-        mqtt: Option<Arc<LinkStatus>>,
-        shadow: Option<Arc<Shadow>>,
-    ) -> Self {
+    pub fn new(station: StationHandles) -> Self {
         let mut registry = Registry::with_prefix("inspecta");
         registry.register(
             "station",
             "The station",
-            Info::new(vec![("station", station.to_owned())]),
+            Info::new(vec![("station", station.name.clone())]),
         );
         let stages = StageFamily::new_with_constructor(stage_histogram);
         registry.register(
@@ -83,13 +72,7 @@ impl Metrics {
             "Images judged through POST /predict",
             predictions.clone(),
         );
-        registry.register_collector(Box::new(StationCollector {
-            status,
-            store,
-            models,
-            mqtt,
-            shadow,
-        }));
+        registry.register_collector(Box::new(StationCollector { station }));
         Self {
             registry,
             stages,
@@ -144,18 +127,14 @@ impl Metrics {
 /// Reads the station's counters at scrape time.
 #[derive(Debug)]
 struct StationCollector {
-    status: Arc<StationStatus>,
-    store: Option<Arc<RecordStore>>,
-    models: ModelSwitch,
-    mqtt: Option<Arc<LinkStatus>>,
-    shadow: Option<Arc<Shadow>>,
+    station: StationHandles,
 }
 
 const SOURCE_STATES: [&str; 4] = ["connecting", "online", "reconnecting", "ended"];
 
 impl Collector for StationCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let s = self.status.snapshot();
+        let s = self.station.status.snapshot();
         let counters = [
             ("frames", "Frames delivered by the source", s.frames_in),
             (
@@ -180,7 +159,7 @@ impl Collector for StationCollector {
             ConstCounter::new(value).encode(metric)?;
         }
 
-        if let Some(shadow) = &self.shadow {
+        if let Some(shadow) = &self.station.shadow {
             let s = shadow.snapshot();
             let mut parts = encoder.encode_descriptor(
                 "shadow_parts",
@@ -237,7 +216,7 @@ impl Collector for StationCollector {
             MetricType::Gauge,
         )?)?;
 
-        let model = self.models.current();
+        let model = self.station.models.current();
         let manifest = model.manifest();
         let labels = [
             ("model", manifest.name.as_str()),
@@ -251,7 +230,7 @@ impl Collector for StationCollector {
         )?;
         ConstGauge::new(1).encode(current.encode_family(&labels)?)?;
 
-        if let Some(link) = &self.mqtt {
+        if let Some(link) = &self.station.mqtt {
             ConstGauge::new(i64::from(link.connected())).encode(encoder.encode_descriptor(
                 "mqtt_connected",
                 "1 while the MQTT broker is connected",
@@ -272,7 +251,7 @@ impl Collector for StationCollector {
             )?)?;
         }
 
-        if let Some(store) = &self.store {
+        if let Some(store) = &self.station.store {
             // The last hour's quality, computed at scrape time from the store.
             let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
             if let Ok(k) = store.kpis(since) {

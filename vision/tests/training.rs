@@ -7,13 +7,13 @@ mod common;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use inspecta_pipeline::evaluation::dataset::Dataset;
-use inspecta_pipeline::evaluation::{EvalOptions, evaluate};
-use inspecta_pipeline::frame::Frame;
-use inspecta_pipeline::model::head::{ANOMALY_LABELS, HeadSpec};
-use inspecta_pipeline::model::manifest::{DecisionSpec, Manifest, OutputSpec};
-use inspecta_pipeline::model::{Model, ModelError, RunnerOptions};
-use inspecta_pipeline::training::{
+use inspecta_vision::evaluation::dataset::Dataset;
+use inspecta_vision::evaluation::{EvalOptions, evaluate};
+use inspecta_vision::frame::Frame;
+use inspecta_vision::model::head::{ANOMALY_LABELS, HeadSpec};
+use inspecta_vision::model::manifest::{DecisionSpec, Manifest, OutputSpec};
+use inspecta_vision::model::{Model, ModelError, RunnerOptions};
+use inspecta_vision::training::{
     self, ANOMALY_FEATURES, Backbone, CLASSIFIER_FEATURES, HEAD_FILE, TRUNK_FILE, TrainError,
     anomaly, classifier,
 };

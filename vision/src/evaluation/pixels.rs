@@ -7,7 +7,7 @@ use image::imageops::FilterType;
 use ndarray::Array3;
 
 use crate::anomaly::patches::bilinear;
-use crate::verdict::HeatMap;
+use crate::inspection::HeatMap;
 
 /// Side of the square grid heat maps and masks are compared on: fine enough for the
 /// smallest defects of the magnetic tile set at 224 px, small enough to keep every pixel.

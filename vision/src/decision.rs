@@ -1,70 +1,10 @@
-//! Scores -> verdict. The rule is deliberately simple so a quality engineer can predict
-//! it from the manifest: the defect score is `1 - P(good labels)`; inside the uncertain
+//! Scores -> verdict: the decision rules. They are deliberately simple so a quality
+//! engineer can predict them from the manifest: the defect score is `1 - P(good labels)`; inside the uncertain
 //! band the operator decides; otherwise the threshold decides, and a defect is named by
 //! its most likely class when that class is confident enough.
 
-use serde::Serialize;
-
+use crate::inspection::{Scores, Verdict};
 use crate::model::manifest::Manifest;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "verdict", rename_all = "lowercase")]
-pub enum Verdict {
-    Good,
-    Defect { class: String },
-    Uncertain,
-}
-
-impl Verdict {
-    /// The name shown to people and used in reports: `good`, the defect class, or `uncertain`.
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Good => "good",
-            Self::Defect { class } => class,
-            Self::Uncertain => "uncertain",
-        }
-    }
-}
-
-/// Where in the inspected region a model saw something wrong: a grid laid over the region
-/// the model looks at, row-major, 0 for normal and 1 for "at the defect threshold or
-/// worse". Anomaly models give one; plain classifiers do not.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeatMap {
-    width: usize,
-    height: usize,
-    values: Vec<f32>,
-}
-
-impl HeatMap {
-    /// None when `values` does not fill a `width` x `height` grid.
-    pub fn new(width: usize, height: usize, values: Vec<f32>) -> Option<Self> {
-        (width > 0 && height > 0 && values.len() == width * height).then_some(Self {
-            width,
-            height,
-            values,
-        })
-    }
-
-    pub fn size(&self) -> [usize; 2] {
-        [self.width, self.height]
-    }
-
-    pub fn values(&self) -> &[f32] {
-        &self.values
-    }
-}
-
-/// What one inference produced, before any rule is applied.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Scores {
-    /// One probability per label, in manifest order.
-    pub probabilities: Vec<f32>,
-    /// `1 - sum(P(good labels))`; 1 for models without a good label.
-    pub defect_score: f32,
-    /// Index of the most probable label.
-    pub top: usize,
-}
 
 /// The manifest's decision rules, resolved to label indices once.
 #[derive(Debug, Clone)]

@@ -10,15 +10,15 @@ pub mod weights;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde::Serialize;
 use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
+use crate::decision::DecisionRule;
 use crate::frame::Frame;
-use crate::verdict::{DecisionRule, HeatMap, Scores, Verdict};
+use crate::inspection::{Inspection, StageTimings};
 use head::Head;
 use manifest::{Layout, MANIFEST_FILE, Manifest, ScoreKind};
 use metadata::OnnxFacts;
@@ -77,31 +77,6 @@ pub struct Model {
     /// Trained by Inspecta on the network's feature maps; None for plain ONNX classifiers.
     head: Option<Head>,
     fingerprint: String,
-}
-
-/// Time spent in each stage of one inspection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct StageTimings {
-    #[serde(serialize_with = "as_millis")]
-    pub preprocess: Duration,
-    #[serde(serialize_with = "as_millis")]
-    pub inference: Duration,
-}
-
-fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64() * 1e3)
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Inspection {
-    #[serde(flatten)]
-    pub verdict: Verdict,
-    #[serde(flatten)]
-    pub scores: Scores,
-    /// Kept out of JSON lines and API answers: a picture, not a figure.
-    #[serde(skip)]
-    pub heat_map: Option<HeatMap>,
-    pub timings_ms: StageTimings,
 }
 
 impl Model {

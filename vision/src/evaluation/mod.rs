@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::decision::DecisionRule;
 use crate::frame::Frame;
+use crate::inspection::Verdict;
 use crate::model::{Model, ModelError};
-use crate::verdict::{DecisionRule, Verdict};
 use dataset::{Dataset, DatasetLayout, MVTEC_GOOD, Sample};
 use metrics::{BinaryScores, ClassMetrics, OperatingPoint, Percentiles, RocPoint};
 use pixels::PixelScores;

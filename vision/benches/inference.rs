@@ -14,13 +14,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use inspecta_pipeline::evaluation::dataset::Dataset;
-use inspecta_pipeline::evaluation::metrics::Percentiles;
-use inspecta_pipeline::evaluation::{EvalOptions, evaluate};
-use inspecta_pipeline::frame::Frame;
-use inspecta_pipeline::model::manifest::Layout;
-use inspecta_pipeline::model::preprocess::Preprocessor;
-use inspecta_pipeline::model::{Model, RunnerOptions};
+use inspecta_vision::evaluation::dataset::Dataset;
+use inspecta_vision::evaluation::metrics::Percentiles;
+use inspecta_vision::evaluation::{EvalOptions, evaluate};
+use inspecta_vision::frame::Frame;
+use inspecta_vision::model::manifest::Layout;
+use inspecta_vision::model::preprocess::Preprocessor;
+use inspecta_vision::model::{Model, RunnerOptions};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 

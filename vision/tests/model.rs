@@ -5,10 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use inspecta_pipeline::frame::{Frame, FrameError};
-use inspecta_pipeline::model::manifest::ColorOrder;
-use inspecta_pipeline::model::{Model, ModelError, RunnerOptions};
-use inspecta_pipeline::verdict::Verdict;
+use inspecta_vision::frame::{Frame, FrameError};
+use inspecta_vision::inspection::Verdict;
+use inspecta_vision::model::manifest::ColorOrder;
+use inspecta_vision::model::{Model, ModelError, RunnerOptions};
 
 use common::*;
 

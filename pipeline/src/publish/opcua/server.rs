@@ -1,24 +1,10 @@
-//! An OPC UA server for the PLC and SCADA: the station's status, the last verdict, counters
-//! and the last hour's KPIs as variables, and the trigger/result handshake that commercial
-//! vision systems offer a PLC:
-//!
-//! 1. the PLC writes `Handshake/PartId` (optional), then `Handshake/Trigger` = true;
-//! 2. the station sets `Busy` and judges the next part;
-//! 3. it writes `Result`, `ResultClass`, `ResultScore`, `ResultRecordId`, then sets
-//!    `ResultReady` and clears `Busy`;
-//! 4. the PLC reads the result and writes `Ack` = true; the station clears `ResultReady`,
-//!    `Trigger` and `Ack`, and is ready for the next part.
-//!
-//! A trigger while busy or unacknowledged is refused (`BadInvalidState`). A part that gets
-//! no frame in time ends the cycle with `Fault` set instead of a result.
-//!
-//! Write callbacks run under the address space's lock, so they only change the handshake
-//! state; one task applies every variable change (and polls the station) every 50 ms.
+//! The server (async-opcua): the address space, the handshake's write callbacks and the
+//! one task that applies every variable change.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,40 +15,20 @@ use opcua::server::diagnostics::NamespaceMetadata;
 use opcua::server::node_manager::memory::{SimpleNodeManager, simple_node_manager};
 use opcua::server::{ServerBuilder, ServerHandle, SubscriptionCache};
 use opcua::types::{DataValue, NodeId, StatusCode, UAString, Variant};
-use serde::Deserialize;
 
-use crate::station::ModelSwitch;
-use crate::station::Triggers;
-use crate::station::status::{SourceState, StationStatus};
+use super::OpcUaConfig;
+use crate::station::status::SourceState;
+use crate::station::{StationHandles, generated_part_id};
 use crate::store::{Record, RecordStore};
 
 const TICK: Duration = Duration::from_millis(50);
 /// Status and counters every this many ticks; KPIs (a store query) less often.
 const STATUS_TICKS: u32 = 10;
 const KPI_TICKS: u32 = 100;
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpcUaConfig {
-    /// Address to listen on; `0.0.0.0:4840` by default.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    /// Host name clients are told to connect to (the endpoint URL); default: the listen IP.
-    #[serde(default)]
-    pub host: Option<String>,
-    #[serde(default = "default_namespace")]
-    pub namespace: String,
-    /// Where the server keeps its certificate; default: `opcua-pki` in the store folder.
-    #[serde(default)]
-    pub pki_dir: Option<PathBuf>,
-}
-
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 4840))
-}
-fn default_namespace() -> String {
-    "urn:inspecta".into()
-}
+/// Changes waiting for the updater, which takes them every tick. Full only when the
+/// updater is stuck; a change is then dropped and logged rather than stalling the line or
+/// a PLC's write.
+const CHANGE_QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpcUaError {
@@ -75,19 +41,6 @@ pub enum OpcUaError {
     Server(String),
     #[error("cannot start the OPC UA thread: {0}")]
     Thread(std::io::Error),
-}
-
-/// What the server needs to know about the station.
-#[derive(Debug, Clone)]
-pub struct StationView {
-    pub name: String,
-    pub status: Arc<StationStatus>,
-    pub models: ModelSwitch,
-    pub store: Arc<RecordStore>,
-    /// The station's triggers, when it judges one part per trigger.
-    pub triggers: Option<Triggers>,
-    /// How long a trigger may wait for its frame.
-    pub frame_timeout: Duration,
 }
 
 /// The handshake, as the PLC drives it.
@@ -115,7 +68,7 @@ enum Change {
 /// A running server; [`OpcUaServer::stop`] closes its sessions and returns.
 pub struct OpcUaServer {
     handle: ServerHandle,
-    changes: Sender<Change>,
+    changes: SyncSender<Change>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     endpoint: String,
@@ -134,7 +87,8 @@ impl OpcUaServer {
     pub fn start(
         config: &OpcUaConfig,
         pki_dir: PathBuf,
-        station: StationView,
+        station: StationHandles,
+        store: Arc<RecordStore>,
     ) -> Result<Self, OpcUaError> {
         let host = config
             .host
@@ -183,7 +137,7 @@ impl OpcUaServer {
             .ok_or_else(|| OpcUaError::Server("namespace not registered".into()))?;
         let ids = Ids::new(ns);
         build_address_space(&nodes, &ids, &station.name);
-        let (changes, inbox) = std::sync::mpsc::channel();
+        let (changes, inbox) = sync_channel(CHANGE_QUEUE);
         let handshake = Arc::new(Mutex::new(Handshake {
             phase: Phase::Idle,
             part_id: String::new(),
@@ -195,6 +149,7 @@ impl OpcUaServer {
             subscriptions: Arc::clone(handle.subscriptions()),
             ids,
             station,
+            store,
             handshake,
             inbox,
             stop: Arc::clone(&stop),
@@ -225,7 +180,7 @@ impl OpcUaServer {
     /// A stored verdict: the last verdict's variables, and the handshake's result when the
     /// PLC is waiting for this part.
     pub fn verdict(&self, record: Record) {
-        let _ = self.changes.send(Change::Verdict(Box::new(record)));
+        send(&self.changes, Change::Verdict(Box::new(record)));
     }
 
     pub fn stop(mut self) {
@@ -375,8 +330,8 @@ fn install_handshake(
     nodes: &SimpleNodeManager,
     ids: &Ids,
     handshake: &Arc<Mutex<Handshake>>,
-    station: &StationView,
-    changes: &Sender<Change>,
+    station: &StationHandles,
+    changes: &SyncSender<Change>,
 ) {
     let state = Arc::clone(handshake);
     nodes
@@ -422,7 +377,7 @@ fn install_handshake(
                 part_id,
                 since: Instant::now(),
             };
-            let _ = sender.send(Change::Triggered);
+            send(&sender, Change::Triggered);
             StatusCode::Good
         });
 
@@ -441,7 +396,7 @@ fn install_handshake(
                 return StatusCode::BadInvalidState;
             }
             state.phase = Phase::Idle;
-            let _ = sender.send(Change::Acknowledged);
+            send(&sender, Change::Acknowledged);
             StatusCode::Good
         });
 }
@@ -450,16 +405,21 @@ fn lock(handshake: &Mutex<Handshake>) -> std::sync::MutexGuard<'_, Handshake> {
     handshake.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn generated_part_id(station: &str) -> String {
-    let ms = jiff::Timestamp::now().as_millisecond();
-    format!("{station}-opcua-{ms}")
+fn send(changes: &SyncSender<Change>, change: Change) {
+    match changes.try_send(change) {
+        Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+        Err(TrySendError::Full(change)) => {
+            tracing::error!(?change, "OPC UA updater is not keeping up; change dropped");
+        }
+    }
 }
 
 struct Updater {
     nodes: Arc<SimpleNodeManager>,
     subscriptions: Arc<SubscriptionCache>,
     ids: Ids,
-    station: StationView,
+    station: StationHandles,
+    store: Arc<RecordStore>,
     handshake: Arc<Mutex<Handshake>>,
     inbox: Receiver<Change>,
     stop: Arc<AtomicBool>,
@@ -612,7 +572,7 @@ impl Updater {
     /// The last hour's rates; a rate with nothing to divide by reads as NaN.
     fn kpis(&self, values: &mut Vec<(NodeId, Variant)>) {
         let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
-        let Ok(k) = self.station.store.kpis(since) else {
+        let Ok(k) = self.store.kpis(since) else {
             return;
         };
         self.set(values, "Kpi.Parts", k.parts);

@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use inspecta_pipeline::evaluation::dataset::Dataset;
-use inspecta_pipeline::evaluation::{EvalError, EvalOptions, EvalReport, evaluate, html};
+use inspecta_vision::evaluation::dataset::Dataset;
+use inspecta_vision::evaluation::{EvalError, EvalOptions, EvalReport, evaluate, html};
 
 use common::*;
 

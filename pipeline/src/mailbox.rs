@@ -112,7 +112,10 @@ mod tests {
         m.put(1);
         assert_eq!(m.put_when_empty(2, Duration::from_millis(5)), Err(2));
         let reader = Arc::clone(&m);
-        let handle = std::thread::spawn(move || reader.take(Duration::from_secs(10)));
+        let handle = std::thread::Builder::new()
+            .name("test-reader".into())
+            .spawn(move || reader.take(Duration::from_secs(10)))
+            .expect("a test thread");
         assert_eq!(m.put_when_empty(3, Duration::from_secs(10)), Ok(()));
         assert_eq!(handle.join().ok(), Some(Take::Item(1)));
         assert_eq!(m.take(Duration::ZERO), Take::Item(3));
@@ -131,7 +134,10 @@ mod tests {
     fn take_wakes_when_an_item_arrives() {
         let m = Arc::new(Mailbox::default());
         let writer = Arc::clone(&m);
-        let handle = std::thread::spawn(move || writer.put("frame"));
+        let handle = std::thread::Builder::new()
+            .name("test-writer".into())
+            .spawn(move || writer.put("frame"))
+            .expect("a test thread");
         assert_eq!(m.take(Duration::from_secs(10)), Take::Item("frame"));
         assert_eq!(handle.join().ok(), Some(None));
     }

@@ -1,0 +1,455 @@
+//! The operator panel's state, and what an inspector's command does to it. Everything slow
+//! happens on workers; the panel only drains their events (within a time budget), draws its
+//! screens (one module each), and sends requests.
+
+mod chrome;
+mod dialogs;
+mod kpis;
+mod part_view;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use egui::{TextureHandle, Ui};
+use inspecta_pipeline::store::{Alarm, Kpis, NewReview, Review, ReviewAction};
+use inspecta_vision::model::Model;
+
+use super::commands::{self, Command};
+use super::desk::{Request, Requests};
+use super::events::{Event, Part};
+use super::review_labels;
+use crate::service::Settings;
+use chrome::{apply_theme, help_overlay, save_screenshot};
+
+/// How long one frame may spend taking in worker events before it draws.
+const EVENT_BUDGET: Duration = Duration::from_millis(4);
+
+/// What the panel needs to know about the station it shows.
+#[derive(Debug, Clone)]
+pub struct PanelSetup {
+    pub station: String,
+    /// Reason codes offered when overriding.
+    pub reasons: Vec<String>,
+    pub history: usize,
+    pub high_contrast: bool,
+    pub shift: String,
+    /// Where F12 screenshots go.
+    pub screenshots: std::path::PathBuf,
+    /// The engineer role's PIN; without one the role is off.
+    pub engineer_pin: Option<String>,
+    /// The model in charge, and what an engineer may change about it.
+    pub settings: Settings,
+}
+
+struct Shown {
+    part: Part,
+    texture: Option<TextureHandle>,
+    heat_texture: Option<TextureHandle>,
+    /// A review was sent and has not been answered yet.
+    pending: bool,
+}
+
+impl std::fmt::Debug for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shown")
+            .field("id", &self.part.record.id)
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The thresholds an engineer is editing.
+#[derive(Debug, Clone, Copy)]
+struct Thresholds {
+    defect: f32,
+    band: [f32; 2],
+}
+
+/// The model an engineer is about to switch to (index into the station's choices).
+#[derive(Debug, Clone, Copy)]
+struct ModelChoice(usize);
+
+#[derive(Debug, Default)]
+struct Picker {
+    label: usize,
+    reason: String,
+}
+
+#[derive(Debug)]
+pub struct Panel {
+    setup: PanelSetup,
+    events: Receiver<Event>,
+    requests: Requests,
+    history: VecDeque<Shown>,
+    /// Uncertain parts nobody has labelled, oldest first (record ids).
+    queue: VecDeque<i64>,
+    /// The part under review; `None` follows the newest part.
+    selected: Option<i64>,
+    /// The part the live view froze on.
+    paused: Option<i64>,
+    operator: Option<String>,
+    sign_in: String,
+    /// The operator has entered the engineer PIN.
+    engineer: bool,
+    /// The engineer PIN being typed.
+    pin_entry: Option<String>,
+    thresholds: Option<Thresholds>,
+    model_choice: Option<ModelChoice>,
+    /// The model judging the parts, as of the last settings change.
+    model: Arc<Model>,
+    /// Labels an inspector can give: "good" first, then the model's defect classes.
+    labels: Vec<String>,
+    picker: Option<Picker>,
+    help: bool,
+    heat_map_hidden: bool,
+    fullscreen: bool,
+    high_contrast: bool,
+    /// The theme last handed to egui; set again only when it changes.
+    theme_applied: Option<bool>,
+    kpis: Kpis,
+    /// The shift's latest process alarm, shown until the shift ends.
+    alarm: Option<Alarm>,
+    message: Option<(String, bool)>,
+    source_ended: bool,
+}
+
+impl Panel {
+    pub fn new(setup: PanelSetup, events: Receiver<Event>, requests: Requests) -> Self {
+        let high_contrast = setup.high_contrast;
+        let model = setup.settings.model();
+        let labels = review_labels(&model);
+        Self {
+            setup,
+            events,
+            requests,
+            history: VecDeque::new(),
+            queue: VecDeque::new(),
+            selected: None,
+            paused: None,
+            operator: None,
+            sign_in: String::new(),
+            engineer: false,
+            pin_entry: None,
+            thresholds: None,
+            model_choice: None,
+            model,
+            labels,
+            picker: None,
+            help: false,
+            heat_map_hidden: false,
+            fullscreen: false,
+            high_contrast,
+            theme_applied: None,
+            kpis: Kpis::default(),
+            alarm: None,
+            message: None,
+            source_ended: false,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn operator(&self) -> Option<&str> {
+        self.operator.as_deref()
+    }
+
+    /// Takes in worker events, newest parts first in line, for at most [`EVENT_BUDGET`].
+    pub fn drain_events(&mut self) {
+        let started = Instant::now();
+        while started.elapsed() < EVENT_BUDGET {
+            let Ok(event) = self.events.try_recv() else {
+                return;
+            };
+            self.apply(event);
+        }
+    }
+
+    fn apply(&mut self, event: Event) {
+        match event {
+            Event::Part(part) => self.add_part(*part),
+            Event::Kpis(kpis) => self.kpis = kpis,
+            Event::Alarm(alarm) => self.alarm = Some(alarm),
+            Event::Reviewed { id, result } => self.reviewed(id, result),
+            Event::Ended => self.source_ended = true,
+            Event::Failed(message) => self.message = Some((message, true)),
+            Event::SettingsChanged(Ok(summary)) => {
+                self.model = self.setup.settings.model();
+                self.labels = review_labels(&self.model);
+                self.message = Some((summary, false));
+            }
+            Event::SettingsChanged(Err(reason)) => self.message = Some((reason, true)),
+        }
+    }
+
+    fn add_part(&mut self, part: Part) {
+        let id = part.record.id;
+        if self.history.iter().any(|s| s.part.record.id == id) {
+            return;
+        }
+        if part.record.label == "uncertain" && !self.queue.contains(&id) {
+            self.queue.push_back(id);
+        }
+        self.history.push_back(Shown {
+            part,
+            texture: None,
+            heat_texture: None,
+            pending: false,
+        });
+        // Parts still waiting for review stay, however long the history.
+        while self.history.len() > self.setup.history.max(1) {
+            let Some(pos) = self
+                .history
+                .iter()
+                .position(|s| !self.queue.contains(&s.part.record.id))
+            else {
+                break;
+            };
+            self.history.remove(pos);
+        }
+    }
+
+    fn reviewed(&mut self, id: i64, result: Result<Review, String>) {
+        let Some(shown) = self.history.iter_mut().find(|s| s.part.record.id == id) else {
+            return;
+        };
+        shown.pending = false;
+        match result {
+            Ok(review) => {
+                self.message = Some((
+                    format!(
+                        "part {id}: {} {} by {}",
+                        review.after,
+                        if review.action == ReviewAction::Confirm {
+                            "confirmed"
+                        } else {
+                            "(override)"
+                        },
+                        review.reviewer
+                    ),
+                    false,
+                ));
+                shown.part.record.label.clone_from(&review.after);
+                shown.part.record.review = Some(review);
+                let was_queued = self.queue.contains(&id);
+                self.queue.retain(|q| *q != id);
+                if was_queued {
+                    self.selected = self.queue.front().copied();
+                }
+            }
+            Err(reason) => self.message = Some((format!("part {id}: {reason}"), true)),
+        }
+    }
+
+    /// The part on screen: the selected one, the one the view froze on, or the newest.
+    fn shown_id(&self) -> Option<i64> {
+        self.selected
+            .or(self.paused)
+            .or_else(|| self.history.back().map(|s| s.part.record.id))
+    }
+
+    fn shown(&self) -> Option<&Shown> {
+        let id = self.shown_id()?;
+        self.history.iter().find(|s| s.part.record.id == id)
+    }
+
+    /// Runs one command; returns a viewport command for the window, if any.
+    pub fn run(&mut self, command: Command) -> Option<egui::ViewportCommand> {
+        match command {
+            Command::Confirm => self.review(ReviewAction::Confirm, None, None),
+            Command::OverrideTo(n) => {
+                if let Some(label) = self.labels.get(n).cloned() {
+                    self.review(ReviewAction::Override, Some(label), None);
+                }
+            }
+            Command::OpenPicker => {
+                if self.shown().is_some() {
+                    self.picker = Some(Picker::default());
+                }
+            }
+            Command::NextInQueue => self.selected = self.queue.front().copied(),
+            Command::Previous => self.step_history(-1),
+            Command::Next => self.step_history(1),
+            Command::FollowLive => {
+                let closed = self.picker.take().is_some()
+                    | self.pin_entry.take().is_some()
+                    | self.thresholds.take().is_some()
+                    | self.model_choice.take().is_some()
+                    | std::mem::take(&mut self.help);
+                if !closed {
+                    self.selected = None;
+                }
+            }
+            Command::TogglePause => {
+                self.paused = match self.paused {
+                    Some(_) => None,
+                    None => self.history.back().map(|s| s.part.record.id),
+                };
+            }
+            Command::ToggleFullscreen => {
+                self.fullscreen = !self.fullscreen;
+                return Some(egui::ViewportCommand::Fullscreen(self.fullscreen));
+            }
+            Command::ToggleContrast => self.high_contrast = !self.high_contrast,
+            Command::ToggleHelp => self.help = !self.help,
+            Command::ToggleHeatMap => self.heat_map_hidden = !self.heat_map_hidden,
+            Command::Screenshot => {
+                let dir = self.setup.screenshots.clone();
+                return Some(egui::ViewportCommand::Screenshot(
+                    egui::ScreenshotCallback::new(move |image| save_screenshot(&dir, &image)),
+                ));
+            }
+            Command::EngineerSignIn => {
+                if self.setup.engineer_pin.is_some() {
+                    self.pin_entry = Some(String::new());
+                } else {
+                    self.message = Some((
+                        "no engineer PIN is configured ([panel] engineer_pin)".into(),
+                        true,
+                    ));
+                }
+            }
+            Command::Thresholds => {
+                if self.engineer {
+                    let rule = self.model.rule();
+                    self.thresholds = Some(Thresholds {
+                        defect: rule.defect_threshold(),
+                        band: rule.uncertain_band(),
+                    });
+                } else {
+                    self.message = Some((
+                        "changing thresholds needs the engineer role (E)".into(),
+                        true,
+                    ));
+                }
+            }
+            Command::SwitchModel => {
+                if !self.engineer {
+                    self.message = Some((
+                        "switching the model needs the engineer role (E)".into(),
+                        true,
+                    ));
+                } else if self.setup.settings.choices().len() < 2 {
+                    self.message = Some((
+                        "no other model is configured ([model] alternatives)".into(),
+                        true,
+                    ));
+                } else {
+                    self.model_choice = Some(ModelChoice(0));
+                }
+            }
+            Command::SignOut => {
+                self.operator = None;
+                self.engineer = false;
+                self.thresholds = None;
+                self.model_choice = None;
+                self.sign_in.clear();
+            }
+        }
+        None
+    }
+
+    fn step_history(&mut self, delta: isize) {
+        let Some(current) = self.shown_id() else {
+            return;
+        };
+        let Some(pos) = self
+            .history
+            .iter()
+            .position(|s| s.part.record.id == current)
+        else {
+            return;
+        };
+        let next = pos
+            .checked_add_signed(delta)
+            .filter(|p| *p < self.history.len());
+        if let Some(next) = next {
+            self.selected = Some(self.history[next].part.record.id);
+        }
+    }
+
+    /// Sends a review of the part on screen, in the signed-in operator's name.
+    fn review(&mut self, action: ReviewAction, label: Option<String>, reason: Option<String>) {
+        let Some(reviewer) = self.operator.clone() else {
+            return;
+        };
+        let Some(id) = self.shown_id() else {
+            return;
+        };
+        let Some(shown) = self.history.iter_mut().find(|s| s.part.record.id == id) else {
+            return;
+        };
+        if shown.pending {
+            return;
+        }
+        if action == ReviewAction::Confirm && shown.part.record.label == "uncertain" {
+            self.message = Some((
+                "an uncertain part needs a label: press 1-9 or O".into(),
+                true,
+            ));
+            return;
+        }
+        if label.as_deref() == Some(shown.part.record.label.as_str()) {
+            // Overriding to the label it already has is a confirmation.
+            return self.review(ReviewAction::Confirm, None, reason);
+        }
+        let review = NewReview {
+            reviewer,
+            action,
+            label,
+            reason,
+        };
+        match self.requests.send(Request::Review { id, review }) {
+            Ok(()) => shown.pending = true,
+            Err(why) => self.message = Some((why.into(), true)),
+        }
+    }
+
+    /// Draws the whole panel.
+    pub fn ui(&mut self, ui: &mut Ui) {
+        self.drain_events();
+        if self.theme_applied != Some(self.high_contrast) {
+            apply_theme(ui.ctx(), self.high_contrast);
+            self.theme_applied = Some(self.high_contrast);
+        }
+        let dialog_open = self.picker.is_some()
+            || self.pin_entry.is_some()
+            || self.thresholds.is_some()
+            || self.model_choice.is_some();
+        if self.operator.is_some() && !dialog_open {
+            for command in commands::pressed(ui.ctx()) {
+                if let Some(viewport) = self.run(command) {
+                    ui.ctx().send_viewport_cmd(viewport);
+                }
+            }
+        } else if ui.ctx().input(|i| i.key_pressed(egui::Key::Escape)) {
+            self.run(Command::FollowLive);
+        }
+        self.top_bar(ui);
+        egui::Panel::right("kpis")
+            .default_size(340.0)
+            .show(ui, |ui| self.kpi_panel(ui));
+        egui::Panel::bottom("history")
+            .resizable(false)
+            .show(ui, |ui| self.history_strip(ui));
+        egui::CentralPanel::default_margins().show(ui, |ui| self.part_view(ui));
+        if self.operator.is_none() {
+            self.sign_in_dialog(ui.ctx());
+        }
+        if self.picker.is_some() {
+            self.picker_dialog(ui.ctx());
+        }
+        if self.pin_entry.is_some() {
+            self.pin_dialog(ui.ctx());
+        }
+        if self.thresholds.is_some() {
+            self.thresholds_window(ui.ctx());
+        }
+        if self.model_choice.is_some() {
+            self.model_dialog(ui.ctx());
+        }
+        if self.help {
+            help_overlay(ui.ctx(), &mut self.help);
+        }
+    }
+}

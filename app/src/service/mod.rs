@@ -1,0 +1,415 @@
+//! A running station with everything around it: model, record store, the [`Recorder`] and
+//! its sinks, the plant links, wired from one config. `run --headless` drives it from the
+//! main thread; the operator panel drives it from a worker thread. Doors that serve people
+//! and other programs (the HTTP API) are attached from outside and closed first on stop.
+
+pub mod metrics;
+pub mod recorder;
+mod settings;
+pub mod sinks;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+#[cfg(feature = "mqtt")]
+use inspecta_pipeline::publish::mqtt::{MqttLink, PlantCommand};
+use inspecta_pipeline::quality::watch::ProcessWatch;
+use inspecta_pipeline::station::shadow::Shadow;
+use inspecta_pipeline::station::{Station, StationHandles, Triggers};
+use inspecta_pipeline::store::RecordStore;
+use inspecta_vision::model::Model;
+
+use crate::config::StationConfig;
+use metrics::Metrics;
+use recorder::Recorder;
+pub use recorder::Sink;
+pub use settings::Settings;
+use sinks::{JsonLines, PartWaiters, ShadowSink, WaitersSink};
+
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// How often the control charts are redrawn from the store.
+const SPC_EVERY: Duration = Duration::from_secs(5);
+
+/// A way into the station from outside (the HTTP API): closed before the station stops.
+pub trait Door: Send + std::fmt::Debug {
+    fn close(self: Box<Self>);
+}
+
+#[derive(Debug)]
+pub struct Service {
+    handles: StationHandles,
+    settings: Settings,
+    station: Station,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    waiters: Arc<PartWaiters>,
+    doors: Vec<Box<dyn Door>>,
+    #[cfg(feature = "mqtt")]
+    mqtt: Option<MqttLink>,
+    watch: Option<(ProcessWatch, Instant)>,
+    /// Tells API clients that a finite source has been judged and stored to the end.
+    finished: Arc<AtomicBool>,
+    last_status: Instant,
+}
+
+/// What one [`Service::step`] did.
+#[derive(Debug)]
+pub enum Step {
+    /// A verdict was stored and handed to every sink.
+    Recorded,
+    Idle,
+    /// A finite source has ended and every verdict from it is recorded.
+    Ended,
+}
+
+/// What a door needs from the service it opens onto.
+#[derive(Debug, Clone)]
+pub struct DoorView {
+    pub handles: StationHandles,
+    pub metrics: Arc<Metrics>,
+    pub waiters: Arc<PartWaiters>,
+    pub finished: Arc<AtomicBool>,
+}
+
+impl Service {
+    /// Starts the station; `sinks` get every verdict after the service's own sinks.
+    pub fn start(config: &StationConfig, sinks: Vec<Box<dyn Sink>>) -> anyhow::Result<Self> {
+        let model = crate::engine::load_model(&config.model.path, config.model.threads)?;
+        let store = open_store(config)?;
+        #[cfg(feature = "mqtt")]
+        let mqtt = start_mqtt(config, store.as_ref())?;
+        #[cfg(not(feature = "mqtt"))]
+        refuse_mqtt(config)?;
+        let frame_timeout = Duration::from_millis(config.trigger.frame_timeout_ms);
+        let (station, triggers) = start_station(config, &model, frame_timeout)?;
+        let shadow = start_shadow(config)?;
+        let handles = StationHandles {
+            name: config.station.name.clone(),
+            status: Arc::clone(station.status()),
+            models: station.models().clone(),
+            store: store.clone(),
+            triggers,
+            frame_timeout,
+            #[cfg(feature = "mqtt")]
+            mqtt: mqtt.as_ref().map(|link| Arc::clone(link.status())),
+            #[cfg(not(feature = "mqtt"))]
+            mqtt: None,
+            shadow,
+        };
+        let settings = Settings::new(
+            handles.models.clone(),
+            std::iter::once(&config.model.path)
+                .chain(&config.model.alternatives)
+                .cloned()
+                .collect(),
+            config.model.threads,
+            store,
+        );
+        let metrics = Arc::new(Metrics::new(handles.clone()));
+        let waiters = Arc::new(PartWaiters::default());
+        let recorder = match build_recorder(config, &handles, &metrics, &waiters, sinks) {
+            Ok(recorder) => recorder,
+            Err(e) => {
+                station.stop();
+                return Err(e);
+            }
+        };
+        tracing::info!(station = %config.station.name, model = %model.manifest().name, "station running");
+        Ok(Self {
+            handles,
+            settings,
+            station,
+            recorder,
+            metrics,
+            waiters,
+            doors: Vec::new(),
+            #[cfg(feature = "mqtt")]
+            mqtt,
+            watch: config
+                .spc
+                .clone()
+                .map(|spc| (ProcessWatch::new(spc), Instant::now())),
+            finished: Arc::new(AtomicBool::new(false)),
+            last_status: Instant::now(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.handles.name
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> Option<&Arc<RecordStore>> {
+        self.handles.store.as_ref()
+    }
+
+    pub fn triggers(&self) -> Option<&Triggers> {
+        self.handles.triggers.as_ref()
+    }
+
+    /// What a door (the API) serves.
+    pub fn door_view(&self) -> DoorView {
+        DoorView {
+            handles: self.handles.clone(),
+            metrics: Arc::clone(&self.metrics),
+            waiters: Arc::clone(&self.waiters),
+            finished: Arc::clone(&self.finished),
+        }
+    }
+
+    /// Keeps `door` open until the service stops.
+    pub fn attach(&mut self, door: Box<dyn Door>) {
+        self.doors.push(door);
+    }
+
+    /// Whether a door still serves after the source has ended.
+    pub fn keeps_serving(&self) -> bool {
+        !self.doors.is_empty()
+    }
+
+    /// Records the next verdict, waiting at most `timeout` for it.
+    pub fn step(&mut self, timeout: Duration) -> anyhow::Result<Step> {
+        if self.last_status.elapsed() >= STATUS_EVERY {
+            let status = self.handles.status.snapshot();
+            tracing::info!(frames = status.frames_in, dropped = status.frames_dropped, inspected = status.inspected(), source = ?status.source, "status");
+            self.last_status = Instant::now();
+        }
+        self.watch_process();
+        #[cfg(feature = "mqtt")]
+        self.obey_plant();
+        match self.station.results().recv_timeout(timeout) {
+            Ok(verdict) => {
+                self.recorder.record(&verdict)?;
+                Ok(Step::Recorded)
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.recorder.flush();
+                Ok(Step::Idle)
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.recorder.flush();
+                self.finished.store(true, Ordering::Relaxed);
+                Ok(Step::Ended)
+            }
+        }
+    }
+
+    /// Lets the sinks pass on what they held back (the panel's parts while it was behind);
+    /// for a driver that stopped stepping after the source ended.
+    pub fn flush(&mut self) {
+        self.recorder.flush();
+    }
+
+    /// Carries out the commands the plant sent over MQTT (the link has checked them
+    /// against `[mqtt] commands`).
+    #[cfg(feature = "mqtt")]
+    fn obey_plant(&self) {
+        let Some(link) = &self.mqtt else {
+            return;
+        };
+        while let Some(command) = link.next_command() {
+            match command {
+                PlantCommand::Trigger { part_id } => {
+                    let part_id = part_id.unwrap_or_else(|| {
+                        inspecta_pipeline::station::generated_part_id(&self.handles.name)
+                    });
+                    match &self.handles.triggers {
+                        Some(triggers) => {
+                            if let Err(e) = triggers.fire(part_id.clone()) {
+                                tracing::warn!(%part_id, "MQTT trigger refused: {e}");
+                            }
+                        }
+                        None => {
+                            tracing::warn!(%part_id, "MQTT trigger ignored: the station is not triggered ([trigger] enabled)");
+                        }
+                    }
+                }
+                PlantCommand::SwitchModel { path, who } => {
+                    let who = who.unwrap_or_else(|| "mqtt".into());
+                    if let Err(e) = self.settings.switch_model(&path, &who) {
+                        tracing::warn!(path = %path.display(), "MQTT model switch refused: {e:#}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Redraws the control charts now and then; a rule broken is an alarm in the store
+    /// (and so on the links and the API) and in the log.
+    fn watch_process(&mut self) {
+        let (Some((watch, last)), Some(store)) = (self.watch.as_mut(), self.handles.store.as_ref())
+        else {
+            return;
+        };
+        if last.elapsed() < SPC_EVERY {
+            return;
+        }
+        *last = Instant::now();
+        match watch.check(store) {
+            Ok(alarms) => {
+                for alarm in alarms {
+                    tracing::warn!(id = alarm.id, chart = %alarm.chart, rule = %alarm.rule, "process alarm: {}", alarm.message);
+                }
+            }
+            Err(e) => tracing::error!("cannot draw the control charts: {e}"),
+        }
+    }
+
+    /// Closes the doors, then stops the station; verdicts made before the stop still
+    /// reach the store and every sink.
+    pub fn stop(self) -> anyhow::Result<()> {
+        for door in self.doors {
+            door.close();
+        }
+        let (pending, status) = self.station.stop();
+        let mut recorder = self.recorder;
+        for verdict in &pending {
+            recorder.record(verdict)?;
+        }
+        recorder.close();
+        // Last: it sends what the broker has not taken yet, the verdicts above included.
+        #[cfg(feature = "mqtt")]
+        if let Some(mqtt) = self.mqtt {
+            mqtt.stop();
+        }
+        tracing::info!(
+            frames = status.frames_in,
+            dropped = status.frames_dropped,
+            unreadable = status.unreadable,
+            verdicts = ?status.verdicts,
+            "station stopped"
+        );
+        Ok(())
+    }
+}
+
+fn open_store(config: &StationConfig) -> anyhow::Result<Option<Arc<RecordStore>>> {
+    config
+        .store
+        .as_ref()
+        .map(|s| {
+            RecordStore::open(s)
+                .map(Arc::new)
+                .with_context(|| format!("cannot open the record store in {}", s.dir.display()))
+        })
+        .transpose()
+}
+
+#[cfg(feature = "mqtt")]
+fn start_mqtt(
+    config: &StationConfig,
+    store: Option<&Arc<RecordStore>>,
+) -> anyhow::Result<Option<MqttLink>> {
+    let (Some(mqtt), Some(store)) = (&config.mqtt, store) else {
+        return Ok(None);
+    };
+    MqttLink::start(mqtt, &config.station.name, Arc::clone(store))
+        .map(Some)
+        .context("cannot start the MQTT link")
+}
+
+#[cfg(not(feature = "mqtt"))]
+fn refuse_mqtt(config: &StationConfig) -> anyhow::Result<()> {
+    if config.mqtt.is_some() {
+        anyhow::bail!(
+            "the config has an [mqtt] section, but this build has no MQTT link (feature `mqtt`)"
+        );
+    }
+    Ok(())
+}
+
+fn start_station(
+    config: &StationConfig,
+    model: &Arc<Model>,
+    frame_timeout: Duration,
+) -> anyhow::Result<(Station, Option<Triggers>)> {
+    if config.trigger.enabled {
+        let (station, triggers) = Station::start_triggered(
+            model,
+            config.source.clone(),
+            config.reconnect,
+            frame_timeout,
+        )?;
+        Ok((station, Some(triggers)))
+    } else {
+        let station = Station::start(model, config.source.clone(), config.reconnect)?;
+        Ok((station, None))
+    }
+}
+
+fn start_shadow(config: &StationConfig) -> anyhow::Result<Option<Arc<Shadow>>> {
+    let Some(path) = &config.model.shadow else {
+        return Ok(None);
+    };
+    let model = crate::engine::load_model(path, 1)
+        .with_context(|| format!("cannot load the shadow model {}", path.display()))?;
+    let shadow = Shadow::start(&model).context("cannot start the shadow model")?;
+    Ok(Some(Arc::new(shadow)))
+}
+
+/// The service's own sinks first (file, shadow, waiting triggers, OPC UA), then `extra`.
+fn build_recorder(
+    config: &StationConfig,
+    handles: &StationHandles,
+    metrics: &Arc<Metrics>,
+    waiters: &Arc<PartWaiters>,
+    extra: Vec<Box<dyn Sink>>,
+) -> anyhow::Result<Recorder> {
+    let mut recorder = Recorder::new(
+        config.station.name.clone(),
+        handles.store.clone(),
+        Arc::clone(metrics),
+    );
+    if let Some(path) = &config.output.jsonl {
+        recorder.add(Box::new(JsonLines::open(
+            path,
+            config.station.name.clone(),
+        )?));
+    }
+    if let Some(shadow) = &handles.shadow {
+        recorder.add(Box::new(ShadowSink(Arc::clone(shadow))));
+    }
+    recorder.add(Box::new(WaitersSink(Arc::clone(waiters))));
+    if let (Some(opcua), Some(store)) = (&config.opcua, &handles.store) {
+        recorder.add(start_opcua(opcua, handles, store)?);
+    }
+    for sink in extra {
+        recorder.add(sink);
+    }
+    Ok(recorder)
+}
+
+#[cfg(feature = "opcua")]
+fn start_opcua(
+    config: &inspecta_pipeline::publish::opcua::OpcUaConfig,
+    handles: &StationHandles,
+    store: &Arc<RecordStore>,
+) -> anyhow::Result<Box<dyn Sink>> {
+    use inspecta_pipeline::publish::opcua::OpcUaServer;
+    let pki = config.pki_dir.clone().unwrap_or_else(|| {
+        store
+            .path()
+            .parent()
+            .map_or_else(|| "opcua-pki".into(), |dir| dir.join("opcua-pki"))
+    });
+    let server = OpcUaServer::start(config, pki, handles.clone(), Arc::clone(store))
+        .context("cannot start the OPC UA server")?;
+    Ok(Box::new(sinks::OpcUaSink(server)))
+}
+
+#[cfg(not(feature = "opcua"))]
+fn start_opcua(
+    _: &inspecta_pipeline::publish::opcua::OpcUaConfig,
+    _: &StationHandles,
+    _: &Arc<RecordStore>,
+) -> anyhow::Result<Box<dyn Sink>> {
+    anyhow::bail!(
+        "the config has an [opcua] section, but this build has no OPC UA server (feature `opcua`)"
+    )
+}

@@ -1,0 +1,169 @@
+//! The sinks a headless station has: the JSON-lines file, the shadow model, callers waiting
+//! for a triggered part, and the OPC UA server. (The panel adds its own.)
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::UNIX_EPOCH;
+
+use anyhow::Context as _;
+use inspecta_pipeline::station::shadow::Shadow;
+use inspecta_pipeline::store::Record;
+use inspecta_vision::inspection::Inspection;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::recorder::{Delivery, Sink};
+
+/// Every verdict as one JSON line, appended to a file.
+#[derive(Debug)]
+pub struct JsonLines {
+    station: String,
+    out: BufWriter<File>,
+}
+
+/// One verdict as a JSON line.
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    station: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part_id: Option<&'a str>,
+    sequence: u64,
+    model: &'a str,
+    model_version: &'a str,
+    captured_unix_ms: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<&'a Path>,
+    latency_ms: f64,
+    #[serde(flatten)]
+    inspection: &'a Inspection,
+}
+
+impl JsonLines {
+    pub fn open(path: &Path, station: String) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Self {
+            station,
+            out: BufWriter::new(file),
+        })
+    }
+}
+
+impl Sink for JsonLines {
+    fn deliver(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
+        let v = delivery.verdict;
+        let manifest = v.model.manifest();
+        let line = Line {
+            id: delivery.record.map(|r| r.id),
+            station: &self.station,
+            part_id: v.part_id.as_deref(),
+            sequence: v.sequence,
+            model: &manifest.name,
+            model_version: &manifest.version,
+            captured_unix_ms: v
+                .captured_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+            origin: v.origin.as_deref(),
+            latency_ms: v.latency.as_secs_f64() * 1e3,
+            inspection: &v.inspection,
+        };
+        serde_json::to_writer(&mut self.out, &line).context("writing a verdict")?;
+        self.out.write_all(b"\n").context("writing a verdict")?;
+        self.out.flush().context("writing a verdict")?;
+        Ok(())
+    }
+}
+
+/// The candidate model judges the part too, on its own thread, when it is free.
+#[derive(Debug)]
+pub struct ShadowSink(pub Arc<Shadow>);
+
+impl Sink for ShadowSink {
+    fn deliver(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
+        self.0.offer(delivery.verdict);
+        Ok(())
+    }
+}
+
+/// Callers waiting for the record of a triggered part (an HTTP trigger answers with it).
+#[derive(Debug, Default)]
+pub struct PartWaiters {
+    waiting: Mutex<HashMap<String, oneshot::Sender<Record>>>,
+}
+
+impl PartWaiters {
+    /// Registers interest in `part_id`; `None` if someone already waits for that part.
+    pub fn wait_for(&self, part_id: &str) -> Option<oneshot::Receiver<Record>> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiting.contains_key(part_id) {
+            return None;
+        }
+        let (sender, receiver) = oneshot::channel();
+        waiting.insert(part_id.to_owned(), sender);
+        Some(receiver)
+    }
+
+    pub fn forget(&self, part_id: &str) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(part_id);
+    }
+
+    fn complete(&self, part_id: &str, record: &Record) {
+        let waiter = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(part_id);
+        if let Some(waiter) = waiter {
+            // The caller may have given up (timeout); the record is stored either way.
+            let _ = waiter.send(record.clone());
+        }
+    }
+}
+
+/// Hands each stored triggered part to whoever waits for it.
+#[derive(Debug)]
+pub struct WaitersSink(pub Arc<PartWaiters>);
+
+impl Sink for WaitersSink {
+    fn deliver(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
+        if let (Some(part_id), Some(record)) = (&delivery.verdict.part_id, delivery.record) {
+            self.0.complete(part_id, record);
+        }
+        Ok(())
+    }
+}
+
+/// The OPC UA server's last-verdict variables and the PLC handshake.
+#[cfg(feature = "opcua")]
+#[derive(Debug)]
+pub struct OpcUaSink(pub inspecta_pipeline::publish::opcua::OpcUaServer);
+
+#[cfg(feature = "opcua")]
+impl Sink for OpcUaSink {
+    fn deliver(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
+        if let Some(record) = delivery.record {
+            self.0.verdict(record.clone());
+        }
+        Ok(())
+    }
+
+    fn close(self: Box<Self>) {
+        self.0.stop();
+    }
+}

@@ -1,0 +1,274 @@
+//! Verdicts: what a station hands the store, how a stored record reads back, and the
+//! paged queries over them.
+
+use std::time::{Duration, SystemTime};
+
+use inspecta_vision::frame::Frame;
+use inspecta_vision::inspection::{Inspection, Verdict};
+use inspecta_vision::model::manifest::Manifest;
+use rusqlite::{OptionalExtension as _, Row, params};
+use serde::{Deserialize, Serialize};
+
+use super::reviews::{Review, review_from_row};
+use super::{DEFAULT_PAGE, ImagePolicy, MAX_PAGE, RecordStore, StoreError, timestamp, unix_ms};
+
+/// One verdict as it is handed to the store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    pub station: &'a str,
+    pub part_id: Option<&'a str>,
+    pub sequence: Option<u64>,
+    pub origin: Option<&'a str>,
+    pub captured_at: SystemTime,
+    pub model: &'a Manifest,
+    pub inspection: &'a Inspection,
+    /// From capture to verdict, for live frames.
+    pub latency: Option<Duration>,
+    pub frame: Option<&'a Frame>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelRef {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timings {
+    pub preprocess_ms: f64,
+    pub inference_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+}
+
+/// A stored verdict, with its latest review.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    pub id: i64,
+    pub captured_at: jiff::Timestamp,
+    pub station: String,
+    pub part_id: Option<String>,
+    pub sequence: Option<u64>,
+    pub origin: Option<String>,
+    pub model: ModelRef,
+    /// `good`, `defect` or `uncertain`.
+    pub verdict: String,
+    /// The defect class, for defects.
+    pub class: Option<String>,
+    pub top_label: String,
+    pub defect_score: f64,
+    /// Label -> probability, in the model's label order.
+    pub probabilities: serde_json::Value,
+    pub timings: Timings,
+    pub has_image: bool,
+    pub review: Option<Review>,
+    /// What the part is now held to be: the latest review's answer, else the model's.
+    pub label: String,
+}
+
+/// Which records [`RecordStore::list`] returns, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    /// `good`, `defect`, `uncertain`, or a defect class.
+    pub verdict: Option<String>,
+    pub part_id: Option<String>,
+    pub since: Option<jiff::Timestamp>,
+    pub until: Option<jiff::Timestamp>,
+    /// Only reviewed (true) or only unreviewed (false) records.
+    pub reviewed: Option<bool>,
+    /// Cursor: only records with a smaller id (the `next` of the previous page).
+    pub before: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page {
+    pub items: Vec<Record>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    pub next: Option<i64>,
+}
+
+impl RecordStore {
+    /// Stores one verdict (and its image, if the policy keeps it); returns its id once the
+    /// record is durable.
+    pub fn insert(&self, record: &NewRecord<'_>) -> Result<i64, StoreError> {
+        let captured_ms = unix_ms(record.captured_at);
+        let verdict = &record.inspection.verdict;
+        let keep_image = match self.policy {
+            ImagePolicy::All => true,
+            ImagePolicy::NotGood => *verdict != Verdict::Good,
+            ImagePolicy::None => false,
+        };
+        // The image is complete on disk before the record that points to it is committed.
+        let image = match record.frame.filter(|_| keep_image) {
+            Some(frame) => Some(self.images.write(frame, captured_ms)?),
+            None => None,
+        };
+        let (kind, class) = match verdict {
+            Verdict::Good => ("good", None),
+            Verdict::Defect { class } => ("defect", Some(class.as_str())),
+            Verdict::Uncertain => ("uncertain", None),
+        };
+        let labels = &record.model.labels;
+        let scores = &record.inspection.scores;
+        let probabilities: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .zip(&scores.probabilities)
+            .map(|(label, p)| (label.clone(), serde_json::Value::from(f64::from(*p))))
+            .collect();
+        let top_label = labels.get(scores.top).map_or("", String::as_str);
+        let timings = &record.inspection.timings_ms;
+        let id = {
+            let conn = self.lock();
+            conn.prepare_cached(
+                "INSERT INTO verdicts (captured_ms, station, part_id, sequence, origin,
+                    model_name, model_version, verdict, class, top_label, defect_score,
+                    probabilities, preprocess_ms, inference_ms, latency_ms, image)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?
+            .execute(params![
+                captured_ms,
+                record.station,
+                record.part_id,
+                record
+                    .sequence
+                    .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+                record.origin,
+                record.model.name,
+                record.model.version,
+                kind,
+                class,
+                top_label,
+                f64::from(scores.defect_score),
+                serde_json::Value::Object(probabilities).to_string(),
+                timings.preprocess.as_secs_f64() * 1e3,
+                timings.inference.as_secs_f64() * 1e3,
+                record.latency.map(|l| l.as_secs_f64() * 1e3),
+                image,
+            ])?;
+            conn.last_insert_rowid()
+        };
+        if image.is_some() && self.images.needs_pruning() {
+            self.prune_images()?;
+        }
+        Ok(id)
+    }
+
+    pub fn get(&self, id: i64) -> Result<Record, StoreError> {
+        let conn = self.lock();
+        let sql = format!("{SELECT_RECORD} WHERE v.id = ?1");
+        conn.prepare_cached(&sql)?
+            .query_row([id], record_from_row)
+            .optional()?
+            .ok_or(StoreError::NotFound(id))
+    }
+
+    /// Records matching `query`, newest first, one page at a time.
+    pub fn list(&self, query: &Query) -> Result<Page, StoreError> {
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let mut sql = format!("{SELECT_RECORD} WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, value: rusqlite::types::Value| {
+            args.push(value);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(verdict) = &query.verdict {
+            arg(
+                &mut sql,
+                " AND ? IN (v.verdict, v.class)",
+                verdict.clone().into(),
+            );
+        }
+        if let Some(part) = &query.part_id {
+            arg(&mut sql, " AND v.part_id = ?", part.clone().into());
+        }
+        if let Some(since) = query.since {
+            arg(
+                &mut sql,
+                " AND v.captured_ms >= ?",
+                since.as_millisecond().into(),
+            );
+        }
+        if let Some(until) = query.until {
+            arg(
+                &mut sql,
+                " AND v.captured_ms < ?",
+                until.as_millisecond().into(),
+            );
+        }
+        if let Some(before) = query.before {
+            arg(&mut sql, " AND v.id < ?", before.into());
+        }
+        match query.reviewed {
+            Some(true) => sql.push_str(" AND r.id IS NOT NULL"),
+            Some(false) => sql.push_str(" AND r.id IS NULL"),
+            None => {}
+        }
+        // One extra row tells whether another page follows.
+        arg(&mut sql, " ORDER BY v.id DESC LIMIT ?", (limit + 1).into());
+        let conn = self.lock();
+        let mut items = conn
+            .prepare_cached(&sql)?
+            .query_map(rusqlite::params_from_iter(args), record_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+}
+
+pub(super) const SELECT_RECORD: &str =
+    "SELECT v.id, v.captured_ms, v.station, v.part_id, v.sequence,
+        v.origin, v.model_name, v.model_version, v.verdict, v.class, v.top_label,
+        v.defect_score, v.probabilities, v.preprocess_ms, v.inference_ms, v.latency_ms,
+        v.image IS NOT NULL,
+        r.id, r.verdict_id, r.reviewed_ms, r.reviewer, r.action, r.before, r.after, r.reason
+    FROM verdicts v
+    LEFT JOIN reviews r
+        ON r.id = (SELECT max(id) FROM reviews WHERE verdict_id = v.id)";
+
+pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
+    let review = match row.get::<_, Option<i64>>(17)? {
+        Some(_) => Some(review_from_row(row, 17)?),
+        None => None,
+    };
+    let verdict: String = row.get(8)?;
+    let class: Option<String> = row.get(9)?;
+    let label = review.as_ref().map_or_else(
+        || class.clone().unwrap_or_else(|| verdict.clone()),
+        |r| r.after.clone(),
+    );
+    let probabilities: String = row.get(12)?;
+    Ok(Record {
+        id: row.get(0)?,
+        captured_at: timestamp(row.get(1)?),
+        station: row.get(2)?,
+        part_id: row.get(3)?,
+        sequence: row
+            .get::<_, Option<i64>>(4)?
+            .and_then(|s| u64::try_from(s).ok()),
+        origin: row.get(5)?,
+        model: ModelRef {
+            name: row.get(6)?,
+            version: row.get(7)?,
+        },
+        verdict,
+        class,
+        top_label: row.get(10)?,
+        defect_score: row.get(11)?,
+        probabilities: serde_json::from_str(&probabilities).unwrap_or_default(),
+        timings: Timings {
+            preprocess_ms: row.get(13)?,
+            inference_ms: row.get(14)?,
+            latency_ms: row.get(15)?,
+        },
+        has_image: row.get(16)?,
+        review,
+        label,
+    })
+}
