@@ -44,6 +44,10 @@ demo: build
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	@echo "== The builds with fewer parts (engine only, headless, bare) stay clean too =="
+	$(CARGO) clippy -p inspecta-vision --locked -- -D warnings
+	$(CARGO) clippy -p inspecta --no-default-features --features gstreamer,uvc,mqtt,opcua --locked -- -D warnings
+	$(CARGO) clippy -p inspecta --no-default-features --locked -- -D warnings
 	INSPECTA_DATASETS=$(abspath $(DATASETS)) $(CARGO) test --workspace --locked
 
 ## bench: tract latency and throughput, side by side with ONNX Runtime (docs/BENCHMARKS.md).

@@ -41,6 +41,8 @@ pub trait Door: Send + std::fmt::Debug {
 #[derive(Debug)]
 pub struct Service {
     handles: StationHandles,
+    /// Changed through the panel and MQTT commands; a build with neither only keeps it.
+    #[cfg_attr(not(any(feature = "panel", feature = "mqtt")), allow(dead_code))]
     settings: Settings,
     station: Station,
     recorder: Recorder,
@@ -137,14 +139,17 @@ impl Service {
         })
     }
 
+    #[cfg(feature = "panel")]
     pub fn name(&self) -> &str {
         &self.handles.name
     }
 
+    #[cfg(feature = "panel")]
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
+    #[cfg(feature = "panel")]
     pub fn store(&self) -> Option<&Arc<RecordStore>> {
         self.handles.store.as_ref()
     }
@@ -202,6 +207,7 @@ impl Service {
 
     /// Lets the sinks pass on what they held back (the panel's parts while it was behind);
     /// for a driver that stopped stepping after the source ended.
+    #[cfg(feature = "panel")]
     pub fn flush(&mut self) {
         self.recorder.flush();
     }
@@ -329,6 +335,7 @@ fn start_station(
     model: &Arc<Model>,
     frame_timeout: Duration,
 ) -> anyhow::Result<(Station, Option<Triggers>)> {
+    config.source.check_built()?;
     if config.trigger.enabled {
         let (station, triggers) = Station::start_triggered(
             model,

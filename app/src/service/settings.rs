@@ -1,5 +1,7 @@
 //! What an engineer may change on a running station, and the settings log that keeps who
-//! changed it.
+//! changed it. The panel changes both; MQTT commands switch models. A headless build keeps
+//! the settings with fewer (or no) ways to change them.
+#![cfg_attr(not(feature = "panel"), allow(dead_code))]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

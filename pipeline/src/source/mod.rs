@@ -139,6 +139,18 @@ fn default_parts_per_second() -> f64 {
 }
 
 impl SourceSpec {
+    /// Whether this build can open such a source at all: a station refuses to start rather
+    /// than retry a source it will never have.
+    pub fn check_built(&self) -> Result<(), SourceError> {
+        match self {
+            Self::Folder { .. } => Ok(()),
+            Self::Uvc { .. } if cfg!(not(feature = "uvc")) => Err(SourceError::NotBuilt("uvc")),
+            Self::Uvc { .. } => Ok(()),
+            _ if cfg!(not(feature = "gstreamer")) => Err(SourceError::NotBuilt("gstreamer")),
+            _ => Ok(()),
+        }
+    }
+
     /// Opens the source this spec describes.
     pub fn open(&self) -> Result<Box<dyn FrameSource>, SourceError> {
         match self {
