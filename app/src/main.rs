@@ -20,7 +20,7 @@ use tracing_subscriber::EnvFilter;
     about = "Edge vision quality inspection: camera -> model -> verdict -> operator and plant"
 )]
 struct Cli {
-    /// Log filter, e.g. `info`, `debug`, `inspecta_pipeline=trace` (overrides RUST_LOG).
+    /// Log filter, e.g. `info`, `debug`, `inspecta_vision=trace` (overrides RUST_LOG).
     #[arg(long, global = true, env = "INSPECTA_LOG", default_value = "info")]
     log: String,
     #[command(subcommand)]
