@@ -282,6 +282,12 @@ impl Collector for StationCollector {
                 None,
                 MetricType::Gauge,
             )?)?;
+            ConstCounter::new(store.image_errors()).encode(encoder.encode_descriptor(
+                "store_image_errors",
+                "Part images that could not be written (disk full, read-only); their records were stored",
+                None,
+                MetricType::Counter,
+            )?)?;
         }
         Ok(())
     }

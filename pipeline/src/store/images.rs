@@ -14,6 +14,12 @@ use image::codecs::jpeg::JpegEncoder;
 use inspecta_vision::frame::Frame;
 
 const JPEG_QUALITY: u8 = 90;
+
+/// Names the file in an I/O error.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + use<> {
+    let path = path.to_owned();
+    move |source| StoreError::Io { path, source }
+}
 /// Without new images a station still drops expired days about this often.
 const AGE_CHECK_EVERY: Duration = Duration::from_secs(3600);
 
@@ -62,13 +68,28 @@ impl ImageArchive {
         let relative = format!("{day}/{captured_ms:013}-{}-{n}.jpg", std::process::id());
         let path = self.root.join(&relative);
         let dir = self.root.join(&day);
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| StoreError::Io { path, source }
-        };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let partial = path.with_extension("jpg.partial");
-        let file = File::create(&partial).map_err(io(&partial))?;
+        let written = self.write_partial(frame, &partial).and_then(|size| {
+            std::fs::rename(&partial, &path).map_err(io(&path))?;
+            Ok(size)
+        });
+        match written {
+            Ok(size) => {
+                self.bytes.fetch_add(size, Ordering::Relaxed);
+                Ok(relative)
+            }
+            Err(e) => {
+                // A half-written file would only take the room a full disk lacks.
+                let _ = std::fs::remove_file(&partial);
+                Err(e)
+            }
+        }
+    }
+
+    /// Encodes `frame` into `partial` and syncs it; returns its size.
+    fn write_partial(&self, frame: &Frame, partial: &Path) -> Result<u64, StoreError> {
+        let file = File::create(partial).map_err(io(partial))?;
         let mut out = BufWriter::new(file);
         JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
             .encode(
@@ -79,14 +100,11 @@ impl ImageArchive {
             )
             .map_err(StoreError::Image)?;
         let file = out.into_inner().map_err(|e| StoreError::Io {
-            path: partial.clone(),
+            path: partial.to_owned(),
             source: e.into_error(),
         })?;
-        file.sync_data().map_err(io(&partial))?;
-        let size = file.metadata().map_err(io(&partial))?.len();
-        std::fs::rename(&partial, &path).map_err(io(&path))?;
-        self.bytes.fetch_add(size, Ordering::Relaxed);
-        Ok(relative)
+        file.sync_data().map_err(io(partial))?;
+        Ok(file.metadata().map_err(io(partial))?.len())
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -142,10 +160,6 @@ struct StoredFile {
 
 /// Every image, oldest first: day folders and file names both sort by time.
 fn stored_files(root: &Path) -> Result<Vec<StoredFile>, StoreError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| StoreError::Io { path, source }
-    };
     let mut files = Vec::new();
     for day in std::fs::read_dir(root).map_err(io(root))? {
         let day = day.map_err(io(root))?;

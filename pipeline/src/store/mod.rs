@@ -16,6 +16,7 @@ mod reviews;
 mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -127,6 +128,9 @@ pub struct RecordStore {
     conn: Mutex<Connection>,
     images: ImageArchive,
     policy: ImagePolicy,
+    /// Part images that could not be written (disk full, read-only); their records were
+    /// stored without them.
+    image_errors: AtomicU64,
 }
 
 impl RecordStore {
@@ -144,6 +148,7 @@ impl RecordStore {
             conn: Mutex::new(conn),
             images,
             policy: config.images,
+            image_errors: AtomicU64::new(0),
         };
         store.prune_images()?;
         tracing::info!(path = %store.path.display(), records = store.count()?, image_bytes = store.images.bytes(), "record store open");
@@ -172,6 +177,11 @@ impl RecordStore {
         let conn = self.lock();
         let n: i64 = conn.query_row("SELECT count(*) FROM verdicts", [], |row| row.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Part images that could not be written since the store opened.
+    pub fn image_errors(&self) -> u64 {
+        self.image_errors.load(Ordering::Relaxed)
     }
 
     /// Bytes of part images currently kept.

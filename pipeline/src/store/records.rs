@@ -1,6 +1,7 @@
 //! Verdicts: what a station hands the store, how a stored record reads back, and the
 //! paged queries over them.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use inspecta_vision::frame::Frame;
@@ -101,10 +102,12 @@ impl RecordStore {
             ImagePolicy::None => false,
         };
         // The image is complete on disk before the record that points to it is committed.
-        let image = match record.frame.filter(|_| keep_image) {
-            Some(frame) => Some(self.images.write(frame, captured_ms)?),
-            None => None,
-        };
+        // A part whose image cannot be written (disk full, read-only) is still recorded:
+        // losing the verdict would hide exactly the defects from the yield.
+        let image = record
+            .frame
+            .filter(|_| keep_image)
+            .and_then(|frame| self.write_image(frame, captured_ms));
         let (kind, class) = match verdict {
             Verdict::Good => ("good", None),
             Verdict::Defect { class } => ("defect", Some(class.as_str())),
@@ -149,10 +152,30 @@ impl RecordStore {
             ])?;
             conn.last_insert_rowid()
         };
-        if image.is_some() && self.images.needs_pruning() {
-            self.prune_images()?;
+        // The record is committed: from here on nothing may report it as lost.
+        if image.is_some()
+            && self.images.needs_pruning()
+            && let Err(e) = self.prune_images()
+        {
+            tracing::error!("cannot apply the image retention limits: {e}");
         }
         Ok(id)
+    }
+
+    /// The image's path in the archive, or None (counted and logged) when it cannot be
+    /// written.
+    fn write_image(&self, frame: &Frame, captured_ms: i64) -> Option<String> {
+        match self.images.write(frame, captured_ms) {
+            Ok(relative) => Some(relative),
+            Err(e) => {
+                let errors = self.image_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                // Once per doubling: a full disk fails every part, the log need not.
+                if errors.is_power_of_two() {
+                    tracing::error!(errors, "part image not kept, its record is: {e}");
+                }
+                None
+            }
+        }
     }
 
     pub fn get(&self, id: i64) -> Result<Record, StoreError> {
