@@ -133,12 +133,24 @@ fn default_frame_timeout_ms() -> u64 {
 pub struct ApiSection {
     /// Address and port to serve on, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`.
     pub listen: SocketAddr,
-    /// Bearer token required by the write endpoints (predict, trigger, review). The
-    /// environment variable INSPECTA_API_TOKEN overrides it.
+    /// Bearer token every endpoint but `/health` needs once set (records, images and KPIs
+    /// are factory data). The environment variable INSPECTA_API_TOKEN overrides it; an empty
+    /// token is refused.
     pub token: Option<String>,
+    /// Serve `/metrics` without the token, for a Prometheus that cannot send one.
+    #[serde(default)]
+    pub open_metrics: bool,
     /// Largest image `POST /predict` accepts.
     #[serde(default = "default_max_upload_bytes")]
     pub max_upload_bytes: usize,
+    /// Most pixels an uploaded image may declare; checked in its header before decoding, so
+    /// a small file that would decode to gigabytes is refused (413) at no cost.
+    #[serde(default = "default_max_image_pixels")]
+    pub max_image_pixels: u64,
+}
+
+fn default_max_image_pixels() -> u64 {
+    inspecta_vision::frame::DEFAULT_MAX_PIXELS
 }
 
 fn default_max_upload_bytes() -> usize {

@@ -71,7 +71,12 @@ impl Station {
     }
 
     fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self.client.get(self.url(path)).send().unwrap();
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
         let status = response.status();
         (status, response.json().unwrap_or(Value::Null))
     }
@@ -197,6 +202,7 @@ fn records_are_listed_paged_filtered_and_their_images_served() {
     let response = station
         .client
         .get(station.url(&format!("/verdicts/{defect}/image")))
+        .bearer_auth(TOKEN)
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -286,6 +292,19 @@ fn reviews_need_the_token_and_are_kept_with_who_and_why() {
     assert_eq!(code, StatusCode::BAD_REQUEST);
     let (code, _) = station.get("/kpis?since=yesterday");
     assert_eq!(code, StatusCode::BAD_REQUEST);
+    // The ends of the calendar: an answer, never a panicked handler.
+    for query in [
+        "until=-009999-01-02T01:59:59Z",
+        "since=-009999-01-01T00:00:00Z&until=9999-12-30T22:00:00Z",
+        "until=9999-12-31T23:59:59Z",
+    ] {
+        let (code, body) = station.get(&format!("/kpis?{query}"));
+        assert!(
+            code == StatusCode::OK || code == StatusCode::BAD_REQUEST,
+            "{query}: {code} {body}"
+        );
+        assert!(body.is_object(), "{query}: a JSON answer");
+    }
 
     let missing = station.post(
         "/verdicts/999999/review",
@@ -297,6 +316,7 @@ fn reviews_need_the_token_and_are_kept_with_who_and_why() {
     let metrics = station
         .client
         .get(station.url("/metrics"))
+        .bearer_auth(TOKEN)
         .send()
         .unwrap()
         .text()
@@ -349,7 +369,12 @@ fn control_charts_are_drawn_from_the_stored_line() {
 fn metrics_expose_counters_histograms_and_source_state() {
     let station = Station::start(&folder_line(), "");
     played(&station);
-    let response = station.client.get(station.url("/metrics")).send().unwrap();
+    let response = station
+        .client
+        .get(station.url("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().unwrap();
     for expected in [
@@ -507,4 +532,122 @@ fn a_taken_port_is_a_clear_startup_error() {
         stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
         "{stderr}"
     );
+}
+
+/// With a token, the factory's data (records, images, KPIs, metrics) needs it too; only
+/// `/health` stays open for monitors, and `/metrics` when the config opens it.
+#[test]
+fn every_endpoint_but_health_needs_the_token() {
+    let station = Station::start(&folder_line(), "");
+    for path in [
+        "/status",
+        "/verdicts",
+        "/verdicts/1",
+        "/verdicts/1/image",
+        "/kpis",
+        "/spc",
+        "/metrics",
+    ] {
+        let response = station.client.get(station.url(path)).send().unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let wrong = station
+            .client
+            .get(station.url(path))
+            .bearer_auth("not-the-token")
+            .send()
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let health = station.client.get(station.url("/health")).send().unwrap();
+    assert_ne!(health.status(), StatusCode::UNAUTHORIZED);
+    // The scheme is case-insensitive (RFC 9110).
+    let lower = station
+        .client
+        .get(station.url("/status"))
+        .header("authorization", format!("bearer {TOKEN}"))
+        .send()
+        .unwrap();
+    assert_eq!(lower.status(), StatusCode::OK);
+
+    let open = Station::start(&folder_line(), "open_metrics = true");
+    let metrics = open.client.get(open.url("/metrics")).send().unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let status = open.client.get(open.url("/status")).send().unwrap();
+    assert_eq!(status.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// `token = ""` would turn authentication off without a word: the station refuses it.
+#[test]
+fn an_empty_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("station.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[station]\nname = \"api-test\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
+             [source]\n{}\n[store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\ntoken = \"\"\n",
+            folder_line(),
+            dir.path().join("records").display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    for env in [None, Some("  ")] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_inspecta"));
+        command
+            .current_dir(repo())
+            .args(["run", "--headless", "--config"])
+            .arg(&config);
+        match env {
+            Some(token) => command.env("INSPECTA_API_TOKEN", token),
+            None => command.env_remove("INSPECTA_API_TOKEN"),
+        };
+        let out = command.output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{log}");
+        assert!(
+            log.contains("is empty, which would turn the API's authentication off"),
+            "{log}"
+        );
+    }
+}
+
+/// A 261 KB PNG that declares 16384x16384 (805 MB once decoded) is refused from its header
+/// with 413 and a reason, as is a real part above a configured pixel cap; the station goes
+/// on judging.
+#[test]
+fn a_decompression_bomb_is_refused_before_it_is_decoded() {
+    let bomb = std::fs::read(repo().join("vision/tests/fixtures/bomb-16384.png")).unwrap();
+    let station = Station::start(&folder_line(), "");
+    let (code, body) = station.upload("", bomb);
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("16384x16384"),
+        "{body}"
+    );
+    let (code, body) = station.upload("", sample("defect", 0));
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+
+    let capped = Station::start(&folder_line(), "max_image_pixels = 10000");
+    let (code, body) = capped.upload("", sample("defect", 0));
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("10000 allowed"),
+        "{body}"
+    );
+}
+
+/// Every error is JSON, a wrong method too.
+#[test]
+fn a_wrong_method_gets_a_json_error() {
+    let station = Station::start(&folder_line(), "");
+    let response = station
+        .client
+        .get(station.url("/predict"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = response.json().unwrap();
+    assert!(body["error"].as_str().unwrap().contains("method"), "{body}");
 }

@@ -43,6 +43,7 @@ impl Station {
             let finished = station
                 .client
                 .get(format!("{}/status", station.base))
+                .bearer_auth(TOKEN)
                 .send()
                 .ok()
                 .and_then(|r| r.json::<Value>().ok())
@@ -59,6 +60,7 @@ impl Station {
         let page: Value = self
             .client
             .get(format!("{}/verdicts?limit=500", self.base))
+            .bearer_auth(TOKEN)
             .send()
             .unwrap()
             .json()

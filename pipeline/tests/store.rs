@@ -379,3 +379,36 @@ fn an_uncertain_part_is_stored_with_its_image() {
     );
     assert!(r.has_image);
 }
+
+#[test]
+fn a_review_with_an_overlong_reviewer_or_reason_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
+    let (model, parts) = judged();
+    let id = store.insert(&record(model, &parts[0], 0)).unwrap();
+    let review = |reviewer: String, reason: Option<String>| NewReview {
+        reviewer,
+        action: ReviewAction::Confirm,
+        label: None,
+        reason,
+    };
+    let err = store
+        .review(id, &review("x".repeat(101), None))
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("reviewer")),
+        "{err}"
+    );
+    let err = store
+        .review(id, &review("anna".into(), Some("y".repeat(1001))))
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("reason")),
+        "{err}"
+    );
+    // The limits count characters, not bytes.
+    let kept = store
+        .review(id, &review("ü".repeat(100), Some("ß".repeat(1000))))
+        .unwrap();
+    assert_eq!(kept.reviewer.chars().count(), 100);
+}

@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 
 use image::{ImageReader, Limits};
 
-/// Largest side we accept: beyond any industrial camera, small enough that a hostile
-/// header cannot make us allocate gigabytes.
+/// Largest side we accept: beyond any industrial camera.
 const MAX_SIDE: u32 = 16_384;
-const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// Pixels an image may declare unless the caller says otherwise: a 50 MP camera. A 1 MB
+/// PNG can declare 16384x16384 (805 MB as RGB8); the header is read before anything is
+/// allocated, so such a file costs nothing.
+pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
+/// Bytes the decoder may allocate per pixel allowed: 16-bit RGBA before the RGB8 conversion.
+const DECODE_BYTES_PER_PIXEL: u64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -21,6 +25,12 @@ pub enum FrameError {
     },
     #[error("cannot decode image: {0}")]
     Decode(#[from] image::ImageError),
+    #[error("image declares {width}x{height} pixels, more than the {max_pixels} allowed")]
+    TooLarge {
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
     #[error("image is truncated: JPEG data ends before its end-of-image marker")]
     TruncatedJpeg,
     #[error("pixel buffer holds {got} bytes, a {width}x{height} RGB8 frame needs {expected}")]
@@ -54,18 +64,36 @@ impl Frame {
         Ok(Self { width, height, rgb })
     }
 
-    /// Decodes an encoded image (JPEG, PNG, BMP, TIFF, WebP), whatever its pixel format.
+    /// Decodes an encoded image (JPEG, PNG, BMP, TIFF, WebP), whatever its pixel format,
+    /// of at most [`DEFAULT_MAX_PIXELS`].
     pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
+        Self::decode_limited(bytes, DEFAULT_MAX_PIXELS)
+    }
+
+    /// Decodes an image of at most `max_pixels`; one that declares more in its header is
+    /// refused before any pixel is decoded.
+    pub fn decode_limited(bytes: &[u8], max_pixels: u64) -> Result<Self, FrameError> {
         check_jpeg_complete(bytes)?;
-        let mut limits = Limits::default();
-        limits.max_image_width = Some(MAX_SIDE);
-        limits.max_image_height = Some(MAX_SIDE);
-        limits.max_alloc = Some(MAX_DECODE_BYTES);
-        let mut reader = ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| FrameError::Decode(image::ImageError::IoError(e)))?;
-        reader.limits(limits);
-        let rgb = reader.decode()?.into_rgb8();
+        let reader = || {
+            let mut reader = ImageReader::new(Cursor::new(bytes))
+                .with_guessed_format()
+                .map_err(|e| FrameError::Decode(image::ImageError::IoError(e)))?;
+            let mut limits = Limits::default();
+            limits.max_image_width = Some(MAX_SIDE);
+            limits.max_image_height = Some(MAX_SIDE);
+            limits.max_alloc = Some(max_pixels.saturating_mul(DECODE_BYTES_PER_PIXEL));
+            reader.limits(limits);
+            Ok::<_, FrameError>(reader)
+        };
+        let (width, height) = reader()?.into_dimensions()?;
+        if u64::from(width) * u64::from(height) > max_pixels {
+            return Err(FrameError::TooLarge {
+                width,
+                height,
+                max_pixels,
+            });
+        }
+        let rgb = reader()?.decode()?.into_rgb8();
         let (width, height) = rgb.dimensions();
         Ok(Self {
             width,
@@ -127,6 +155,37 @@ mod tests {
             assert_eq!((frame.width(), frame.height()), (32, 24));
             assert_eq!(frame.rgb().len(), 32 * 24 * 3);
         }
+    }
+
+    /// A real decompression bomb (`models/recipe/make_png_bomb.py`): 261 KB that would
+    /// decode to 805 MB of RGB8. Its header is enough to refuse it.
+    #[test]
+    fn a_png_bomb_is_refused_from_its_header() {
+        let bomb = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/bomb-16384.png"
+        ))
+        .expect("the fixture");
+        assert!(bomb.len() < 300_000);
+        let err = Frame::decode(&bomb).expect_err("too large");
+        assert!(
+            matches!(
+                err,
+                FrameError::TooLarge {
+                    width: 16_384,
+                    height: 16_384,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A tighter limit refuses what the default allows.
+        let small = encode(image::ImageFormat::Png);
+        assert!(Frame::decode_limited(&small, 32 * 24).is_ok());
+        assert!(matches!(
+            Frame::decode_limited(&small, 32 * 24 - 1),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]

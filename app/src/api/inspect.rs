@@ -10,7 +10,7 @@ use axum::extract::{FromRequest as _, Multipart, Query, Request, State};
 use axum::http::{StatusCode, header};
 use inspecta_pipeline::station::{TriggerError, generated_part_id};
 use inspecta_pipeline::store::{NewRecord, Record};
-use inspecta_vision::frame::Frame;
+use inspecta_vision::frame::{Frame, FrameError};
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -77,7 +77,10 @@ async fn upload(request: Request, state: &Shared) -> Result<Bytes, ApiError> {
 }
 
 fn judge(state: &ApiState, bytes: &[u8], part_id: Option<&str>) -> Result<Record, ApiError> {
-    let frame = Frame::decode(bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let frame = Frame::decode_limited(bytes, state.max_image_pixels).map_err(|e| match e {
+        FrameError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        e => ApiError::bad_request(e.to_string()),
+    })?;
     let model = state.handles.models.current();
     let pooled = state
         .sessions

@@ -26,9 +26,13 @@ pub async fn kpis(
 ) -> Result<Json<Value>, ApiError> {
     let Query(span) = span.map_err(ApiError::rejected)?;
     let until = span.until.unwrap_or_else(jiff::Timestamp::now);
-    let since = span
-        .since
-        .unwrap_or_else(|| until - jiff::SignedDuration::from_hours(24));
+    let since = match span.since {
+        Some(since) => since,
+        // Near the ends of the calendar there is no day before `until`.
+        None => until
+            .checked_sub(jiff::SignedDuration::from_hours(24))
+            .map_err(|_| ApiError::bad_request("`until` is too early to count a day back from"))?,
+    };
     if since > until {
         return Err(ApiError::bad_request("`since` is after `until`"));
     }

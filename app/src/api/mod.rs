@@ -48,18 +48,23 @@ pub fn open(mut service: Service, config: &StationConfig) -> anyhow::Result<Serv
     let Some(store) = view.handles.store.clone() else {
         return Ok(service);
     };
-    let state = ApiState {
-        handles: view.handles,
-        store,
-        metrics: view.metrics,
-        waiters: view.waiters,
-        token: std::env::var(TOKEN_ENV).ok().or_else(|| api.token.clone()),
-        started: Instant::now(),
-        sessions: SessionPool::default(),
-        spc: config.spc.clone().map(ProcessWatch::new),
-        finished: view.finished,
-    };
-    match ApiServer::start(api, state) {
+    let started = token(api).and_then(|token| {
+        let state = ApiState {
+            handles: view.handles,
+            store,
+            metrics: view.metrics,
+            waiters: view.waiters,
+            token,
+            open_metrics: api.open_metrics,
+            max_image_pixels: api.max_image_pixels,
+            started: Instant::now(),
+            sessions: SessionPool::default(),
+            spc: config.spc.clone().map(ProcessWatch::new),
+            finished: view.finished,
+        };
+        ApiServer::start(api, state)
+    });
+    match started {
         Ok(server) => {
             service.attach(Box::new(server));
             Ok(service)
@@ -73,6 +78,21 @@ pub fn open(mut service: Service, config: &StationConfig) -> anyhow::Result<Serv
     }
 }
 
+/// The token from the environment, else the config. An empty one is refused: it would
+/// silently turn authentication off.
+fn token(api: &ApiSection) -> anyhow::Result<Option<String>> {
+    let (token, from) = match std::env::var(TOKEN_ENV) {
+        Ok(token) => (Some(token), TOKEN_ENV),
+        Err(_) => (api.token.clone(), "[api] token"),
+    };
+    if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        anyhow::bail!(
+            "{from} is empty, which would turn the API's authentication off: set a token, or remove it to serve without one"
+        );
+    }
+    Ok(token)
+}
+
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct ApiState {
@@ -82,6 +102,10 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub waiters: Arc<PartWaiters>,
     pub token: Option<String>,
+    /// `/metrics` is served without the token (`[api] open_metrics`).
+    pub open_metrics: bool,
+    /// Pixels an uploaded image may declare (`[api] max_image_pixels`).
+    pub max_image_pixels: u64,
     pub started: Instant,
     pub sessions: SessionPool,
     /// The control charts, when `[spc]` is configured.
@@ -121,7 +145,7 @@ impl ApiServer {
             .build()
             .context("starting the API runtime")?;
         if state.token.is_none() {
-            tracing::warn!(%address, "API write endpoints need no token: set [api] token or INSPECTA_API_TOKEN");
+            tracing::warn!(%address, "the API serves anyone who can reach it: set [api] token or INSPECTA_API_TOKEN");
         }
         let app = router(Arc::new(state), config.max_upload_bytes);
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -164,31 +188,44 @@ impl Door for ApiServer {
     }
 }
 
+/// With a token configured, every endpoint but `/health` needs it (records, part images and
+/// KPIs are factory data); `/metrics` too unless `open_metrics` says otherwise.
 fn router(state: Shared, max_upload_bytes: usize) -> Router {
-    let writes = Router::new()
+    let uploads = Router::new()
         .route("/predict", post(inspect::predict))
-        .route("/trigger", post(inspect::trigger))
-        .route("/verdicts/{id}/review", post(records::review))
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            require_token,
-        ))
         .layer(DefaultBodyLimit::max(max_upload_bytes));
-    Router::new()
-        .route("/health", get(health))
+    let mut guarded = Router::new()
         .route("/status", get(status))
-        .route("/metrics", get(metrics))
         .route("/spc", get(spc))
         .route("/kpis", get(kpis::kpis))
         .route("/verdicts", get(records::list))
         .route("/verdicts/{id}", get(records::get_one))
         .route("/verdicts/{id}/image", get(records::image))
-        .merge(writes)
+        .route("/trigger", post(inspect::trigger))
+        .route("/verdicts/{id}/review", post(records::review))
+        .merge(uploads);
+    let mut open = Router::new().route("/health", get(health));
+    if state.open_metrics {
+        open = open.route("/metrics", get(metrics));
+    } else {
+        guarded = guarded.route("/metrics", get(metrics));
+    }
+    let guarded = guarded.route_layer(middleware::from_fn_with_state(
+        Arc::clone(&state),
+        require_token,
+    ));
+    open.merge(guarded)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method (see the README's API table)",
+            )
+        })
         .with_state(state)
 }
 
-/// Write endpoints need `Authorization: Bearer <token>` when a token is configured.
+/// `Authorization: Bearer <token>` (the scheme in any case), when a token is configured.
 async fn require_token(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let Some(expected) = state.token.as_deref() else {
         return next.run(request).await;
@@ -197,7 +234,7 @@ async fn require_token(State(state): State<Shared>, request: Request, next: Next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer)
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         next.run(request).await
@@ -213,6 +250,12 @@ async fn require_token(State(state): State<Shared>, request: Request, next: Next
         );
         response
     }
+}
+
+/// The credentials of a `Bearer` authorization; the scheme is case-insensitive (RFC 9110).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// 200 while the station can inspect; 503 while its source is lost, so a monitor alarms.
@@ -257,7 +300,11 @@ async fn status(State(state): State<Shared>) -> Result<Json<serde_json::Value>, 
         "triggers_missed": snapshot.triggers_missed,
         "inspected": snapshot.inspected(),
         "verdicts": snapshot.verdicts,
-        "store": { "records": records, "image_bytes": state.store.image_bytes() },
+        "store": {
+            "records": records,
+            "image_bytes": state.store.image_bytes(),
+            "image_errors": state.store.image_errors(),
+        },
         "mqtt": state.handles.mqtt.as_ref().map(|link| json!({
             "connected": link.connected(),
             "published": link.published(),

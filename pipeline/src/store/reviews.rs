@@ -59,6 +59,21 @@ pub struct ReviewedPart {
     pub image: Option<PathBuf>,
 }
 
+/// A name, not a document: the audit trail stays readable and the store small.
+const MAX_REVIEWER_CHARS: usize = 100;
+/// A reason code or a sentence.
+const MAX_REASON_CHARS: usize = 1000;
+
+fn check_length(field: &str, text: &str, max: usize) -> Result<(), StoreError> {
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(StoreError::Invalid(format!(
+            "the {field} is {chars} characters long; at most {max} are kept"
+        )));
+    }
+    Ok(())
+}
+
 impl RecordStore {
     /// Records an inspector's decision. `before` is what the part was held to be until now
     /// (the previous review's answer, else the model's verdict).
@@ -66,6 +81,10 @@ impl RecordStore {
         let reviewer = review.reviewer.trim();
         if reviewer.is_empty() {
             return Err(StoreError::Invalid("a review needs a reviewer".into()));
+        }
+        check_length("reviewer", reviewer, MAX_REVIEWER_CHARS)?;
+        if let Some(reason) = &review.reason {
+            check_length("reason", reason, MAX_REASON_CHARS)?;
         }
         let mut conn = self.lock();
         let tx = conn.transaction()?;
