@@ -16,6 +16,8 @@ APT_PACKAGES=(
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp
   # tests: a real MQTT broker to lose and get back
   mosquitto
+  # tests: unshare, for a private tmpfs (full or read-only) under a station's store
+  util-linux
   # gst-launch-1.0, which makes the demo's sample clip (scripts/make-clip.sh)
   gstreamer1.0-tools
   # UVC cameras through nokhwa: bindgen needs libclang for the V4L2 headers; nasm gives its
