@@ -1,22 +1,29 @@
-//! Faults injected for real into a running station: the disk under its part images fills
-//! up, or is mounted read-only. Each runs the real binary in a private mount namespace
-//! (`unshare`, no root needed) with a tmpfs over the store's `images` folder.
+//! Faults injected for real into a running station: the disk under its part images or its
+//! JSON-lines file fills up, or is mounted read-only, or a crash left a torn line. The disk
+//! faults run the real binary in a private mount namespace (`unshare`, no root needed) with
+//! a small or read-only tmpfs where the station writes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::repo;
 
 /// Parts in `samples/casting`: the line the station judges.
 const PARTS: i64 = 24;
 
-/// Runs a station over `samples/casting` with its images on a tmpfs mounted with `options`;
-/// stdout ends with the number of `.partial` files left on that tmpfs.
-fn run_with_images_on(dir: &Path, options: &str) -> Output {
-    let store = dir.join("store");
+/// What a station run inside its namespace left: the JSON lines it wrote, the `.partial`
+/// files left on the tmpfs, its log.
+struct Run {
+    lines: Vec<serde_json::Value>,
+    partials: usize,
+    log: String,
+}
+
+/// Writes a station config over `samples/casting` (store and JSON lines under `dir`).
+fn config(dir: &Path, jsonl: &Path) -> std::path::PathBuf {
     let config = dir.join("station.toml");
     std::fs::write(
         &config,
@@ -25,25 +32,54 @@ fn run_with_images_on(dir: &Path, options: &str) -> Output {
              [source]\nkind = \"folder\"\npath = \"{}\"\nparts_per_second = 100.0\n\
              [store]\ndir = \"{}\"\n[output]\njsonl = \"{}\"\n",
             repo().join("samples/casting").display(),
-            store.display(),
-            dir.join("verdicts.jsonl").display(),
+            dir.join("store").display(),
+            jsonl.display(),
         ),
     )
     .unwrap();
+    config
+}
+
+/// Runs the station in a private mount namespace with a tmpfs mounted at `mount` with
+/// `options`, and reads what it left there before the namespace (and the tmpfs) goes.
+fn run_with_tmpfs(dir: &Path, mount: &Path, options: &str, jsonl: &Path) -> Run {
+    let config = config(dir, jsonl);
     let script = r#"set -e
-mkdir -p "$1/images"
-mount -t tmpfs -o "$2" tmpfs "$1/images"
-"$3" run --headless --config "$4" || echo "station exit $?"
-find "$1/images" -name '*.partial' | wc -l"#;
-    Command::new("unshare")
+mkdir -p "$1"
+mount -t tmpfs -o "$2" tmpfs "$1"
+"$3" run --headless --config "$4" || { echo "station exit $?" >&2; exit 1; }
+cat "$5" 2>/dev/null || true
+echo "partials $(find "$1" -name '*.partial' | wc -l)""#;
+    let out = Command::new("unshare")
         .args(["--map-root-user", "--mount", "sh", "-c", script, "sh"])
-        .arg(&store)
+        .arg(mount)
         .arg(options)
         .arg(env!("CARGO_BIN_EXE_inspecta"))
         .arg(&config)
+        .arg(jsonl)
         .current_dir(repo())
         .output()
-        .expect("unshare (util-linux) runs")
+        .expect("unshare (util-linux) runs");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{log}");
+    let (lines, partials) = stdout
+        .trim_end()
+        .rsplit_once('\n')
+        .map_or(("", stdout.trim_end()), |(l, p)| (l, p));
+    let partials = partials
+        .strip_prefix("partials ")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no partial count: {stdout}"));
+    let lines = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn JSON line {l:?}: {e}")))
+        .collect();
+    Run {
+        lines,
+        partials,
+        log,
+    }
 }
 
 /// (records, records of non-good parts, of those the ones with an image).
@@ -62,23 +98,18 @@ fn stored(dir: &Path) -> (i64, i64, i64) {
     (all, flagged, with_image)
 }
 
-fn check_every_part_is_recorded(out: &Output, dir: &Path) -> (i64, i64) {
-    let log = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{log}");
-    assert!(!stdout.contains("station exit"), "{stdout}\n{log}");
-    assert_eq!(stdout.trim(), "0", "no .partial file is left behind");
+fn check_every_part_is_recorded(run: &Run, dir: &Path) -> (i64, i64) {
+    assert_eq!(run.partials, 0, "no .partial file is left behind");
     let (all, flagged, with_image) = stored(dir);
-    assert_eq!(all, PARTS, "every part has its record\n{log}");
+    assert_eq!(all, PARTS, "every part has its record\n{}", run.log);
     assert!(flagged > 0, "the samples have defects");
-    assert!(log.contains("part image not kept, its record is"), "{log}");
+    assert!(
+        run.log.contains("part image not kept, its record is"),
+        "{}",
+        run.log
+    );
     // Every verdict in the JSON lines names a stored record.
-    let lines = std::fs::read_to_string(dir.join("verdicts.jsonl")).unwrap();
-    let ids = lines
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["id"].is_i64())
-        .count();
+    let ids = run.lines.iter().filter(|v| v["id"].is_i64()).count();
     assert_eq!(i64::try_from(ids).unwrap(), PARTS);
     (flagged, with_image)
 }
@@ -86,9 +117,13 @@ fn check_every_part_is_recorded(out: &Output, dir: &Path) -> (i64, i64) {
 #[test]
 fn a_full_image_disk_keeps_every_record_and_the_images_that_fit() {
     let dir = tempfile::tempdir().unwrap();
+    let (images, jsonl) = (
+        dir.path().join("store/images"),
+        dir.path().join("verdicts.jsonl"),
+    );
     // Room for about two of the sample parts' JPEGs.
-    let out = run_with_images_on(dir.path(), "size=64k");
-    let (flagged, with_image) = check_every_part_is_recorded(&out, dir.path());
+    let run = run_with_tmpfs(dir.path(), &images, "size=64k", &jsonl);
+    let (flagged, with_image) = check_every_part_is_recorded(&run, dir.path());
     assert!(
         with_image < flagged,
         "some images cannot fit: {with_image} of {flagged}"
@@ -98,7 +133,65 @@ fn a_full_image_disk_keeps_every_record_and_the_images_that_fit() {
 #[test]
 fn a_read_only_image_folder_keeps_every_record_without_images() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_with_images_on(dir.path(), "ro");
-    let (_, with_image) = check_every_part_is_recorded(&out, dir.path());
+    let (images, jsonl) = (
+        dir.path().join("store/images"),
+        dir.path().join("verdicts.jsonl"),
+    );
+    let run = run_with_tmpfs(dir.path(), &images, "ro", &jsonl);
+    let (_, with_image) = check_every_part_is_recorded(&run, dir.path());
     assert_eq!(with_image, 0);
+}
+
+/// The JSON-lines file fills its disk part-way through the line: judging goes on, every
+/// record is stored, and the file holds whole lines only.
+#[test]
+fn a_full_disk_under_the_json_lines_never_stops_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = run_with_tmpfs(dir.path(), &out, "size=8k", &out.join("verdicts.jsonl"));
+    assert_eq!(stored(dir.path()).0, PARTS, "{}", run.log);
+    let written = i64::try_from(run.lines.len()).unwrap();
+    assert!(
+        0 < written && written < PARTS,
+        "{written} lines fit in 8 KiB"
+    );
+    // Whole lines (they parsed), in the order the parts were judged.
+    let sequences: Vec<u64> = run
+        .lines
+        .iter()
+        .map(|l| l["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    assert_eq!(sequences[0], 0);
+    assert!(
+        run.log.contains("verdict left out of the JSON-lines file"),
+        "{}",
+        run.log
+    );
+}
+
+/// A line torn by a crash (the disk filled, the power went) is cut off when the station
+/// starts again, so the next line does not run into it.
+#[test]
+fn a_json_line_torn_by_a_crash_is_cut_off_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("verdicts.jsonl");
+    std::fs::write(&jsonl, "{\"id\":1,\"sequence\":0}\n{\"id\":2,\"seq").unwrap();
+    let config = config(dir.path(), &jsonl);
+    let out = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .current_dir(repo())
+        .args(["run", "--headless", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("cutting off a JSON line torn"), "{log}");
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(i64::try_from(lines.len()).unwrap(), 1 + PARTS);
+    assert_eq!(lines[0]["id"], 1);
 }

@@ -30,6 +30,7 @@ pub struct Metrics {
     stages: StageFamily,
     stored: Counter,
     store_errors: Counter,
+    jsonl_errors: Counter,
     reviews: Family<Labels, Counter>,
     predictions: Counter,
 }
@@ -60,6 +61,12 @@ impl Metrics {
             "Verdicts the record store failed to keep (see the log)",
             store_errors.clone(),
         );
+        let jsonl_errors = Counter::default();
+        registry.register(
+            "jsonl_errors",
+            "Verdicts left out of the JSON-lines file because it could not be written (they are in the store)",
+            jsonl_errors.clone(),
+        );
         let reviews = Family::<Labels, Counter>::default();
         registry.register(
             "reviews",
@@ -78,6 +85,7 @@ impl Metrics {
             stages,
             stored,
             store_errors,
+            jsonl_errors,
             reviews,
             predictions,
         }
@@ -98,6 +106,10 @@ impl Metrics {
 
     pub fn store_failed(&self) {
         self.store_errors.inc();
+    }
+
+    pub fn jsonl_failed(&self) {
+        self.jsonl_errors.inc();
     }
 
     pub fn reviewed(&self, action: &str) {

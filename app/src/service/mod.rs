@@ -377,6 +377,7 @@ fn build_recorder(
         recorder.add(Box::new(JsonLines::open(
             path,
             config.station.name.clone(),
+            Arc::clone(metrics),
         )?));
     }
     if let Some(shadow) = &handles.shadow {

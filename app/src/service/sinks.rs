@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write as _};
-use std::path::Path;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
@@ -15,13 +15,22 @@ use inspecta_vision::inspection::Inspection;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::metrics::Metrics;
 use super::recorder::{Delivery, Sink};
 
-/// Every verdict as one JSON line, appended to a file.
+/// Every verdict as one JSON line, appended to a file. A line is written whole or not at
+/// all: a write that fails half-way (disk full) is cut off again, and a line torn by a crash
+/// is cut off when the file is opened, so a reader never meets broken JSON. A file that cannot
+/// be written never stops the line: the store has every record; the gap is counted and logged.
 #[derive(Debug)]
 pub struct JsonLines {
     station: String,
-    out: BufWriter<File>,
+    path: PathBuf,
+    file: File,
+    /// Bytes of whole lines in the file: where a failed write is cut back to.
+    len: u64,
+    failures: u64,
+    metrics: Arc<Metrics>,
 }
 
 /// One verdict as a JSON line.
@@ -44,20 +53,49 @@ struct Line<'a> {
 }
 
 impl JsonLines {
-    pub fn open(path: &Path, station: String) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, station: String, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let file = File::options()
+        let mut file = File::options()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
+        let len = whole_lines(&mut file)
+            .with_context(|| format!("cannot read the end of {}", path.display()))?;
+        let found = file.metadata().map_or(len, |m| m.len());
+        if found != len {
+            tracing::warn!(path = %path.display(), bytes = found - len, "cutting off a JSON line torn by an earlier stop");
+            file.set_len(len)
+                .with_context(|| format!("cannot repair {}", path.display()))?;
+        }
         Ok(Self {
             station,
-            out: BufWriter::new(file),
+            path: path.to_owned(),
+            file,
+            len,
+            failures: 0,
+            metrics,
         })
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match self.file.write_all(line) {
+            Ok(()) => {
+                self.len += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Whatever part of the line reached the disk goes again.
+                if let Err(cut) = self.file.set_len(self.len) {
+                    tracing::error!(path = %self.path.display(), "cannot cut off a half-written JSON line: {cut}");
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -80,11 +118,33 @@ impl Sink for JsonLines {
             latency_ms: v.latency.as_secs_f64() * 1e3,
             inspection: &v.inspection,
         };
-        serde_json::to_writer(&mut self.out, &line).context("writing a verdict")?;
-        self.out.write_all(b"\n").context("writing a verdict")?;
-        self.out.flush().context("writing a verdict")?;
+        let mut bytes = serde_json::to_vec(&line).context("a verdict as JSON")?;
+        bytes.push(b'\n');
+        if let Err(e) = self.write_line(&bytes) {
+            self.metrics.jsonl_failed();
+            self.failures += 1;
+            // Once per doubling: a full disk fails every part, the log need not.
+            if self.failures.is_power_of_two() {
+                tracing::error!(path = %self.path.display(), failures = self.failures, "verdict left out of the JSON-lines file (it is in the store): {e}");
+            }
+        }
         Ok(())
     }
+}
+
+/// The length of `file` up to and including its last newline: what a reader can trust.
+fn whole_lines(file: &mut File) -> std::io::Result<u64> {
+    /// Far longer than any verdict line; a file whose last line is longer is cut there.
+    const TAIL: u64 = 1 << 20;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(TAIL);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.take(TAIL).read_to_end(&mut tail)?;
+    Ok(match tail.iter().rposition(|&b| b == b'\n') {
+        Some(i) => start + i as u64 + 1,
+        None => start,
+    })
 }
 
 /// The candidate model judges the part too, on its own thread, when it is free.
