@@ -195,3 +195,72 @@ fn a_json_line_torn_by_a_crash_is_cut_off_at_the_next_start() {
     assert_eq!(i64::try_from(lines.len()).unwrap(), 1 + PARTS);
     assert_eq!(lines[0]["id"], 1);
 }
+
+/// The store's own disk fills while the line runs: `/health` turns 503 and says the store is
+/// not keeping verdicts, so a monitor alarms instead of trusting a yield of 100 %.
+#[test]
+fn a_store_on_a_full_disk_makes_health_fail_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let port = common::free_port();
+    let config = dir.path().join("station.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[station]\nname = \"faults\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
+             [source]\nkind = \"folder\"\npath = \"{}\"\nparts_per_second = 50.0\nrepeat = true\n\
+             [store]\ndir = \"{}\"\nimages = \"none\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
+            repo().join("samples/casting").display(),
+            store.display(),
+        ),
+    )
+    .unwrap();
+    let script = r#"set -e
+mkdir -p "$1"
+mount -t tmpfs -o size=256k tmpfs "$1"
+exec "$2" run --headless --config "$3""#;
+    let child = Command::new("unshare")
+        .args(["--map-root-user", "--mount", "sh", "-c", script, "sh"])
+        .arg(&store)
+        .arg(env!("CARGO_BIN_EXE_inspecta"))
+        .arg(&config)
+        .current_dir(repo())
+        .env_remove("INSPECTA_API_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut seen_ok = false;
+    let health = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/health never said the store fails"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Ok(response) = reqwest::blocking::get(&url) else {
+            continue;
+        };
+        let code = response.status();
+        let body: serde_json::Value = response.json().unwrap();
+        if code == reqwest::StatusCode::OK {
+            seen_ok = true;
+        } else if body["store"] == "failing" {
+            break (code, body);
+        }
+    };
+    let (status, log) = common::terminate(child);
+    assert!(seen_ok, "healthy before the disk filled\n{log}");
+    assert_eq!(health.0, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let reasons = health.1["reasons"].to_string();
+    assert!(
+        reasons.contains("store: verdicts are not being kept"),
+        "{reasons}"
+    );
+    assert!(log.contains("verdict not stored"), "{log}");
+    assert!(
+        status.success(),
+        "a full store does not crash the station\n{log}"
+    );
+}

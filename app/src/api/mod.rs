@@ -258,10 +258,19 @@ fn bearer(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// 200 while the station can inspect; 503 while its source is lost, so a monitor alarms.
+/// 200 while the station can inspect and keep what it judges; 503 with the reasons while its
+/// source is lost or its store fails, so a monitor alarms.
 async fn health(State(state): State<Shared>) -> Response {
     let source = state.handles.status.snapshot().source;
-    let healthy = !matches!(source, SourceState::Reconnecting { .. });
+    let store = state.store.failing();
+    let mut reasons = Vec::new();
+    if let SourceState::Reconnecting { error, .. } = &source {
+        reasons.push(format!("source: {error}"));
+    }
+    if let Some(error) = &store {
+        reasons.push(format!("store: verdicts are not being kept: {error}"));
+    }
+    let healthy = reasons.is_empty();
     let code = if healthy {
         StatusCode::OK
     } else {
@@ -269,7 +278,9 @@ async fn health(State(state): State<Shared>) -> Response {
     };
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
+        "reasons": reasons,
         "source": source,
+        "store": if store.is_some() { "failing" } else { "ok" },
     });
     (code, Json(body)).into_response()
 }

@@ -131,6 +131,8 @@ pub struct RecordStore {
     /// Part images that could not be written (disk full, read-only); their records were
     /// stored without them.
     image_errors: AtomicU64,
+    /// Why the latest insert failed; None once one succeeds again.
+    failing: Mutex<Option<String>>,
 }
 
 impl RecordStore {
@@ -149,6 +151,7 @@ impl RecordStore {
             images,
             policy: config.images,
             image_errors: AtomicU64::new(0),
+            failing: Mutex::new(None),
         };
         store.prune_images()?;
         tracing::info!(path = %store.path.display(), records = store.count()?, image_bytes = store.images.bytes(), "record store open");
@@ -177,6 +180,15 @@ impl RecordStore {
         let conn = self.lock();
         let n: i64 = conn.query_row("SELECT count(*) FROM verdicts", [], |row| row.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Why the store is failing to keep verdicts (its latest insert failed), for health
+    /// checks; None while inserts succeed.
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Part images that could not be written since the store opened.

@@ -1,6 +1,7 @@
 //! Verdicts: what a station hands the store, how a stored record reads back, and the
 //! paged queries over them.
 
+use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
@@ -94,6 +95,13 @@ impl RecordStore {
     /// Stores one verdict (and its image, if the policy keeps it); returns its id once the
     /// record is durable.
     pub fn insert(&self, record: &NewRecord<'_>) -> Result<i64, StoreError> {
+        let result = self.insert_record(record);
+        *self.failing.lock().unwrap_or_else(PoisonError::into_inner) =
+            result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    fn insert_record(&self, record: &NewRecord<'_>) -> Result<i64, StoreError> {
         let captured_ms = unix_ms(record.captured_at);
         let verdict = &record.inspection.verdict;
         let keep_image = match self.policy {
