@@ -188,7 +188,94 @@ impl StationConfig {
         if self.trigger.stdin && !self.trigger.enabled {
             bail!("[trigger] stdin = true needs enabled = true");
         }
+        self.check_numbers()
+    }
+
+    /// Numbers a typo can make absurd (a rate of 1e-30 parts per second is a dead station
+    /// that looks alive): each is refused with its key and the range that makes sense.
+    fn check_numbers(&self) -> anyhow::Result<()> {
+        if let SourceSpec::Folder {
+            parts_per_second, ..
+        } = &self.source
+        {
+            within(
+                "[source] parts_per_second",
+                *parts_per_second,
+                0.001,
+                10_000.0,
+            )?;
+        }
+        within("[model] threads", self.model.threads, 1, 256)?;
+        if self.trigger.enabled {
+            within(
+                "[trigger] frame_timeout_ms",
+                self.trigger.frame_timeout_ms,
+                1,
+                3_600_000,
+            )?;
+        }
+        let reconnect = &self.reconnect;
+        within("[reconnect] initial_ms", reconnect.initial_ms, 1, 3_600_000)?;
+        within(
+            "[reconnect] max_ms",
+            reconnect.max_ms,
+            reconnect.initial_ms,
+            86_400_000,
+        )?;
+        within(
+            "[reconnect] stall_timeout_ms",
+            reconnect.stall_timeout_ms,
+            1,
+            3_600_000,
+        )?;
+        if let Some(store) = &self.store {
+            within(
+                "[store] max_image_bytes",
+                store.max_image_bytes,
+                1 << 20,
+                u64::MAX,
+            )?;
+            within("[store] max_image_days", store.max_image_days, 1, 36_500)?;
+        }
+        if let Some(api) = &self.api {
+            within(
+                "[api] max_upload_bytes",
+                api.max_upload_bytes,
+                1024,
+                1 << 30,
+            )?;
+            within("[api] max_image_pixels", api.max_image_pixels, 1, 1 << 30)?;
+        }
+        if let Some(spc) = &self.spc {
+            within("[spc] subgroup", spc.subgroup, 2, 100_000)?;
+            within("[spc] baseline", spc.baseline, 1, 100_000)?;
+            within("[spc] window", spc.window, 1, 100_000)?;
+            if let Some(centre) = spc.centre {
+                within("[spc] centre", centre, 0.0, 1.0)?;
+            }
+        }
+        if let Some(mqtt) = &self.mqtt {
+            within("[mqtt] keep_alive_s", mqtt.keep_alive_s, 5, 3600)?;
+            within("[mqtt] kpi_every_s", mqtt.kpi_every_s, 1, 86_400)?;
+        }
+        if let Some(panel) = &self.panel {
+            within("[panel] history", panel.history, 1, 1000)?;
+        }
         Ok(())
+    }
+}
+
+/// `value` within `[low, high]` (NaN never is), or an error naming `key`.
+fn within<T: PartialOrd + Copy + std::fmt::Display>(
+    key: &str,
+    value: T,
+    low: T,
+    high: T,
+) -> anyhow::Result<()> {
+    if value >= low && value <= high {
+        Ok(())
+    } else {
+        bail!("{key} = {value} is out of range: it must be from {low} to {high}")
     }
 }
 
@@ -218,6 +305,45 @@ mod tests {
                     path = \"p\"\n[api]\nlisten = \"127.0.0.1:8080\"\n";
         let err = parse(text).expect("parses").check().expect_err("no store");
         assert!(err.to_string().contains("[store]"), "{err}");
+    }
+
+    #[test]
+    fn absurd_numbers_are_refused_with_their_key() {
+        let example = include_str!("../../samples/station.example.toml");
+        let cases = [
+            (
+                "parts_per_second = 4.0",
+                "parts_per_second = 1e-30",
+                "[source] parts_per_second",
+            ),
+            (
+                "parts_per_second = 4.0",
+                "parts_per_second = nan",
+                "[source] parts_per_second",
+            ),
+            (
+                "parts_per_second = 4.0",
+                "parts_per_second = -4.0",
+                "[source] parts_per_second",
+            ),
+            ("[model]", "[model]\nthreads = 0", "[model] threads"),
+            (
+                "max_image_days = 90",
+                "max_image_days = 0",
+                "[store] max_image_days",
+            ),
+            (
+                "max_upload_bytes = 16_777_216",
+                "max_upload_bytes = 3",
+                "[api] max_upload_bytes",
+            ),
+        ];
+        for (from, to, key) in cases {
+            assert!(example.contains(from), "the example has {from}");
+            let text = example.replacen(from, to, 1);
+            let err = parse(&text).expect("parses").check().expect_err(to);
+            assert!(err.to_string().contains(key), "{to}: {err}");
+        }
     }
 
     #[test]
