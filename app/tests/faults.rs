@@ -178,12 +178,7 @@ fn a_json_line_torn_by_a_crash_is_cut_off_at_the_next_start() {
     let jsonl = dir.path().join("verdicts.jsonl");
     std::fs::write(&jsonl, "{\"id\":1,\"sequence\":0}\n{\"id\":2,\"seq").unwrap();
     let config = config(dir.path(), &jsonl);
-    let out = Command::new(env!("CARGO_BIN_EXE_inspecta"))
-        .current_dir(repo())
-        .args(["run", "--headless", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = common::inspecta(&["run", "--headless", "--config", config.to_str().unwrap()]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("cutting off a JSON line torn"), "{log}");

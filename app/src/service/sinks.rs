@@ -133,18 +133,24 @@ impl Sink for JsonLines {
 }
 
 /// The length of `file` up to and including its last newline: what a reader can trust.
+/// Reads backwards a chunk at a time, so a long file costs one chunk.
 fn whole_lines(file: &mut File) -> std::io::Result<u64> {
-    /// Far longer than any verdict line; a file whose last line is longer is cut there.
-    const TAIL: u64 = 1 << 20;
-    let len = file.metadata()?.len();
-    let start = len.saturating_sub(TAIL);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = Vec::new();
-    file.take(TAIL).read_to_end(&mut tail)?;
-    Ok(match tail.iter().rposition(|&b| b == b'\n') {
-        Some(i) => start + i as u64 + 1,
-        None => start,
-    })
+    const CHUNK: u64 = 64 * 1024;
+    let mut end = file.metadata()?.len();
+    let mut chunk = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        file.seek(SeekFrom::Start(start))?;
+        chunk.clear();
+        std::io::Read::by_ref(file)
+            .take(end - start)
+            .read_to_end(&mut chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// The candidate model judges the part too, on its own thread, when it is free.
