@@ -48,7 +48,7 @@ test: deps
 	$(CARGO) clippy -p inspecta-vision --locked -- -D warnings
 	$(CARGO) clippy -p inspecta --no-default-features --features gstreamer,uvc,mqtt,opcua --locked -- -D warnings
 	$(CARGO) clippy -p inspecta --no-default-features --locked -- -D warnings
-	INSPECTA_DATASETS=$(abspath $(DATASETS)) $(CARGO) test --workspace --locked
+	INSPECTA_DATASETS=$(abspath $(DATASETS)) $(CARGO) test --workspace --locked --features inspecta/failpoints
 
 ## bench: tract latency and throughput, side by side with ONNX Runtime (docs/BENCHMARKS.md).
 bench: deps
@@ -59,7 +59,7 @@ bench-live: deps
 	$(CARGO) bench -p inspecta-pipeline --bench live --locked
 
 ## models: rebuild the bundled models from the public datasets (needs ../shared).
-models: deps
+models: build
 	py=$$(scripts/python-env.sh); \
 	rm -rf out/splits; \
 	$$py models/recipe/split.py $(DATASETS)/casting/train out/splits/casting --map ok_front=good --map def_front=defect; \
@@ -70,6 +70,8 @@ models: deps
 	$$py models/recipe/train.py --data out/splits/xsdd/train --heldout out/splits/xsdd/heldout \
 	  --backbone $(BACKBONE) --out models/xsdd --name xsdd-steel --class-threshold 0.5 \
 	  --description "X-SDD hot-rolled steel strip defects, 7 classes (Apache-2.0 data)"
+	$(INSPECTA) familiarize models/casting --data out/splits/casting/train --features add_171 --quiet
+	$(INSPECTA) familiarize models/xsdd --data out/splits/xsdd/train --features add_171 --quiet
 
 ## eval-casting: the bundled model on its held-out split of the casting dataset.
 eval-casting: build

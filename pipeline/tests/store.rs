@@ -11,7 +11,7 @@ use inspecta_pipeline::store::{
     ImagePolicy, NewReview, Query, RecordStore, ReviewAction, StoreConfig, StoreError,
 };
 use inspecta_vision::frame::Frame;
-use inspecta_vision::inspection::Verdict;
+use inspecta_vision::inspection::{UncertainReason, Verdict};
 
 #[test]
 fn verdicts_round_trip_with_images_of_non_good_parts_only() {
@@ -369,13 +369,15 @@ fn an_uncertain_part_is_stored_with_its_image() {
     let dir = tempfile::tempdir().unwrap();
     let (model, parts) = judged();
     let mut part = parts[0].clone();
-    part.inspection.verdict = Verdict::Uncertain;
+    part.inspection.verdict = Verdict::Uncertain {
+        reason: UncertainReason::NoPart,
+    };
     let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
     let id = store.insert(&record(model, &part, 0)).unwrap();
     let r = store.get(id).unwrap();
     assert_eq!(
-        (r.verdict.as_str(), r.label.as_str()),
-        ("uncertain", "uncertain")
+        (r.verdict.as_str(), r.label.as_str(), r.reason.as_deref()),
+        ("uncertain", "uncertain", Some("no_part"))
     );
     assert!(r.has_image);
 }

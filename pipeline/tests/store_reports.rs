@@ -10,7 +10,7 @@ use common::judged::{judged, record};
 use inspecta_pipeline::store::{
     ChangeKind, NewChange, NewReview, RecordStore, ReviewAction, StoreConfig, StoreError, Stream,
 };
-use inspecta_vision::inspection::Verdict;
+use inspecta_vision::inspection::{UncertainReason, Verdict};
 
 #[test]
 fn shift_kpis_count_labels_reviews_and_the_pareto() {
@@ -23,7 +23,9 @@ fn shift_kpis_count_labels_reviews_and_the_pareto() {
         ids.push(store.insert(&record(model, part, i as u64)).unwrap());
     }
     let mut unsure = parts[0].clone();
-    unsure.inspection.verdict = Verdict::Uncertain;
+    unsure.inspection.verdict = Verdict::Uncertain {
+        reason: UncertainReason::LowConfidence,
+    };
     let unsure_id = store.insert(&record(model, &unsure, 99)).unwrap();
     let review = |id, action, label: Option<&str>| {
         store

@@ -3,7 +3,7 @@
 //! band the operator decides; otherwise the threshold decides, and a defect is named by
 //! its most likely class when that class is confident enough.
 
-use crate::inspection::{Scores, Verdict};
+use crate::inspection::{Scores, UncertainReason, Verdict};
 use crate::model::manifest::Manifest;
 
 /// The manifest's decision rules, resolved to label indices once.
@@ -92,6 +92,7 @@ impl DecisionRule {
             defect_score: (1.0 - good).clamp(0.0, 1.0),
             probabilities,
             top,
+            familiarity: None,
         }
     }
 
@@ -99,7 +100,7 @@ impl DecisionRule {
         let s = scores.defect_score;
         let [low, high] = self.band;
         if low < high && (low..high).contains(&s) {
-            return Verdict::Uncertain;
+            return LOW_CONFIDENCE;
         }
         if s < self.defect_threshold {
             return Verdict::Good;
@@ -115,10 +116,14 @@ impl DecisionRule {
             Some(p) if *p >= self.class_thresholds[class] => Verdict::Defect {
                 class: self.labels[class].clone(),
             },
-            _ => Verdict::Uncertain,
+            _ => LOW_CONFIDENCE,
         }
     }
 }
+
+const LOW_CONFIDENCE: Verdict = Verdict::Uncertain {
+    reason: UncertainReason::LowConfidence,
+};
 
 fn argmax(values: impl Iterator<Item = (usize, f32)>) -> usize {
     values
@@ -165,7 +170,7 @@ mod tests {
     #[test]
     fn band_makes_uncertain() {
         let r = rule("defect_threshold = 0.5\nuncertain_band = [0.3, 0.7]");
-        assert_eq!(verdict(&r, [0.6, 0.3, 0.1]), Verdict::Uncertain);
+        assert_eq!(verdict(&r, [0.6, 0.3, 0.1]), LOW_CONFIDENCE);
         assert_eq!(verdict(&r, [0.75, 0.2, 0.05]), Verdict::Good);
         assert_eq!(
             verdict(&r, [0.29, 0.7, 0.01]),
@@ -178,7 +183,7 @@ mod tests {
     #[test]
     fn weak_class_is_uncertain() {
         let r = rule("class_threshold = 0.3\n[decision.class_thresholds]\ncrack = 0.8");
-        assert_eq!(verdict(&r, [0.1, 0.7, 0.2]), Verdict::Uncertain);
+        assert_eq!(verdict(&r, [0.1, 0.7, 0.2]), LOW_CONFIDENCE);
         assert_eq!(
             verdict(&r, [0.1, 0.2, 0.7]),
             Verdict::Defect {

@@ -4,14 +4,66 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", rename_all = "lowercase")]
 pub enum Verdict {
     Good,
-    Defect { class: String },
-    Uncertain,
+    Defect {
+        class: String,
+    },
+    /// The operator decides; the reason says why the model did not.
+    Uncertain {
+        reason: UncertainReason,
+    },
+}
+
+/// Why a part went to the operator instead of getting a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UncertainReason {
+    /// The defect score fell in the uncertain band, or no defect class was sure enough.
+    LowConfidence,
+    /// Nothing in view: a covered lens, a dead light, a blank frame.
+    NoPart,
+    /// Too few pixels for the model's input to mean anything.
+    TooSmall,
+    /// Unlike anything the model was trained on: another part, another scene, noise.
+    OutOfDistribution,
+}
+
+impl UncertainReason {
+    pub const ALL: [Self; 4] = [
+        Self::LowConfidence,
+        Self::NoPart,
+        Self::TooSmall,
+        Self::OutOfDistribution,
+    ];
+
+    /// The name used in records, metrics and the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LowConfidence => "low_confidence",
+            Self::NoPart => "no_part",
+            Self::TooSmall => "too_small",
+            Self::OutOfDistribution => "out_of_distribution",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// What the operator reads.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::LowConfidence => "the model is not sure",
+            Self::NoPart => "no part in view (blank frame)",
+            Self::TooSmall => "image too small to judge",
+            Self::OutOfDistribution => "unlike the parts the model was trained on",
+        }
+    }
 }
 
 impl Verdict {
@@ -20,7 +72,15 @@ impl Verdict {
         match self {
             Self::Good => "good",
             Self::Defect { class } => class,
-            Self::Uncertain => "uncertain",
+            Self::Uncertain { .. } => "uncertain",
+        }
+    }
+
+    /// Why the operator has to decide, for uncertain verdicts.
+    pub fn uncertain_reason(&self) -> Option<UncertainReason> {
+        match self {
+            Self::Uncertain { reason } => Some(*reason),
+            _ => None,
         }
     }
 }
@@ -63,6 +123,11 @@ pub struct Scores {
     pub defect_score: f32,
     /// Index of the most probable label.
     pub top: usize,
+    /// Distance of the frame's features to the training images', relative to the largest
+    /// distance seen on in-distribution images: above 1 the model is out of its depth.
+    /// None for models without familiarity data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub familiarity: Option<f32>,
 }
 
 /// Time spent in each stage of one inspection.

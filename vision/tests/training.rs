@@ -10,6 +10,8 @@ use std::sync::{Arc, OnceLock};
 use inspecta_vision::evaluation::dataset::Dataset;
 use inspecta_vision::evaluation::{EvalOptions, evaluate};
 use inspecta_vision::frame::Frame;
+use inspecta_vision::inspection::{UncertainReason, Verdict};
+use inspecta_vision::model::familiarity::FamiliaritySpec;
 use inspecta_vision::model::head::{ANOMALY_LABELS, HeadSpec};
 use inspecta_vision::model::manifest::{DecisionSpec, Manifest, OutputSpec};
 use inspecta_vision::model::{Model, ModelError, RunnerOptions};
@@ -40,6 +42,7 @@ fn manifest(labels: Vec<String>, head: HeadSpec) -> Manifest {
         output: OutputSpec::default(),
         decision: DecisionSpec::default(),
         head: Some(head),
+        familiarity: None,
         training: None,
     }
 }
@@ -87,6 +90,7 @@ fn anomaly_model() -> &'static (PathBuf, anomaly::AnomalyReport) {
                 ("inv_std", model.inv_std().clone().into_dyn()),
                 ("bank", model.bank().patches().to_owned().into_dyn()),
             ],
+            None,
             false,
         )
         .unwrap();
@@ -218,6 +222,10 @@ fn a_classifier_learns_the_sample_classes_and_runs_as_a_model() {
     };
     let mut manifest = manifest(labels, head);
     manifest.good.clear();
+    manifest.familiarity = Some(FamiliaritySpec {
+        weights: training::FAMILIARITY_FILE.into(),
+        features: backbone.outputs.clone(),
+    });
     let h = &trained.head;
     let tensors = [
         ("mean", h.mean.clone().into_dyn()),
@@ -225,9 +233,25 @@ fn a_classifier_learns_the_sample_classes_and_runs_as_a_model() {
         ("weights", h.weights.clone().into_dyn()),
         ("bias", h.bias.clone().into_dyn()),
     ];
-    training::write_model_dir(&dir, &manifest, &backbone.path, &tensors, false).unwrap();
-    let err =
-        training::write_model_dir(&dir, &manifest, &backbone.path, &tensors, false).unwrap_err();
+    let familiarity = Some(&trained.familiarity);
+    training::write_model_dir(
+        &dir,
+        &manifest,
+        &backbone.path,
+        &tensors,
+        familiarity,
+        false,
+    )
+    .unwrap();
+    let err = training::write_model_dir(
+        &dir,
+        &manifest,
+        &backbone.path,
+        &tensors,
+        familiarity,
+        false,
+    )
+    .unwrap_err();
     assert!(matches!(err, TrainError::Exists(_)), "{err}");
 
     let model = Arc::new(Model::load(&dir, RunnerOptions::default()).unwrap());
@@ -236,10 +260,25 @@ fn a_classifier_learns_the_sample_classes_and_runs_as_a_model() {
         .iter()
         .filter(|(path, class)| {
             let inspection = session.inspect(&Frame::open(path).unwrap()).unwrap();
-            inspection.scores.top == *class && inspection.heat_map.is_none()
+            inspection.scores.top == *class
+                && inspection.heat_map.is_none()
+                && inspection.scores.familiarity.is_some_and(|f| f <= 1.0)
         })
         .count();
     assert_eq!(right, samples.len());
+    // Parts from another line are nothing this model knows: they go to the operator.
+    for casting in images_in(&self::samples().join("casting/good")) {
+        let inspection = session.inspect(&Frame::open(&casting).unwrap()).unwrap();
+        assert_eq!(
+            inspection.verdict,
+            Verdict::Uncertain {
+                reason: UncertainReason::OutOfDistribution
+            },
+            "{}: {:?}",
+            casting.display(),
+            inspection.scores
+        );
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 pub mod eval;
 pub mod export_dataset;
+pub mod familiarize;
 pub mod predict;
 pub mod run;
 pub mod train;

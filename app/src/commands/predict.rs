@@ -63,9 +63,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             writeln!(out)?;
         } else if let Ok(i) = &result {
             let top = i.scores.top;
+            let why = i
+                .verdict
+                .uncertain_reason()
+                .map_or(String::new(), |r| format!(" ({})", r.name()));
+            let familiarity = i
+                .scores
+                .familiarity
+                .map_or(String::new(), |f| format!("  familiarity {f:.2}"));
             writeln!(
                 out,
-                "{:<10} defect score {:.4}  top {} ({:.4})  {:.1} ms  {}",
+                "{:<10} defect score {:.4}  top {} ({:.4}){familiarity}  {:.1} ms  {}{why}",
                 i.verdict.name().to_uppercase(),
                 i.scores.defect_score,
                 labels[top],

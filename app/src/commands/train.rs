@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use inspecta_vision::anomaly::{MapShape, defect_score};
 use inspecta_vision::evaluation::dataset::Dataset;
+use inspecta_vision::model::familiarity::{FamiliarityReport, FamiliaritySpec};
 use inspecta_vision::model::head::{ANOMALY_LABELS, HeadSpec};
 use inspecta_vision::model::manifest::{DecisionSpec, Manifest, OutputSpec};
 use inspecta_vision::training::{
@@ -174,6 +175,8 @@ fn train_anomaly(args: &AnomalyArgs) -> anyhow::Result<ExitCode> {
             ("inv_std", model.inv_std().clone().into_dyn()),
             ("bank", model.bank().patches().to_owned().into_dyn()),
         ],
+        // An anomaly model's score already is its distance to the training images.
+        None,
         common.force,
     )?;
     println!(
@@ -253,6 +256,10 @@ fn train_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
         weights: HEAD_FILE.into(),
         features: backbone.outputs.clone(),
     });
+    manifest.familiarity = Some(FamiliaritySpec {
+        weights: training::FAMILIARITY_FILE.into(),
+        features: backbone.outputs.clone(),
+    });
     manifest.training = Some(provenance(&args.data, r)?);
     let manifest = Manifest::from_toml(&manifest.to_toml()?)
         .map_err(|reason| anyhow::anyhow!("the trained manifest is invalid: {reason}"))?;
@@ -267,6 +274,7 @@ fn train_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
             ("weights", head.weights.clone().into_dyn()),
             ("bias", head.bias.clone().into_dyn()),
         ],
+        Some(&trained.familiarity),
         common.force,
     )?;
     let counts: Vec<String> = r
@@ -284,8 +292,18 @@ fn train_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
         r.train_accuracy,
         r.final_loss
     );
+    print_familiarity(&r.familiarity);
     print_time_and_memory(r.extract_seconds, r.extract_seconds + r.fit_seconds);
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far in-distribution images fall from the training set, and where the gate is.
+pub fn print_familiarity(r: &FamiliarityReport) {
+    let [median, p99, max] = r.calibration_distances;
+    println!(
+        "familiarity: bank of {} images; {} held-out images at distance median {median:.3}, p99 {p99:.3}, max {max:.3}; frames beyond {:.3} go to the operator as out_of_distribution",
+        r.bank, r.calibration_images, r.threshold
+    );
 }
 
 fn load_backbone(common: &Common, outputs: &[&str]) -> anyhow::Result<Backbone> {
@@ -320,6 +338,7 @@ fn base_manifest(common: &Common, description: String) -> Manifest {
         output: OutputSpec::default(),
         decision: DecisionSpec::default(),
         head: None,
+        familiarity: None,
         training: None,
     }
 }
@@ -339,13 +358,17 @@ fn provenance(data: &Path, report: &impl serde::Serialize) -> anyhow::Result<tom
 }
 
 fn threads(common: &Common) -> usize {
-    common
-        .threads
+    threads_or_all(common.threads)
+}
+
+/// `--threads`, or every core.
+pub(super) fn threads_or_all(threads: Option<usize>) -> usize {
+    threads
         .unwrap_or_else(crate::engine::available_threads)
         .max(1)
 }
 
-fn progress(len: usize, quiet: bool) -> anyhow::Result<ProgressBar> {
+pub(super) fn progress(len: usize, quiet: bool) -> anyhow::Result<ProgressBar> {
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -358,7 +381,7 @@ fn progress(len: usize, quiet: bool) -> anyhow::Result<ProgressBar> {
     Ok(bar)
 }
 
-fn print_time_and_memory(extract_seconds: f64, total_seconds: f64) {
+pub(super) fn print_time_and_memory(extract_seconds: f64, total_seconds: f64) {
     let memory = peak_memory_mib().map_or_else(|| "unknown".into(), |m| format!("{m} MiB"));
     println!(
         "time: {total_seconds:.1} s ({extract_seconds:.1} s in the backbone); peak memory {memory}"

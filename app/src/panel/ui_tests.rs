@@ -14,7 +14,7 @@ use inspecta_pipeline::store::{
     Change, ChangeKind, NewAlarm, NewRecord, RecordStore, Review, StoreConfig,
 };
 use inspecta_vision::frame::Frame;
-use inspecta_vision::inspection::{HeatMap, Verdict};
+use inspecta_vision::inspection::{HeatMap, UncertainReason, Verdict};
 use inspecta_vision::model::{Model, RunnerOptions};
 
 use super::app::{Panel, PanelSetup};
@@ -99,7 +99,9 @@ fn judge_and_store(store: &RecordStore, model: &Arc<Model>, class: &str, uncerta
     let frame = Frame::open(&files[0]).unwrap();
     let mut inspection = model.session().unwrap().inspect(&frame).unwrap();
     if uncertain {
-        inspection.verdict = Verdict::Uncertain;
+        inspection.verdict = Verdict::Uncertain {
+            reason: UncertainReason::LowConfidence,
+        };
     }
     let id = store
         .insert(&NewRecord {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use inspecta_pipeline::station::status::SourceState;
 use inspecta_pipeline::station::{LiveVerdict, StationHandles};
+use inspecta_vision::inspection::UncertainReason;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
@@ -199,6 +200,17 @@ impl Collector for StationCollector {
         for (name, count) in &s.verdicts {
             let labels = [("verdict", name.as_str())];
             ConstCounter::new(*count).encode(verdicts.encode_family(&labels)?)?;
+        }
+
+        let mut uncertain = encoder.encode_descriptor(
+            "uncertain",
+            "Uncertain parts by why the model did not decide: low_confidence, no_part, too_small, out_of_distribution",
+            None,
+            MetricType::Counter,
+        )?;
+        for reason in UncertainReason::ALL.map(UncertainReason::name) {
+            let count = s.uncertain.get(reason).copied().unwrap_or(0);
+            ConstCounter::new(count).encode(uncertain.encode_family(&[("reason", reason)])?)?;
         }
 
         let current = match &s.source {

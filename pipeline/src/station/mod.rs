@@ -280,6 +280,9 @@ impl Capture {
         while !self.stopping() {
             match source.next_frame(POLL) {
                 Ok(Some(frame)) => {
+                    // Fault injection for the tests (`--features failpoints`): a panic here
+                    // is a dead capture thread.
+                    fail::fail_point!("capture-frame");
                     if self.status.set_source(SourceState::Online) {
                         tracing::info!("source online");
                     }
@@ -425,12 +428,12 @@ impl Inspect {
         let inspection = match self.session.inspect(&captured.frame) {
             Ok(inspection) => inspection,
             Err(e) => {
-                self.status.unreadable();
                 tracing::warn!(sequence = captured.sequence, "frame not inspected: {e}");
+                self.status.inspection_failed(e.to_string());
                 return true;
             }
         };
-        self.status.verdict(inspection.verdict.name());
+        self.status.verdict(&inspection.verdict);
         let verdict = LiveVerdict {
             part_id,
             sequence: captured.sequence,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use inspecta_vision::inspection::Verdict;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,6 +29,9 @@ pub struct StationStatus {
     triggers: AtomicU64,
     triggers_missed: AtomicU64,
     verdicts: Mutex<BTreeMap<String, u64>>,
+    uncertain: Mutex<BTreeMap<&'static str, u64>>,
+    /// Why the frames since the last good inspection failed, and how many there were.
+    model_failing: Mutex<Option<(u64, String)>>,
     source: Mutex<SourceState>,
 }
 
@@ -42,6 +46,12 @@ pub struct StatusSnapshot {
     /// Triggers for which no frame came in time.
     pub triggers_missed: u64,
     pub verdicts: BTreeMap<String, u64>,
+    /// Uncertain parts by why the model did not decide: `low_confidence`, `no_part`,
+    /// `too_small`, `out_of_distribution`.
+    pub uncertain: BTreeMap<&'static str, u64>,
+    /// Frames in a row the model could not inspect, and the latest error; None while it
+    /// inspects.
+    pub model_failing: Option<(u64, String)>,
     pub source: SourceState,
 }
 
@@ -60,6 +70,8 @@ impl Default for StationStatus {
             triggers: AtomicU64::new(0),
             triggers_missed: AtomicU64::new(0),
             verdicts: Mutex::new(BTreeMap::new()),
+            uncertain: Mutex::new(BTreeMap::new()),
+            model_failing: Mutex::new(None),
             source: Mutex::new(SourceState::Connecting),
         }
     }
@@ -78,6 +90,15 @@ impl StationStatus {
         self.unreadable.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A frame the model could not inspect: counted as unreadable, and remembered until
+    /// the next frame it can.
+    pub fn inspection_failed(&self, error: String) {
+        self.unreadable();
+        let mut failing = lock(&self.model_failing);
+        let count = failing.as_ref().map_or(0, |(n, _)| *n) + 1;
+        *failing = Some((count, error));
+    }
+
     pub fn trigger(&self) {
         self.triggers.fetch_add(1, Ordering::Relaxed);
     }
@@ -86,20 +107,19 @@ impl StationStatus {
         self.triggers_missed.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn verdict(&self, name: &str) {
-        let mut verdicts = self
-            .verdicts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *verdicts.entry(name.to_owned()).or_default() += 1;
+    pub fn verdict(&self, verdict: &Verdict) {
+        *lock(&self.model_failing) = None;
+        *lock(&self.verdicts)
+            .entry(verdict.name().to_owned())
+            .or_default() += 1;
+        if let Some(reason) = verdict.uncertain_reason() {
+            *lock(&self.uncertain).entry(reason.name()).or_default() += 1;
+        }
     }
 
     /// Records a state change; returns whether it was a change.
     pub fn set_source(&self, state: SourceState) -> bool {
-        let mut current = self
-            .source
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut current = lock(&self.source);
         let changed = *current != state;
         *current = state;
         changed
@@ -112,18 +132,19 @@ impl StationStatus {
             unreadable: self.unreadable.load(Ordering::Relaxed),
             triggers: self.triggers.load(Ordering::Relaxed),
             triggers_missed: self.triggers_missed.load(Ordering::Relaxed),
-            verdicts: self
-                .verdicts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
-            source: self
-                .source
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
+            verdicts: lock(&self.verdicts).clone(),
+            uncertain: lock(&self.uncertain).clone(),
+            model_failing: lock(&self.model_failing).clone(),
+            source: lock(&self.source).clone(),
         }
     }
+}
+
+/// Counters stay good to read after a panic elsewhere: they are only ever incremented.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A plant link's own counters (the MQTT link's today), read by metrics and the status

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use inspecta_vision::frame::Frame;
-use inspecta_vision::inspection::{Inspection, Verdict};
+use inspecta_vision::inspection::{Inspection, UncertainReason, Verdict};
 use inspecta_vision::model::manifest::Manifest;
 use rusqlite::{OptionalExtension as _, Row, params};
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,13 @@ pub struct Record {
     pub verdict: String,
     /// The defect class, for defects.
     pub class: Option<String>,
+    /// Why the operator has to decide, for uncertain verdicts: `low_confidence`,
+    /// `no_part`, `too_small` or `out_of_distribution`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Distance to the model's training images over its threshold: above 1, unfamiliar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub familiarity: Option<f64>,
     pub top_label: String,
     pub defect_score: f64,
     /// Label -> probability, in the model's label order.
@@ -119,8 +126,9 @@ impl RecordStore {
         let (kind, class) = match verdict {
             Verdict::Good => ("good", None),
             Verdict::Defect { class } => ("defect", Some(class.as_str())),
-            Verdict::Uncertain => ("uncertain", None),
+            Verdict::Uncertain { .. } => ("uncertain", None),
         };
+        let reason = verdict.uncertain_reason().map(UncertainReason::name);
         let labels = &record.model.labels;
         let scores = &record.inspection.scores;
         let probabilities: serde_json::Map<String, serde_json::Value> = labels
@@ -135,8 +143,10 @@ impl RecordStore {
             conn.prepare_cached(
                 "INSERT INTO verdicts (captured_ms, station, part_id, sequence, origin,
                     model_name, model_version, verdict, class, top_label, defect_score,
-                    probabilities, preprocess_ms, inference_ms, latency_ms, image)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    probabilities, preprocess_ms, inference_ms, latency_ms, image, reason,
+                    familiarity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17, ?18)",
             )?
             .execute(params![
                 captured_ms,
@@ -157,6 +167,9 @@ impl RecordStore {
                 timings.inference.as_secs_f64() * 1e3,
                 record.latency.map(|l| l.as_secs_f64() * 1e3),
                 image,
+                reason,
+                // An infinite distance (NaN features) is stored as the largest finite one.
+                scores.familiarity.map(|f| f64::from(f.min(f32::MAX))),
             ])?;
             conn.last_insert_rowid()
         };
@@ -258,7 +271,8 @@ pub(super) const SELECT_RECORD: &str =
         v.origin, v.model_name, v.model_version, v.verdict, v.class, v.top_label,
         v.defect_score, v.probabilities, v.preprocess_ms, v.inference_ms, v.latency_ms,
         v.image IS NOT NULL,
-        r.id, r.verdict_id, r.reviewed_ms, r.reviewer, r.action, r.before, r.after, r.reason
+        r.id, r.verdict_id, r.reviewed_ms, r.reviewer, r.action, r.before, r.after, r.reason,
+        v.reason, v.familiarity
     FROM verdicts v
     LEFT JOIN reviews r
         ON r.id = (SELECT max(id) FROM reviews WHERE verdict_id = v.id)";
@@ -290,6 +304,8 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
         },
         verdict,
         class,
+        reason: row.get(25)?,
+        familiarity: row.get(26)?,
         top_label: row.get(10)?,
         defect_score: row.get(11)?,
         probabilities: serde_json::from_str(&probabilities).unwrap_or_default(),

@@ -75,6 +75,13 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (chart, rule, subgroup)
     );
 ",
+    "
+    -- Why an uncertain part went to the operator (low_confidence, no_part, too_small,
+    -- out_of_distribution); NULL for good and defect verdicts and for older records.
+    ALTER TABLE verdicts ADD COLUMN reason TEXT;
+    -- Distance to the model's training images over its threshold (above 1: unfamiliar).
+    ALTER TABLE verdicts ADD COLUMN familiarity REAL;
+",
 ];
 
 /// Brings the database up to the newest schema, each step in its own transaction.

@@ -86,7 +86,7 @@ impl Truth {
 
     fn accepts(self, rule: &DecisionRule, verdict: &Verdict) -> bool {
         match (self, verdict) {
-            (_, Verdict::Uncertain) => false,
+            (_, Verdict::Uncertain { .. }) => false,
             (Self::Good, v) => *v == Verdict::Good,
             (Self::OtherDefect, v) => matches!(v, Verdict::Defect { .. }),
             (Self::Label(i), Verdict::Good) => rule.is_good_label(i),

@@ -34,6 +34,10 @@ pub struct Manifest {
     /// A head Inspecta trained on the ONNX network's feature maps (`inspecta train`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<super::head::HeadSpec>,
+    /// What the model's training images looked like, so frames unlike them go to the
+    /// operator (`inspecta familiarize`, or `inspecta train`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub familiarity: Option<super::familiarity::FamiliaritySpec>,
     /// Free-form provenance written by the training recipe; kept, never interpreted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<toml::Table>,

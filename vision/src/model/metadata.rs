@@ -93,6 +93,7 @@ pub fn manifest_from_metadata(onnx: &Path, facts: &OnnxFacts<'_>) -> Result<Mani
         output: OutputSpec::default(),
         decision: DecisionSpec::default(),
         head: None,
+        familiarity: None,
         training: None,
     })
 }

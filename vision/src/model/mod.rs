@@ -1,10 +1,12 @@
 //! The model runner: an ONNX classifier loaded and optimised once with tract, shared by
 //! every worker thread, each of which runs it through its own [`Session`].
 
+pub mod familiarity;
 pub mod head;
 pub mod manifest;
 pub mod metadata;
 pub mod preprocess;
+pub mod sanity;
 pub mod weights;
 
 use std::collections::HashMap;
@@ -18,7 +20,8 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::decision::DecisionRule;
 use crate::frame::Frame;
-use crate::inspection::{Inspection, StageTimings};
+use crate::inspection::{Inspection, StageTimings, UncertainReason, Verdict};
+use familiarity::Familiarity;
 use head::Head;
 use manifest::{Layout, MANIFEST_FILE, Manifest, ScoreKind};
 use metadata::OnnxFacts;
@@ -76,6 +79,11 @@ pub struct Model {
     network: Network,
     /// Trained by Inspecta on the network's feature maps; None for plain ONNX classifiers.
     head: Option<Head>,
+    /// Which frames look like the training images; None for models fitted without it.
+    familiarity: Option<Familiarity>,
+    /// How many of the network's outputs the head (or the scores) read; the familiarity
+    /// features follow.
+    scoring_outputs: usize,
     fingerprint: String,
 }
 
@@ -131,10 +139,33 @@ impl Model {
                 path: manifest_path.clone().unwrap_or_default(),
                 reason,
             })?;
-        let outputs = match &manifest.head {
+        let familiarity = manifest
+            .familiarity
+            .as_ref()
+            .map(|spec| Familiarity::load(&model_dir.join(&spec.weights)))
+            .transpose()
+            .map_err(|reason| ModelError::Manifest {
+                path: manifest_path.clone().unwrap_or_default(),
+                reason,
+            })?;
+        if familiarity.is_none() {
+            tracing::warn!(model = %manifest.name, "the model has no familiarity data: frames unlike its training images cannot be told apart (see `inspecta familiarize`)");
+        }
+        let mut outputs = match &manifest.head {
             Some(spec) => spec.features().to_vec(),
             None => manifest.output.name.iter().cloned().collect(),
         };
+        if let Some(spec) = &manifest.familiarity {
+            if outputs.is_empty() {
+                outputs.push(first_output_name(&graph).map_err(onnx_error)?);
+            }
+            outputs.extend(spec.features.iter().cloned());
+        }
+        let scoring_outputs = outputs.len()
+            - manifest
+                .familiarity
+                .as_ref()
+                .map_or(0, |spec| spec.features.len());
         let network = Network::from_graph(
             graph,
             &onnx_path,
@@ -144,13 +175,19 @@ impl Model {
             options,
         )?;
         match &head {
-            Some(head) => check_feature_maps(&network.plan, head.channels()),
+            Some(head) => check_feature_maps(&network.plan, scoring_outputs, head.channels()),
             None => check_output(&network.plan, &manifest),
         }
         .map_err(incompatible)?;
         let mut files = vec![onnx_path.clone()];
         files.extend(manifest_path);
         files.extend(manifest.head.as_ref().map(|h| model_dir.join(h.weights())));
+        files.extend(
+            manifest
+                .familiarity
+                .as_ref()
+                .map(|f| model_dir.join(&f.weights)),
+        );
         let fingerprint = fingerprint(&files)?;
         tracing::info!(model = %manifest.name, version = %manifest.version, fingerprint = %&fingerprint[..12], path = %onnx_path.display(), "model loaded");
         Ok(Self {
@@ -159,6 +196,8 @@ impl Model {
             onnx_path,
             network,
             head,
+            familiarity,
+            scoring_outputs,
             fingerprint,
         })
     }
@@ -221,36 +260,63 @@ impl Session {
     }
 
     pub fn inspect(&mut self, frame: &Frame) -> Result<Inspection, ModelError> {
+        let model = &self.model;
         let (outputs, timings) = self.network.run(frame)?;
-        let (probabilities, heat_map) = match &self.model.head {
+        let (scoring, familiar) = outputs.split_at(model.scoring_outputs.min(outputs.len()));
+        let (probabilities, heat_map) = match &model.head {
             Some(head) => {
-                let maps = feature_maps(&outputs)?;
+                let maps = feature_maps(scoring)?;
                 let out = head
                     .apply(&maps)
                     .map_err(|e| ModelError::Inference(e.into()))?;
                 (out.probabilities, out.heat_map)
             }
             None => {
-                let raw = outputs[0]
+                let raw = scoring[0]
                     .to_plain_array_view::<f32>()
                     .map_err(|e| ModelError::Inference(e.into()))?;
                 let raw: Vec<f32> = raw.iter().copied().collect();
-                let probabilities = match self.model.manifest.output.scores {
+                let probabilities = match model.manifest.output.scores {
                     ScoreKind::Probabilities => raw,
                     ScoreKind::Logits => softmax(&raw),
                 };
                 (probabilities, None)
             }
         };
-        let rule = self.model.rule();
-        let scores = rule.scores(probabilities);
+        let rule = model.rule();
+        let mut scores = rule.scores(probabilities);
+        scores.familiarity = model
+            .familiarity
+            .as_ref()
+            .map(|f| {
+                let features = familiarity_features(familiar)?;
+                f.score(&features)
+                    .map_err(|e| ModelError::Inference(e.into()))
+            })
+            .transpose()?;
+        let input = [model.manifest.input.width, model.manifest.input.height];
+        let unjudgeable = sanity::check(frame, input).or_else(|| {
+            scores
+                .familiarity
+                .filter(|f| *f > 1.0)
+                .map(|_| UncertainReason::OutOfDistribution)
+        });
+        let verdict = match unjudgeable {
+            Some(reason) => Verdict::Uncertain { reason },
+            None => rule.verdict(&scores),
+        };
         Ok(Inspection {
-            verdict: rule.verdict(&scores),
+            verdict,
             scores,
             heat_map,
             timings_ms: timings,
         })
     }
+}
+
+/// The familiarity features: every map pooled by mean and max per channel, in order.
+fn familiarity_features(outputs: &[TValue]) -> Result<ndarray::Array1<f32>, ModelError> {
+    Ok(head::pooled_features(&feature_maps(outputs)?))
 }
 
 /// A frozen ONNX network, optimised once for one input size and the outputs asked for:
@@ -456,6 +522,17 @@ fn single_onnx_in(dir: &Path) -> Result<PathBuf, ModelError> {
     }
 }
 
+/// The name of the network's first output, which plain classifiers score with.
+fn first_output_name(graph: &InferenceModel) -> TractResult<String> {
+    let outlet = *graph
+        .output_outlets()?
+        .first()
+        .ok_or_else(|| TractError::msg("the model has no output"))?;
+    Ok(graph
+        .outlet_label(outlet)
+        .map_or_else(|| graph.node(outlet.node).name.clone(), str::to_owned))
+}
+
 fn declared_input_shape(graph: &InferenceModel) -> TractResult<Vec<Option<usize>>> {
     let inputs = graph.input_outlets()?.len();
     if inputs != 1 {
@@ -533,10 +610,14 @@ fn optimise(
 }
 
 /// The head's maps: `[1, C, H, W]` f32 each, channels adding up to what the head was trained on.
-fn check_feature_maps(plan: &TypedSimplePlan, channels: usize) -> Result<(), String> {
+fn check_feature_maps(
+    plan: &TypedSimplePlan,
+    outputs: usize,
+    channels: usize,
+) -> Result<(), String> {
     let model = plan.model();
     let mut total = 0;
-    for i in 0..model.outputs.len() {
+    for i in 0..outputs.min(model.outputs.len()) {
         let fact = model.output_fact(i).map_err(|e| e.to_string())?;
         match fact.shape.as_concrete() {
             Some([1, c, _, _]) if fact.datum_type == f32::datum_type() => total += c,

@@ -9,6 +9,7 @@ use ndarray::{Array1, Array2, Axis};
 use serde::Serialize;
 
 use super::{Backbone, TrainError};
+use crate::model::familiarity::{Familiarity, FamiliarityReport};
 use crate::model::head::{LinearHead, pooled_features};
 
 #[derive(Debug, Clone)]
@@ -41,12 +42,14 @@ pub struct ClassifierReport {
     pub final_loss: f32,
     pub extract_seconds: f64,
     pub fit_seconds: f64,
+    pub familiarity: FamiliarityReport,
 }
 
 #[derive(Debug)]
 pub struct Classifier {
     pub labels: Vec<String>,
     pub head: LinearHead,
+    pub familiarity: Familiarity,
     pub report: ClassifierReport,
 }
 
@@ -86,6 +89,11 @@ pub fn train(
     }
     let classes: Vec<usize> = rows.iter().map(|(_, c)| *c).collect();
     let fit_started = Instant::now();
+    let (familiarity, familiarity_report) =
+        Familiarity::fit(&x.view()).map_err(|reason| TrainError::Data {
+            what: "the training images".into(),
+            reason,
+        })?;
     let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(dim));
     let inv_std = x
         .std_axis(Axis(0), 0.0)
@@ -119,8 +127,10 @@ pub fn train(
             final_loss,
             extract_seconds,
             fit_seconds: fit_started.elapsed().as_secs_f64(),
+            familiarity: familiarity_report,
         },
         head,
+        familiarity,
     })
 }
 

@@ -13,6 +13,7 @@ use ndarray::ArrayView3;
 use rayon::prelude::*;
 
 use crate::frame::Frame;
+use crate::model::familiarity::Familiarity;
 use crate::model::manifest::{ColorOrder, InputSpec, Layout, MANIFEST_FILE, Manifest, ResizeMode};
 use crate::model::{ModelError, Network, RunnerOptions, feature_maps, weights};
 
@@ -29,6 +30,7 @@ pub const CLASSIFIER_FEATURES: [&str; 2] = ["add_77", "add_171"];
 /// File names inside a trained model directory.
 pub const BACKBONE_FILE: &str = "backbone.onnx";
 pub const HEAD_FILE: &str = "head.safetensors";
+pub const FAMILIARITY_FILE: &str = "familiarity.safetensors";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -71,9 +73,20 @@ pub struct Backbone {
 }
 
 impl Backbone {
+    /// The bundled trunk (or one like it), fed the images its ImageNet weights expect.
     pub fn load(path: &Path, outputs: &[&str]) -> Result<Self, ModelError> {
         let outputs: Vec<String> = outputs.iter().map(|s| (*s).to_owned()).collect();
-        let network = Network::load(path, &trunk_input(), &outputs, RunnerOptions::default())?;
+        Self::with_input(path, &trunk_input(), outputs)
+    }
+
+    /// Any network, fed images as `input` describes: a model's own, to learn what its
+    /// training images look like.
+    pub fn with_input(
+        path: &Path,
+        input: &InputSpec,
+        outputs: Vec<String>,
+    ) -> Result<Self, ModelError> {
+        let network = Network::load(path, input, &outputs, RunnerOptions::default())?;
         Ok(Self {
             path: path.to_owned(),
             outputs,
@@ -128,13 +141,15 @@ impl Backbone {
     }
 }
 
-/// Writes a model directory: manifest, a copy of the backbone, the head's weights. Built
+/// Writes a model directory: manifest, a copy of the backbone, the head's weights and, for
+/// classifiers, the familiarity data. Built
 /// beside `out` and renamed into place, so a station never loads a half-written model.
 pub fn write_model_dir(
     out: &Path,
     manifest: &Manifest,
     backbone: &Path,
     tensors: &[(&str, ArrayD<f32>)],
+    familiarity: Option<&Familiarity>,
     force: bool,
 ) -> Result<(), TrainError> {
     if out.exists() && !force {
@@ -157,6 +172,12 @@ pub fn write_model_dir(
         path: head.clone(),
         reason,
     })?;
+    if let Some(familiarity) = familiarity {
+        let path = partial.join(FAMILIARITY_FILE);
+        familiarity
+            .save(&path)
+            .map_err(|reason| TrainError::Write { path, reason })?;
+    }
     let text = manifest.to_toml().map_err(|e| TrainError::Write {
         path: partial.join(MANIFEST_FILE),
         reason: e.to_string(),

@@ -2,6 +2,8 @@
 //! buttons, and the history strip.
 
 use egui::{Color32, RichText, TextureHandle, Ui};
+use inspecta_pipeline::store::Record;
+use inspecta_vision::inspection::UncertainReason;
 
 use super::{Panel, Shown};
 use crate::panel::commands::Command;
@@ -76,7 +78,7 @@ impl Panel {
             return;
         };
         let record = &shown.part.record;
-        let (text, colour) = banner(&record.label, record.class.as_deref());
+        let (text, colour) = banner(record);
         egui::Frame::new()
             .fill(colour)
             .inner_margin(12.0)
@@ -190,7 +192,7 @@ impl Panel {
                         let texture = part_texture(&ctx, item).id();
                         let record = &item.part.record;
                         let id = record.id;
-                        let (_, colour) = banner(&record.label, record.class.as_deref());
+                        let (_, colour) = banner(record);
                         let image = egui::Image::new((texture, egui::vec2(88.0, 88.0)));
                         let stroke = if Some(id) == shown { 5.0 } else { 3.0 };
                         let response = egui::Frame::new()
@@ -248,10 +250,23 @@ fn inspected_region(
 }
 
 /// Banner text and colour for a part's current label: colours chosen to read from 2 m.
-pub(super) fn banner(label: &str, class: Option<&str>) -> (String, Color32) {
-    match label {
+/// An uncertain part says why, so the inspector checks the camera when nothing is in view.
+pub(super) fn banner(record: &Record) -> (String, Color32) {
+    let class = record.class.as_deref();
+    match record.label.as_str() {
         "good" => ("GOOD".into(), Color32::from_rgb(40, 200, 80)),
-        "uncertain" => ("UNCERTAIN".into(), Color32::from_rgb(255, 190, 0)),
+        "uncertain" => {
+            let why = record
+                .reason
+                .as_deref()
+                .and_then(UncertainReason::from_name)
+                .filter(|r| *r != UncertainReason::LowConfidence)
+                .map_or(String::new(), |r| format!(": {}", r.describe()));
+            (
+                format!("UNCERTAIN{why}").to_uppercase(),
+                Color32::from_rgb(255, 190, 0),
+            )
+        }
         other => (
             format!("DEFECT: {}", class.filter(|c| *c == other).unwrap_or(other)).to_uppercase(),
             Color32::from_rgb(235, 50, 50),
