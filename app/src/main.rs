@@ -39,6 +39,29 @@ enum Command {
     Train(commands::train::Args),
     /// Copy reviewed parts from the record store into a class-folder data set for training.
     ExportDataset(commands::export_dataset::Args),
+    /// Teach a model what its training images look like, so frames unlike them go to the operator.
+    Familiarize(commands::familiarize::Args),
+}
+
+/// The exit code after a panic: `EX_SOFTWARE`, an internal error.
+const EXIT_PANIC: i32 = 70;
+
+/// A panic on any thread ends the process. A station whose capture or inspection thread
+/// died would look alive (`/health` ok, the panel up) and judge nothing; ended, it is
+/// restarted by its supervisor (systemd `Restart=`) in seconds, and every committed record
+/// is safe (WAL, `synchronous = FULL`).
+fn end_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        tracing::error!(
+            thread,
+            "{info}; the process ends (exit code {EXIT_PANIC}) so its supervisor restarts it"
+        );
+        std::process::exit(EXIT_PANIC);
+    }));
 }
 
 fn main() -> ExitCode {
@@ -48,12 +71,16 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    end_on_panic();
+    // Reads FAILPOINTS in builds with `--features failpoints`; does nothing otherwise.
+    let _failpoints = fail::FailScenario::setup();
     let result = match cli.command {
         Command::Predict(args) => commands::predict::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Train(args) => commands::train::run(&args),
         Command::ExportDataset(args) => commands::export_dataset::run(&args),
+        Command::Familiarize(args) => commands::familiarize::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -259,3 +259,35 @@ exec "$2" run --headless --config "$3""#;
         "a full store does not crash the station\n{log}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "injects its panic through a fail point: build with --features failpoints (make test does)"
+)]
+fn a_panic_on_a_station_thread_ends_the_process_for_its_supervisor() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("verdicts.jsonl");
+    let config = config(dir.path(), &jsonl);
+    // The capture thread panics on its sixth frame, as a bug in a source would make it.
+    let out = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .current_dir(repo())
+        .args(["run", "--headless", "--config"])
+        .arg(&config)
+        .env(
+            "FAILPOINTS",
+            "capture-frame=5*off->panic(injected capture fault)",
+        )
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{log}");
+    assert!(
+        log.contains("thread 'capture' panicked") && log.contains("injected capture fault"),
+        "{log}"
+    );
+    assert!(log.contains("supervisor restarts it"), "{log}");
+    // Whatever was stored before the panic is intact and readable.
+    let (records, _, _) = stored(dir.path());
+    assert!(records <= 5, "{records} records from 5 frames");
+}

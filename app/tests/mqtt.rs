@@ -152,8 +152,10 @@ fn presence(received: &Mutex<Vec<(String, serde_json::Value)>>) -> Vec<String> {
 }
 
 /// The real binary, headless, on the sample parts at `rate` parts/s, linked to `broker`.
-fn start_station(dir: &Path, broker: &Broker, rate: f32, extra: &str) -> Child {
+/// The station, and the port of its API.
+fn start_station(dir: &Path, broker: &Broker, rate: f32, extra: &str) -> (Child, u16) {
     let config = dir.join("station.toml");
+    let api = free_port();
     std::fs::write(
         &config,
         format!(
@@ -162,12 +164,19 @@ fn start_station(dir: &Path, broker: &Broker, rate: f32, extra: &str) -> Child {
              [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\n\
              [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nsite = \"plant-a\"\nline = \"line-2\"\n{extra}",
             dir.join("records").display(),
-            free_port(),
+            api,
             broker.port
         ),
     )
     .unwrap();
-    headless(&config)
+    (headless(&config), api)
+}
+
+/// `/health`'s status code and its reasons.
+fn health(api: u16) -> (u16, String) {
+    reqwest::blocking::get(format!("http://127.0.0.1:{api}/health"))
+        .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+        .unwrap_or((0, String::new()))
 }
 
 #[test]
@@ -176,14 +185,23 @@ fn every_verdict_reaches_the_plant_in_order_across_a_broker_outage() {
     let mut broker = Broker::start(dir.path());
     let (_, received) = subscribe(broker.port);
 
-    let station = start_station(dir.path(), &broker, 3.0, "");
+    let (station, api) = start_station(dir.path(), &broker, 3.0, "");
 
     wait_for("the first verdicts", Duration::from_secs(60), || {
         verdict_ids(&received).len() >= 4
     });
+    assert_eq!(health(api).0, 200, "{}", health(api).1);
     broker.pause();
-    // The line goes on while the broker is away: these parts wait in the store.
-    std::thread::sleep(Duration::from_secs(3));
+    // The line goes on while the broker is away: these parts wait in the store, and the
+    // station says its plant link is down.
+    wait_for(
+        "/health to report the broker",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = health(api);
+            code == 503 && body.contains("mqtt: the broker is unreachable")
+        },
+    );
     let before_outage_ended = verdict_ids(&received).len();
     broker.resume();
     wait_for("all 24 verdicts", Duration::from_secs(60), || {
@@ -211,6 +229,9 @@ fn every_verdict_reaches_the_plant_in_order_across_a_broker_outage() {
         Some("online")
     );
 
+    wait_for("/health to be ok again", Duration::from_secs(30), || {
+        health(api).0 == 200
+    });
     let (status, log) = terminate(station);
     assert!(status.success(), "{log}");
     assert!(
@@ -236,7 +257,7 @@ fn a_station_that_dies_is_announced_offline_by_its_last_will() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let (_, received) = subscribe(broker.port);
-    let mut station = start_station(dir.path(), &broker, 2.0, "");
+    let (mut station, _) = start_station(dir.path(), &broker, 2.0, "");
     wait_for("online", Duration::from_secs(60), || {
         presence(&received).last().map(String::as_str) == Some("online")
     });
@@ -254,7 +275,7 @@ fn the_plant_triggers_parts_over_mqtt_and_reads_the_kpis() {
     let (plant, received) = subscribe(broker.port);
     // [mqtt] continues: trigger commands allowed, model switches not; KPIs every second.
     let extra = "kpi_every_s = 1\ncommands = [\"trigger\"]\n[trigger]\nenabled = true\n";
-    let station = start_station(dir.path(), &broker, 50.0, extra);
+    let (station, _) = start_station(dir.path(), &broker, 50.0, extra);
     wait_for("online", Duration::from_secs(60), || {
         presence(&received).last().map(String::as_str) == Some("online")
     });

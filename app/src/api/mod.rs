@@ -260,8 +260,13 @@ fn bearer(value: &str) -> Option<&str> {
 
 /// 200 while the station can inspect and keep what it judges; 503 with the reasons while its
 /// source is lost or its store fails, so a monitor alarms.
+/// Frames in a row the model may fail before the station reports itself unhealthy: one
+/// odd frame is logged, a model that fails every frame is a station that judges nothing.
+const MODEL_FAILURES_UNHEALTHY: u64 = 3;
+
 async fn health(State(state): State<Shared>) -> Response {
-    let source = state.handles.status.snapshot().source;
+    let snapshot = state.handles.status.snapshot();
+    let source = snapshot.source;
     let store = state.store.failing();
     let mut reasons = Vec::new();
     if let SourceState::Reconnecting { error, .. } = &source {
@@ -269,6 +274,22 @@ async fn health(State(state): State<Shared>) -> Response {
     }
     if let Some(error) = &store {
         reasons.push(format!("store: verdicts are not being kept: {error}"));
+    }
+    if let Some((frames, error)) = &snapshot.model_failing
+        && *frames >= MODEL_FAILURES_UNHEALTHY
+    {
+        reasons.push(format!(
+            "model: the last {frames} frames could not be inspected: {error}"
+        ));
+    }
+    // Failing only once a connection attempt failed: connecting at start is no fault.
+    if let Some(mqtt) = &state.handles.mqtt
+        && !mqtt.connected()
+        && mqtt.connection_errors() > 0
+    {
+        reasons.push(
+            "mqtt: the broker is unreachable; verdicts wait in the store until it is back".into(),
+        );
     }
     let healthy = reasons.is_empty();
     let code = if healthy {
