@@ -204,7 +204,7 @@ impl ImageArchive {
     }
 
     /// Deletes an image whose record could not be stored.
-    pub fn discard(&self, written: Written) {
+    pub fn discard(&self, written: &Written) {
         let path = self.root.join(&written.relative);
         if let Err(e) = std::fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), "cannot delete an image without a record: {e}");

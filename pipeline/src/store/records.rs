@@ -116,7 +116,7 @@ impl RecordStore {
             Ok(id) => id,
             Err(e) => {
                 if let Some(written) = written {
-                    self.images.discard(written);
+                    self.images.discard(&written);
                 }
                 return Err(e);
             }
