@@ -236,6 +236,13 @@ impl StationConfig {
                 u64::MAX,
             )?;
             within("[store] max_image_days", store.max_image_days, 1, 36_500)?;
+            within("[store] recent_images", store.recent_images, 0, 100_000)?;
+            within(
+                "[store] recent_image_minutes",
+                store.recent_image_minutes,
+                1,
+                10_080,
+            )?;
         }
         if let Some(api) = &self.api {
             within(
@@ -331,6 +338,16 @@ mod tests {
                 "max_image_days = 90",
                 "max_image_days = 0",
                 "[store] max_image_days",
+            ),
+            (
+                "recent_image_minutes = 10",
+                "recent_image_minutes = 0",
+                "[store] recent_image_minutes",
+            ),
+            (
+                "recent_images = 500",
+                "recent_images = 1_000_000",
+                "[store] recent_images",
             ),
             (
                 "max_upload_bytes = 16_777_216",

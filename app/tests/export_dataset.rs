@@ -19,7 +19,7 @@ const TOKEN: &str = "export-token";
 const HEADER: &str = "file,label,record_id,part_id,station,time,model,model_version,verdict,\
                       reviewer,review_time,action,reason,source_image";
 
-/// A station keeping every part's image; SIGTERMed by [`Station::stop`], killed on a panic.
+/// A station on the sample parts; SIGTERMed by [`Station::stop`], killed on a panic.
 struct Station {
     child: Option<Child>,
     base: String,
@@ -195,7 +195,7 @@ fn reviewed_parts_become_a_class_folder_data_set_that_eval_reads() {
         format!(
             "[station]\nname = \"export-test\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
              [source]\nkind = \"folder\"\npath = \"{}\"\nparts_per_second = 100.0\n\
-             [store]\ndir = \"{}\"\nimages = \"all\"\n\
+             [store]\ndir = \"{}\"\nimages = \"not_good\"\nrecent_images = 3\n\
              [api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n",
             repo().join("samples/casting").display(),
             records_dir.display(),
@@ -212,6 +212,19 @@ fn reviewed_parts_become_a_class_folder_data_set_that_eval_reads() {
     assert!(!goods.is_empty() && defects.len() >= 3, "{records:?}");
     let (good, d1, d2, gone) = (goods[0], defects[0], defects[1], defects[2]);
     let id = |r: &Value| r["id"].as_i64().unwrap();
+    // Passed parts keep their image only in the ring: the newest three (records come newest
+    // first), so the good part the inspector overrides still has it.
+    let with_image = |rs: &[&Value]| -> Vec<i64> {
+        rs.iter()
+            .filter(|r| r["has_image"] == true)
+            .map(|r| id(r))
+            .collect()
+    };
+    assert_eq!(
+        with_image(&goods),
+        goods[..3].iter().map(|r| id(r)).collect::<Vec<_>>()
+    );
+    assert_eq!(with_image(&defects).len(), defects.len());
 
     let reason = "burr, near the \"gate\"";
     station.review(
@@ -383,6 +396,28 @@ fn reviewed_parts_become_a_class_folder_data_set_that_eval_reads() {
     assert!(summary.contains("exported 0 reviewed parts"), "{summary}");
     assert_eq!(read_csv(&empty.join("provenance.csv")).1.len(), 0);
 
+    // The line runs on: a second run of the samples flushes the ring, and the overridden
+    // passed part still has its image (kept for good by the review), the others not.
+    station.stop();
+    let station = Station::start(&config, port);
+    let now = station.records();
+    assert_eq!(now.len(), 48);
+    let first_run_goods: Vec<&Value> = now
+        .iter()
+        .filter(|r| r["verdict"] == "good" && goods.iter().any(|g| id(g) == id(r)))
+        .collect();
+    assert_eq!(with_image(&first_run_goods), [id(good)]);
+    let summary = export(&[
+        "--store",
+        records_dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        summary.contains("files: 0 new, 3 unchanged, 0 removed"),
+        "{summary}"
+    );
+    assert!(good_file.is_file());
     station.stop();
 
     let eval = inspecta(&[

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::judged::{Part, images_on_disk, judged, record};
+use common::judged::{Part, images_on_disk, judged, record, ring_images_on_disk};
 use inspecta_pipeline::store::{
     ImagePolicy, NewReview, Query, RecordStore, ReviewAction, StoreConfig, StoreError,
 };
@@ -14,7 +14,7 @@ use inspecta_vision::frame::Frame;
 use inspecta_vision::inspection::{UncertainReason, Verdict};
 
 #[test]
-fn verdicts_round_trip_with_images_of_non_good_parts_only() {
+fn verdicts_round_trip_with_non_good_images_kept_and_passed_ones_in_the_ring() {
     let dir = tempfile::tempdir().unwrap();
     let (model, parts) = judged();
     let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
@@ -31,8 +31,11 @@ fn verdicts_round_trip_with_images_of_non_good_parts_only() {
         .filter(|p| p.inspection.verdict != Verdict::Good)
         .count();
     assert!(not_good >= 10, "the samples hold defects: {not_good}");
+    assert!(parts.len() - not_good >= 5, "and passed parts");
     assert_eq!(images_on_disk(dir.path()), not_good);
+    assert_eq!(ring_images_on_disk(dir.path()), parts.len() - not_good);
 
+    let ring = dir.path().join("images").join("recent");
     for (id, part) in ids.iter().zip(parts) {
         let r = store.get(*id).unwrap();
         assert_eq!(r.station, "test-station");
@@ -43,17 +46,21 @@ fn verdicts_round_trip_with_images_of_non_good_parts_only() {
         assert!((r.defect_score - defect_score).abs() < 1e-6);
         assert_eq!(r.probabilities.as_object().unwrap().len(), 2);
         assert_eq!(r.timings.latency_ms, Some(25.0));
-        let image = store.image_path(*id).unwrap();
-        assert_eq!(image.is_some(), part.inspection.verdict != Verdict::Good);
-        assert_eq!(r.has_image, image.is_some());
-        if let Some(path) = image {
-            // The kept image is a real JPEG of the part as it was inspected.
-            let kept = Frame::open(&path).unwrap();
-            assert_eq!(
-                (kept.width(), kept.height()),
-                (part.frame.width(), part.frame.height())
-            );
-        }
+        // Every part has its image for now; the passed ones only while in the ring.
+        assert!(r.has_image);
+        let path = store.image_path(*id).unwrap().unwrap();
+        assert_eq!(
+            path.starts_with(&ring),
+            part.inspection.verdict == Verdict::Good,
+            "{}",
+            path.display()
+        );
+        // The image is a real JPEG of the part as it was inspected.
+        let kept = Frame::open(&path).unwrap();
+        assert_eq!(
+            (kept.width(), kept.height()),
+            (part.frame.width(), part.frame.height())
+        );
     }
 }
 
@@ -302,20 +309,33 @@ fn retention_deletes_images_older_than_the_limit() {
         max_image_days: 30,
         ..StoreConfig::in_dir(dir.path())
     };
+    let mut old = record(model, defect, 0);
+    old.captured_at = SystemTime::now() - Duration::from_secs(40 * 86_400);
+    // Kept by a station that kept more days...
     let (old, recent) = {
-        let store = RecordStore::open(&config).unwrap();
-        let mut old = record(model, defect, 0);
-        old.captured_at = SystemTime::now() - Duration::from_secs(40 * 86_400);
+        let longer = StoreConfig {
+            max_image_days: 60,
+            ..config.clone()
+        };
+        let store = RecordStore::open(&longer).unwrap();
         (
             store.insert(&old).unwrap(),
             store.insert(&record(model, defect, 1)).unwrap(),
         )
     };
     assert_eq!(images_on_disk(dir.path()), 2);
-    // Opening the store applies retention, as a restarted station does.
+    // ...and opening the store applies retention, as a restarted station does.
     let store = RecordStore::open(&config).unwrap();
     assert!(store.image_path(old).unwrap().is_none());
     assert!(store.image_path(recent).unwrap().is_some());
+    assert_eq!(images_on_disk(dir.path()), 1);
+    assert!(!store.get(old).unwrap().has_image);
+
+    // While it runs, an expired image goes at the next insert with an image.
+    let mut expired = record(model, defect, 2);
+    expired.captured_at = SystemTime::now() - Duration::from_secs(31 * 86_400);
+    let expired = store.insert(&expired).unwrap();
+    assert!(!store.get(expired).unwrap().has_image);
     assert_eq!(images_on_disk(dir.path()), 1);
 }
 
@@ -333,7 +353,201 @@ fn images_policy_none_and_all() {
             store.insert(&record(model, part, i as u64)).unwrap();
         }
         assert_eq!(images_on_disk(dir.path()), expected, "{policy:?}");
+        assert_eq!(ring_images_on_disk(dir.path()), 0, "{policy:?}: no ring");
     }
+}
+
+/// A passed part with its image in the ring; it and the parts after it are all `good`.
+fn passed(parts: &[Part]) -> &Part {
+    parts
+        .iter()
+        .find(|p| p.inspection.verdict == Verdict::Good)
+        .unwrap()
+}
+
+#[test]
+fn a_passed_part_overridden_to_defect_keeps_its_image_after_the_ring_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let good = passed(parts);
+    let config = StoreConfig {
+        recent_images: 4,
+        ..StoreConfig::in_dir(dir.path())
+    };
+    let store = RecordStore::open(&config).unwrap();
+    let escape = store.insert(&record(model, good, 0)).unwrap();
+    let in_ring = store.image_path(escape).unwrap().unwrap();
+    assert!(in_ring.starts_with(dir.path().join("images").join("recent")));
+    assert!(store.get(escape).unwrap().has_image);
+
+    store
+        .review(
+            escape,
+            &NewReview {
+                reviewer: "anna".into(),
+                action: ReviewAction::Override,
+                label: Some("defect".into()),
+                reason: Some("crack found at assembly".into()),
+            },
+        )
+        .unwrap();
+    let kept = store.image_path(escape).unwrap().unwrap();
+    assert!(!kept.starts_with(dir.path().join("images").join("recent")));
+    assert!(!in_ring.exists(), "moved, not copied");
+    assert_eq!(
+        std::fs::read(&kept).unwrap().len() as u64,
+        store.image_bytes()
+    );
+
+    // Six more passed parts flush the ring of four.
+    let later: Vec<i64> = (1..=6)
+        .map(|i| store.insert(&record(model, good, i)).unwrap())
+        .collect();
+    let has_image = |id| store.get(id).unwrap().has_image;
+    assert!(
+        has_image(escape) && kept.is_file(),
+        "the reviewed part keeps it"
+    );
+    assert!(!has_image(later[0]) && !has_image(later[1]));
+    assert!(later[2..].iter().all(|id| has_image(*id)));
+    assert!(store.image_path(later[0]).unwrap().is_none());
+    assert_eq!(ring_images_on_disk(dir.path()), 4);
+    assert_eq!(images_on_disk(dir.path()), 1);
+
+    // What export-dataset reads: the reviewed part, with a file that is there.
+    let reviewed = store.reviewed_parts(None, None).unwrap();
+    assert_eq!(reviewed.len(), 1);
+    assert_eq!(reviewed[0].record.label, "defect");
+    assert_eq!(reviewed[0].image.as_deref(), Some(kept.as_path()));
+
+    // A restarted station rebuilds the ring: its parts keep their images, and its count
+    // still holds.
+    drop(store);
+    let store = RecordStore::open(&config).unwrap();
+    assert!(
+        later[2..]
+            .iter()
+            .all(|id| store.get(*id).unwrap().has_image)
+    );
+    store.insert(&record(model, good, 7)).unwrap();
+    assert!(!store.get(later[2]).unwrap().has_image);
+    assert!(store.get(later[3]).unwrap().has_image);
+    assert_eq!(ring_images_on_disk(dir.path()), 4);
+}
+
+#[test]
+fn the_ring_lets_parts_go_by_age_and_a_confirm_keeps_one_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let good = passed(parts);
+    let config = StoreConfig {
+        recent_image_minutes: 5,
+        ..StoreConfig::in_dir(dir.path())
+    };
+    let store = RecordStore::open(&config).unwrap();
+    let mut old = record(model, good, 0);
+    old.captured_at = SystemTime::now() - Duration::from_secs(6 * 60);
+    let old = store.insert(&old).unwrap();
+    let recent = store.insert(&record(model, good, 1)).unwrap();
+    assert!(
+        !store.get(old).unwrap().has_image,
+        "older than the ring keeps"
+    );
+    assert!(store.get(recent).unwrap().has_image);
+    assert_eq!(ring_images_on_disk(dir.path()), 1);
+
+    let confirm = NewReview {
+        reviewer: "bert".into(),
+        action: ReviewAction::Confirm,
+        label: None,
+        reason: None,
+    };
+    store.review(recent, &confirm).unwrap();
+    store.review(old, &confirm).unwrap();
+    assert_eq!(ring_images_on_disk(dir.path()), 0);
+    assert_eq!(images_on_disk(dir.path()), 1);
+    assert!(store.image_path(recent).unwrap().unwrap().is_file());
+    assert!(store.image_path(old).unwrap().is_none());
+}
+
+#[test]
+fn inserts_from_many_threads_prune_without_losing_a_record_or_an_image() {
+    const THREADS: usize = 8;
+    const EACH: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let largest = {
+        let sizing = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            images: ImagePolicy::All,
+            ..StoreConfig::in_dir(sizing.path())
+        };
+        let store = RecordStore::open(&config).unwrap();
+        for (i, p) in parts.iter().enumerate() {
+            store.insert(&record(model, p, i as u64)).unwrap();
+        }
+        common::judged::kept_files(sizing.path())
+            .iter()
+            .map(|(_, bytes)| *bytes)
+            .max()
+            .unwrap()
+    };
+    // Room for a few images: nearly every insert prunes, from all threads at once.
+    let limit = largest * 3;
+    let config = StoreConfig {
+        images: ImagePolicy::All,
+        max_image_bytes: limit,
+        ..StoreConfig::in_dir(dir.path())
+    };
+    let store = RecordStore::open(&config).unwrap();
+    let results: Vec<Result<i64, StoreError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let store = &store;
+                std::thread::Builder::new()
+                    .name(format!("insert-{t}"))
+                    .spawn_scoped(scope, move || {
+                        (0..EACH)
+                            .map(|i| {
+                                let part = &parts[(t * EACH + i) % parts.len()];
+                                store.insert(&record(model, part, (t * EACH + i) as u64))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap()
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let ids: Vec<i64> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(ids.len(), THREADS * EACH);
+    assert_eq!(store.count().unwrap(), ids.len() as u64);
+    assert_eq!(store.failing(), None);
+
+    let with_image: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| store.get(*id).unwrap().has_image)
+        .collect();
+    for id in &with_image {
+        assert!(
+            store.image_path(*id).unwrap().is_some(),
+            "record {id} names an image that is gone"
+        );
+    }
+    let on_disk = common::judged::kept_files(dir.path());
+    assert_eq!(with_image.len(), on_disk.len(), "no file without a record");
+    let disk_bytes: u64 = on_disk.iter().map(|(_, bytes)| bytes).sum();
+    assert_eq!(
+        store.image_bytes(),
+        disk_bytes,
+        "the index counts what is on disk"
+    );
+    assert!(disk_bytes <= limit, "{disk_bytes} > {limit}");
+    assert!(!with_image.is_empty());
 }
 
 #[test]

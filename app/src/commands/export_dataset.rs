@@ -121,12 +121,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    // Unlimited retention: exporting reads the store, it never prunes its images.
+    // Unlimited retention: exporting reads the store, it never prunes its images (nor the
+    // ring of a station running on it).
     let config = StoreConfig {
         dir: dir.clone(),
         images: ImagePolicy::None,
         max_image_bytes: u64::MAX,
         max_image_days: u32::MAX,
+        recent_images: u32::MAX,
+        recent_image_minutes: u32::MAX,
     };
     let store = RecordStore::open(&config)
         .with_context(|| format!("cannot open the record store in {}", dir.display()))?;

@@ -37,6 +37,7 @@ pub const IMAGES_DIR: &str = "images";
 /// Longest page [`RecordStore::list`] returns, whatever the caller asks for.
 pub const MAX_PAGE: u32 = 500;
 const DEFAULT_PAGE: u32 = 50;
+const FORGET_IMAGE: &str = "UPDATE verdicts SET image = NULL WHERE image = ?1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -94,6 +95,14 @@ pub struct StoreConfig {
     /// Images from days further back than this are deleted. Records are never pruned.
     #[serde(default = "default_max_image_days")]
     pub max_image_days: u32,
+    /// With `images = "not_good"`, the latest this many passed parts keep their image in a
+    /// ring, so one an inspector later finds defective still has it (a review keeps it for
+    /// good). 0 turns the ring off.
+    #[serde(default = "default_recent_images")]
+    pub recent_images: u32,
+    /// Ring images of parts captured longer ago than this are deleted.
+    #[serde(default = "default_recent_image_minutes")]
+    pub recent_image_minutes: u32,
 }
 
 fn default_max_image_bytes() -> u64 {
@@ -101,6 +110,14 @@ fn default_max_image_bytes() -> u64 {
 }
 fn default_max_image_days() -> u32 {
     90
+}
+/// About 25 MB of typical part images: seconds of a fast line, minutes of a slow one.
+fn default_recent_images() -> u32 {
+    500
+}
+/// Long enough to look at the part on the panel and override it.
+fn default_recent_image_minutes() -> u32 {
+    10
 }
 
 impl StoreConfig {
@@ -111,6 +128,8 @@ impl StoreConfig {
             images: ImagePolicy::default(),
             max_image_bytes: default_max_image_bytes(),
             max_image_days: default_max_image_days(),
+            recent_images: default_recent_images(),
+            recent_image_minutes: default_recent_image_minutes(),
         }
     }
 
@@ -118,6 +137,8 @@ impl StoreConfig {
         Retention {
             max_bytes: self.max_image_bytes,
             max_days: self.max_image_days,
+            ring_parts: self.recent_images,
+            ring_minutes: self.recent_image_minutes,
         }
     }
 }
@@ -128,6 +149,8 @@ pub struct RecordStore {
     conn: Mutex<Connection>,
     images: ImageArchive,
     policy: ImagePolicy,
+    /// Whether passed parts go to the ring under `not_good`.
+    ring: bool,
     /// Part images that could not be written (disk full, read-only); their records were
     /// stored without them.
     image_errors: AtomicU64,
@@ -150,6 +173,7 @@ impl RecordStore {
             conn: Mutex::new(conn),
             images,
             policy: config.images,
+            ring: config.recent_images > 0,
             image_errors: AtomicU64::new(0),
             failing: Mutex::new(None),
         };
@@ -203,26 +227,37 @@ impl RecordStore {
 
     /// Applies the retention limits now; records keep their data, only the image goes.
     pub fn prune_images(&self) -> Result<usize, StoreError> {
-        let deleted = self.images.prune(SystemTime::now())?;
+        let pruned = self.images.prune(SystemTime::now());
+        self.forget_images(&pruned.deleted)?;
+        if !pruned.deleted.is_empty() {
+            tracing::debug!(
+                images = pruned.deleted.len(),
+                kept_bytes = self.images.bytes(),
+                "old part images deleted (retention)"
+            );
+        }
+        match pruned.failed {
+            Some(e) => Err(e),
+            None => Ok(pruned.deleted.len()),
+        }
+    }
+
+    /// Points the records of deleted images at nothing (`verdicts_image` makes each a
+    /// lookup, not a scan).
+    fn forget_images(&self, deleted: &[String]) -> Result<(), StoreError> {
         if deleted.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         {
-            let mut forget =
-                tx.prepare_cached("UPDATE verdicts SET image = NULL WHERE image = ?1")?;
-            for relative in &deleted {
+            let mut forget = tx.prepare_cached(FORGET_IMAGE)?;
+            for relative in deleted {
                 forget.execute([relative])?;
             }
         }
         tx.commit()?;
-        tracing::info!(
-            images = deleted.len(),
-            kept_bytes = self.images.bytes(),
-            "old part images deleted (retention)"
-        );
-        Ok(deleted.len())
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -269,4 +304,30 @@ pub(crate) fn unix_ms(time: SystemTime) -> i64 {
 
 fn timestamp(unix_ms: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(unix_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Retention forgets one image per deleted file: a full scan of the verdicts for each
+    /// would cost what pruning by the index saves.
+    #[test]
+    fn forgetting_an_image_uses_the_image_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_database(&dir.path().join(DATABASE_FILE)).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {FORGET_IMAGE}"))
+            .unwrap()
+            .query_map(["2025-11-26/x.jpg"], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("INDEX verdicts_image")),
+            "{plan:?}"
+        );
+    }
 }

@@ -11,6 +11,7 @@ use inspecta_vision::model::manifest::Manifest;
 use rusqlite::{OptionalExtension as _, Row, params};
 use serde::{Deserialize, Serialize};
 
+use super::images::{Shelf, Written};
 use super::reviews::{Review, review_from_row};
 use super::{DEFAULT_PAGE, ImagePolicy, MAX_PAGE, RecordStore, StoreError, timestamp, unix_ms};
 
@@ -110,19 +111,51 @@ impl RecordStore {
 
     fn insert_record(&self, record: &NewRecord<'_>) -> Result<i64, StoreError> {
         let captured_ms = unix_ms(record.captured_at);
-        let verdict = &record.inspection.verdict;
-        let keep_image = match self.policy {
-            ImagePolicy::All => true,
-            ImagePolicy::NotGood => *verdict != Verdict::Good,
-            ImagePolicy::None => false,
-        };
         // The image is complete on disk before the record that points to it is committed.
         // A part whose image cannot be written (disk full, read-only) is still recorded:
         // losing the verdict would hide exactly the defects from the yield.
-        let image = record
+        let written = record
             .frame
-            .filter(|_| keep_image)
-            .and_then(|frame| self.write_image(frame, captured_ms));
+            .zip(self.shelf_for(&record.inspection.verdict))
+            .and_then(|(frame, shelf)| self.write_image(frame, captured_ms, shelf));
+        let image = written.as_ref().map(|w| w.relative.as_str());
+        let id = match self.insert_row(record, captured_ms, image) {
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(written) = written {
+                    self.images.discard(&written);
+                }
+                return Err(e);
+            }
+        };
+        // The record is committed: from here on nothing may report it as lost.
+        if let Some(written) = written {
+            self.images.admit(written);
+            if let Err(e) = self.prune_images() {
+                tracing::error!("cannot apply the image retention limits: {e}");
+            }
+        }
+        Ok(id)
+    }
+
+    /// Where the image of a part with this verdict goes, if anywhere.
+    fn shelf_for(&self, verdict: &Verdict) -> Option<Shelf> {
+        match self.policy {
+            ImagePolicy::All => Some(Shelf::Kept),
+            ImagePolicy::NotGood if *verdict != Verdict::Good => Some(Shelf::Kept),
+            ImagePolicy::NotGood => self.ring.then_some(Shelf::Ring),
+            ImagePolicy::None => None,
+        }
+    }
+
+    /// Commits one verdict row; returns its id.
+    fn insert_row(
+        &self,
+        record: &NewRecord<'_>,
+        captured_ms: i64,
+        image: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let verdict = &record.inspection.verdict;
         let (kind, class) = match verdict {
             Verdict::Good => ("good", None),
             Verdict::Defect { class } => ("defect", Some(class.as_str())),
@@ -138,56 +171,45 @@ impl RecordStore {
             .collect();
         let top_label = labels.get(scores.top).map_or("", String::as_str);
         let timings = &record.inspection.timings_ms;
-        let id = {
-            let conn = self.lock();
-            conn.prepare_cached(
-                "INSERT INTO verdicts (captured_ms, station, part_id, sequence, origin,
-                    model_name, model_version, verdict, class, top_label, defect_score,
-                    probabilities, preprocess_ms, inference_ms, latency_ms, image, reason,
-                    familiarity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18)",
-            )?
-            .execute(params![
-                captured_ms,
-                record.station,
-                record.part_id,
-                record
-                    .sequence
-                    .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
-                record.origin,
-                record.model.name,
-                record.model.version,
-                kind,
-                class,
-                top_label,
-                f64::from(scores.defect_score),
-                serde_json::Value::Object(probabilities).to_string(),
-                timings.preprocess.as_secs_f64() * 1e3,
-                timings.inference.as_secs_f64() * 1e3,
-                record.latency.map(|l| l.as_secs_f64() * 1e3),
-                image,
-                reason,
-                // An infinite distance (NaN features) is stored as the largest finite one.
-                scores.familiarity.map(|f| f64::from(f.min(f32::MAX))),
-            ])?;
-            conn.last_insert_rowid()
-        };
-        // The record is committed: from here on nothing may report it as lost.
-        if image.is_some()
-            && self.images.needs_pruning()
-            && let Err(e) = self.prune_images()
-        {
-            tracing::error!("cannot apply the image retention limits: {e}");
-        }
-        Ok(id)
+        let conn = self.lock();
+        conn.prepare_cached(
+            "INSERT INTO verdicts (captured_ms, station, part_id, sequence, origin,
+                model_name, model_version, verdict, class, top_label, defect_score,
+                probabilities, preprocess_ms, inference_ms, latency_ms, image, reason,
+                familiarity)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                ?17, ?18)",
+        )?
+        .execute(params![
+            captured_ms,
+            record.station,
+            record.part_id,
+            record
+                .sequence
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            record.origin,
+            record.model.name,
+            record.model.version,
+            kind,
+            class,
+            top_label,
+            f64::from(scores.defect_score),
+            serde_json::Value::Object(probabilities).to_string(),
+            timings.preprocess.as_secs_f64() * 1e3,
+            timings.inference.as_secs_f64() * 1e3,
+            record.latency.map(|l| l.as_secs_f64() * 1e3),
+            image,
+            reason,
+            // An infinite distance (NaN features) is stored as the largest finite one.
+            scores.familiarity.map(|f| f64::from(f.min(f32::MAX))),
+        ])?;
+        Ok(conn.last_insert_rowid())
     }
 
-    /// The image's path in the archive, or None (counted and logged) when it cannot be
-    /// written.
-    fn write_image(&self, frame: &Frame, captured_ms: i64) -> Option<String> {
-        match self.images.write(frame, captured_ms) {
-            Ok(relative) => Some(relative),
+    /// The image on disk, or None (counted and logged) when it cannot be written.
+    fn write_image(&self, frame: &Frame, captured_ms: i64, shelf: Shelf) -> Option<Written> {
+        match self.images.write(frame, captured_ms, shelf) {
+            Ok(written) => Some(written),
             Err(e) => {
                 let errors = self.image_errors.fetch_add(1, Ordering::Relaxed) + 1;
                 // Once per doubling: a full disk fails every part, the log need not.

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension as _, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::records::{Record, SELECT_RECORD, record_from_row};
-use super::{RecordStore, StoreError, timestamp, unix_ms};
+use super::{RecordStore, StoreError, images, timestamp, unix_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -88,14 +88,14 @@ impl RecordStore {
         }
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let before: String = tx
+        let (before, image): (String, Option<String>) = tx
             .query_row(
                 "SELECT coalesce(
                     (SELECT after FROM reviews WHERE verdict_id = v.id ORDER BY id DESC LIMIT 1),
-                    v.class, v.verdict)
+                    v.class, v.verdict), v.image
                  FROM verdicts v WHERE v.id = ?1",
                 [verdict_id],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?
             .ok_or(StoreError::NotFound(verdict_id))?;
@@ -144,7 +144,29 @@ impl RecordStore {
             ],
         )?;
         let id = tx.last_insert_rowid();
-        tx.commit()?;
+        let commit = |kept: Option<&str>| -> Result<(), StoreError> {
+            if let Some(kept) = kept {
+                tx.execute(
+                    "UPDATE verdicts SET image = ?1 WHERE id = ?2",
+                    params![kept, verdict_id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        // A reviewed part is training data whatever the answer (export-dataset takes
+        // confirmed parts too), so its image leaves the ring in the review's transaction.
+        match image.as_deref().filter(|i| images::in_ring(i)) {
+            Some(ring) => {
+                self.images.promote(ring, commit)?;
+                drop(conn);
+                // The review is committed: retention errors are only logged.
+                if let Err(e) = self.prune_images() {
+                    tracing::error!("cannot apply the image retention limits: {e}");
+                }
+            }
+            None => commit(None)?,
+        }
         Ok(Review {
             id,
             verdict_id,

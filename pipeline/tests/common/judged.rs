@@ -58,13 +58,25 @@ pub fn record<'a>(model: &'a Model, part: &'a Part, sequence: u64) -> NewRecord<
     }
 }
 
+/// Images in the kept archive (the day folders), not the ring of recent parts.
 pub fn images_on_disk(dir: &Path) -> usize {
-    let images = dir.join("images");
-    std::fs::read_dir(images)
+    kept_files(dir).len()
+}
+
+/// The kept archive's files and their sizes, as they are on disk.
+pub fn kept_files(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    std::fs::read_dir(dir.join("images"))
         .map(|days| {
             days.flatten()
-                .map(|d| std::fs::read_dir(d.path()).map_or(0, Iterator::count))
-                .sum()
+                .filter(|d| d.file_name() != "recent")
+                .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+                .map(|f| (f.path(), f.metadata().map_or(0, |m| m.len())))
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+/// Images in the ring of recent parts the policy would not keep.
+pub fn ring_images_on_disk(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("images").join("recent")).map_or(0, Iterator::count)
 }
