@@ -158,6 +158,12 @@ fn reviews_need_the_token_and_are_kept_with_who_and_why() {
     assert_eq!(code, StatusCode::BAD_REQUEST);
     let (code, _) = station.get("/kpis?since=yesterday");
     assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, body) = station.get("/kpis?since=1970-01-01T00:00:00Z");
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("366 days"),
+        "{body}"
+    );
     // The ends of the calendar: an answer, never a panicked handler.
     for query in [
         "until=-009999-01-02T01:59:59Z",
