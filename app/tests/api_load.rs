@@ -110,7 +110,9 @@ fn a_body_that_trickles_past_its_deadline_is_refused() {
 }
 
 /// One upload's answer: status, `Retry-After`, body.
-fn upload(station: &Station, part_id: &str, image: &[u8]) -> (StatusCode, Option<String>, Value) {
+type Answer = (StatusCode, Option<String>, Value);
+
+fn upload(station: &Station, part_id: &str, image: &[u8]) -> Answer {
     let response = station
         .client
         .post(station.url(&format!("/predict?part_id={part_id}")))
@@ -137,23 +139,22 @@ fn uploads_beyond_the_inference_slots_get_503_with_retry_after() {
     let mut refused = 0;
     // Uploads sent together overlap in the model almost always; a few rounds make it sure.
     for round in 0..10 {
-        let answers: Vec<(String, (StatusCode, Option<String>, Value))> =
-            std::thread::scope(|scope| {
-                let uploads: Vec<_> = (0..6)
-                    .map(|i| {
-                        let part_id = format!("UP-{round}-{i}");
-                        let (station, image) = (&station, &image);
-                        std::thread::Builder::new()
-                            .name(format!("upload-{i}"))
-                            .spawn_scoped(scope, move || {
-                                let answer = upload(station, &part_id, image);
-                                (part_id, answer)
-                            })
-                            .unwrap()
-                    })
-                    .collect();
-                uploads.into_iter().map(|u| u.join().unwrap()).collect()
-            });
+        let answers: Vec<(String, Answer)> = std::thread::scope(|scope| {
+            let uploads: Vec<_> = (0..6)
+                .map(|i| {
+                    let part_id = format!("UP-{round}-{i}");
+                    let (station, image) = (&station, &image);
+                    std::thread::Builder::new()
+                        .name(format!("upload-{i}"))
+                        .spawn_scoped(scope, move || {
+                            let answer = upload(station, &part_id, image);
+                            (part_id, answer)
+                        })
+                        .unwrap()
+                })
+                .collect();
+            uploads.into_iter().map(|u| u.join().unwrap()).collect()
+        });
         for (part_id, (status, retry_after, body)) in answers {
             let (_, found) = station.get(&format!("/verdicts?part_id={part_id}"));
             let stored = found["items"].as_array().unwrap().len();
