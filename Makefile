@@ -6,7 +6,7 @@ DATASETS ?= ../shared/datasets
 BACKBONE ?= ../shared/backbones/efficientnet_lite0_imagenet_224.onnx
 INSPECTA := target/release/inspecta
 
-.PHONY: deps build demo test lint bench bench-live models eval-casting backbone trunk anomaly-mt classifiers clean
+.PHONY: deps build demo test lint bench bench-live bench-api models eval-casting backbone trunk anomaly-mt classifiers clean
 
 deps:
 	@scripts/install-deps.sh
@@ -57,6 +57,10 @@ bench: deps
 ## bench-live: the live station on a 30 fps clip, capture-to-verdict latency (docs/BENCHMARKS.md).
 bench-live: deps
 	$(CARGO) bench -p inspecta-pipeline --bench live --locked
+
+## bench-api: the live line's parts/s unloaded and under a burst of 2,000 API requests (docs/BENCHMARKS.md).
+bench-api: build
+	scripts/bench-api-burst.sh $(INSPECTA)
 
 ## models: rebuild the bundled models from the public datasets (needs ../shared).
 models: build

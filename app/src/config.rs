@@ -147,6 +147,38 @@ pub struct ApiSection {
     /// a small file that would decode to gigabytes is refused (413) at no cost.
     #[serde(default = "default_max_image_pixels")]
     pub max_image_pixels: u64,
+    /// A client that has not sent a whole request head within this is disconnected, so
+    /// idle or half-open sockets cannot pile up.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// A request body (an upload) must arrive whole within this.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// Connections served at once; more wait to be accepted. Well under the process's file
+    /// handle limit (`LimitNOFILE=8192` in samples/inspecta.service), so the line always
+    /// has handles for its images and its store.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// `POST /predict` inferences at once; more get 503 with `Retry-After`. Inference is
+    /// CPU-bound and shares the cores with the line.
+    #[serde(default = "default_max_predictions")]
+    pub max_predictions: usize,
+}
+
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_body_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_max_predictions() -> usize {
+    1
 }
 
 fn default_max_image_pixels() -> u64 {
@@ -252,6 +284,15 @@ impl StationConfig {
                 1 << 30,
             )?;
             within("[api] max_image_pixels", api.max_image_pixels, 1, 1 << 30)?;
+            within(
+                "[api] header_timeout_ms",
+                api.header_timeout_ms,
+                100,
+                600_000,
+            )?;
+            within("[api] body_timeout_ms", api.body_timeout_ms, 100, 3_600_000)?;
+            within("[api] max_connections", api.max_connections, 1, 4096)?;
+            within("[api] max_predictions", api.max_predictions, 1, 64)?;
         }
         if let Some(spc) = &self.spc {
             within("[spc] subgroup", spc.subgroup, 2, 100_000)?;
@@ -353,6 +394,16 @@ mod tests {
                 "max_upload_bytes = 16_777_216",
                 "max_upload_bytes = 3",
                 "[api] max_upload_bytes",
+            ),
+            (
+                "max_connections = 256",
+                "max_connections = 100_000",
+                "[api] max_connections",
+            ),
+            (
+                "header_timeout_ms = 10_000",
+                "header_timeout_ms = 0",
+                "[api] header_timeout_ms",
             ),
         ];
         for (from, to, key) in cases {

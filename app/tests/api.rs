@@ -4,146 +4,12 @@
 mod common;
 
 use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::station::{Station, TOKEN, folder_line, sample};
 use common::{free_port, repo};
 use reqwest::StatusCode;
-use reqwest::blocking::Client;
 use serde_json::Value;
-
-const TOKEN: &str = "s3cret-token";
-
-/// A station process with its API; SIGTERMed (and checked to exit cleanly) on drop.
-struct Station {
-    child: Child,
-    base: String,
-    client: Client,
-    dir: tempfile::TempDir,
-}
-
-impl Station {
-    /// Starts `inspecta run --headless` with `source` and `extra` config, and waits until
-    /// its API answers.
-    fn start(source: &str, extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("station.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[station]\nname = \"api-test\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
-                 [source]\n{source}\n[store]\ndir = \"{}\"\n\
-                 [api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n{extra}\n",
-                dir.path().join("records").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_inspecta"))
-            .current_dir(repo())
-            .args(["run", "--headless", "--config"])
-            .arg(&config)
-            .env_remove("INSPECTA_API_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let station = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            // A fresh connection per request: the server closes one after refusing a
-            // body unread (413, 401), and a pooled client would reuse it.
-            client: Client::builder()
-                .timeout(Duration::from_secs(60))
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
-            dir,
-        };
-        station.wait_for("the API", |s| s.client.get(s.url("/health")).send().is_ok());
-        station
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(TOKEN)
-            .send()
-            .unwrap();
-        let status = response.status();
-        (status, response.json().unwrap_or(Value::Null))
-    }
-
-    fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
-        let mut request = self.client.post(self.url(path)).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().unwrap();
-        let status = response.status();
-        (status, response.json().unwrap_or(Value::Null))
-    }
-
-    fn upload(&self, query: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(self.url(&format!("/predict{query}")))
-            .bearer_auth(TOKEN)
-            .header("content-type", "image/jpeg")
-            .body(bytes)
-            .send()
-            .unwrap();
-        let status = response.status();
-        (status, response.json().unwrap_or(Value::Null))
-    }
-
-    fn wait_for(&self, what: &str, ready: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !ready(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stdin(&mut self) -> &mut ChildStdin {
-        self.child.stdin.as_mut().unwrap()
-    }
-}
-
-impl Drop for Station {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().unwrap();
-        if !std::thread::panicking() {
-            assert!(status.success(), "station exited with {status}");
-        }
-    }
-}
-
-fn folder_line() -> String {
-    format!(
-        "kind = \"folder\"\npath = \"{}\"\nparts_per_second = 100.0",
-        repo().join("samples/casting").display()
-    )
-}
-
-fn sample(class: &str, index: usize) -> Vec<u8> {
-    let dir = repo().join("samples/casting").join(class);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    std::fs::read(&files[index]).unwrap()
-}
 
 /// Waits until the folder line has played and every part is stored.
 fn played(station: &Station) {
@@ -292,6 +158,12 @@ fn reviews_need_the_token_and_are_kept_with_who_and_why() {
     assert_eq!(code, StatusCode::BAD_REQUEST);
     let (code, _) = station.get("/kpis?since=yesterday");
     assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, body) = station.get("/kpis?since=1970-01-01T00:00:00Z");
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("366 days"),
+        "{body}"
+    );
     // The ends of the calendar: an answer, never a panicked handler.
     for query in [
         "until=-009999-01-02T01:59:59Z",

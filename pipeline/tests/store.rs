@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::judged::{Part, images_on_disk, judged, record, ring_images_on_disk};
@@ -627,4 +628,58 @@ fn a_review_with_an_overlong_reviewer_or_reason_is_refused() {
         .review(id, &review("ü".repeat(100), Some("ß".repeat(1000))))
         .unwrap();
     assert_eq!(kept.reviewer.chars().count(), 100);
+}
+
+/// Reads and the line's inserts take separate connections. While an insert waits for the
+/// database (another connection holds its write lock), the count, a record, a page and the
+/// KPIs still answer with what was committed, and the insert completes once the lock goes.
+/// With one connection for both, the reads would wait behind the insert until it gave up
+/// with "database is locked".
+#[test]
+fn reads_answer_while_an_insert_waits_for_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, parts) = judged();
+    let config = StoreConfig {
+        images: ImagePolicy::All,
+        ..StoreConfig::in_dir(dir.path())
+    };
+    let store = Arc::new(RecordStore::open(&config).unwrap());
+    let first = store.insert(&record(model, &parts[0], 0)).unwrap();
+    let blocker = rusqlite::Connection::open(dir.path().join("records.sqlite")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let writer = Arc::clone(&store);
+    let inserting = std::thread::Builder::new()
+        .name("insert".into())
+        .spawn(move || writer.insert(&record(model, &parts[1], 1)))
+        .unwrap();
+    // The part's image is renamed into place just before the insert takes the writer's
+    // connection (a record never points to a half-written image).
+    while kept_images(dir.path()) < 2 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(store.count().unwrap(), 1);
+    assert_eq!(store.get(first).unwrap().id, first);
+    assert_eq!(store.list(&Query::default()).unwrap().items.len(), 1);
+    assert_eq!(store.kpis(jiff::Timestamp::UNIX_EPOCH).unwrap().parts, 1);
+    assert!(store.image_path(first).unwrap().is_some());
+    assert!(!inserting.is_finished(), "the insert waits for the lock");
+
+    blocker.execute_batch("COMMIT").unwrap();
+    let second = inserting.join().unwrap().expect("the insert completes");
+    assert_eq!(store.count().unwrap(), 2);
+    assert_eq!(store.get(second).unwrap().id, second);
+}
+
+/// Images complete in the archive (renamed into place, not `.partial`).
+fn kept_images(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("images"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|day| std::fs::read_dir(day.path()).ok())
+        .flatten()
+        .flatten()
+        .filter(|file| file.path().extension().is_some_and(|e| e == "jpg"))
+        .count()
 }

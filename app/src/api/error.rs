@@ -2,7 +2,7 @@
 //! is, so a PLC integrator or a script can tell a bad image from a broken station.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use inspecta_pipeline::store::StoreError;
 
@@ -10,6 +10,8 @@ use inspecta_pipeline::store::StoreError;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds after which the client may try again (`Retry-After`), for refusals that pass.
+    retry_after_s: Option<u32>,
 }
 
 impl ApiError {
@@ -17,6 +19,15 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 503 with `Retry-After`: the station is busy now, not broken.
+    pub fn busy(message: impl Into<String>, retry_after_s: u32) -> Self {
+        Self {
+            retry_after_s: Some(retry_after_s),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
         }
     }
 
@@ -56,6 +67,12 @@ impl From<tokio::task::JoinError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }

@@ -18,6 +18,9 @@ use super::{ApiState, Shared};
 
 /// Beyond the frame timeout, how long a triggered part may take to be judged and stored.
 const TRIGGER_SLACK: Duration = Duration::from_secs(10);
+/// An upload refused for want of a free inference slot may come back after this long:
+/// one inference takes tens of milliseconds.
+const RETRY_PREDICT_S: u32 = 1;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,11 +36,24 @@ pub async fn predict(
     request: Request,
 ) -> Result<(StatusCode, Json<Record>), ApiError> {
     let Query(query) = query.map_err(ApiError::rejected)?;
+    // Taken before the body is read, so refused uploads cost neither memory nor a core; held
+    // by the worker, so a client that hangs up does not free it before the inference ends.
+    let slot = Arc::clone(&state.predictions)
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::busy(
+                "every inference slot is taken ([api] max_predictions): try again shortly",
+                RETRY_PREDICT_S,
+            )
+        })?;
     let bytes = upload(request, &state).await?;
     let worker = Arc::clone(&state);
-    let record =
-        tokio::task::spawn_blocking(move || judge(&worker, &bytes, query.part_id.as_deref()))
-            .await??;
+    let record = tokio::task::spawn_blocking(move || {
+        let judged = judge(&worker, &bytes, query.part_id.as_deref());
+        drop(slot);
+        judged
+    })
+    .await??;
     state.metrics.predicted();
     Ok((StatusCode::CREATED, Json(record)))
 }

@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 use super::Shared;
 use super::error::ApiError;
 
+/// The longest span one request may fold: a year of a fast line is millions of records,
+/// read in one query on the store's read connection.
+const MAX_SPAN_DAYS: i64 = 366;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Span {
@@ -35,6 +39,11 @@ pub async fn kpis(
     };
     if since > until {
         return Err(ApiError::bad_request("`since` is after `until`"));
+    }
+    if until.duration_since(since) > jiff::SignedDuration::from_hours(24 * MAX_SPAN_DAYS) {
+        return Err(ApiError::bad_request(format!(
+            "the span is longer than {MAX_SPAN_DAYS} days: ask for a year at a time"
+        )));
     }
     let store = Arc::clone(&state.store);
     let (total, hours) =

@@ -7,6 +7,7 @@ mod error;
 mod inspect;
 mod kpis;
 mod records;
+mod serve;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,7 @@ use inspecta_pipeline::store::RecordStore;
 use inspecta_vision::model::Session;
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::{ApiSection, StationConfig};
 use crate::service::metrics::Metrics;
@@ -59,6 +60,7 @@ pub fn open(mut service: Service, config: &StationConfig) -> anyhow::Result<Serv
             max_image_pixels: api.max_image_pixels,
             started: Instant::now(),
             sessions: SessionPool::default(),
+            predictions: Arc::new(Semaphore::new(api.max_predictions)),
             spc: config.spc.clone().map(ProcessWatch::new),
             finished: view.finished,
         };
@@ -108,6 +110,9 @@ pub struct ApiState {
     pub max_image_pixels: u64,
     pub started: Instant,
     pub sessions: SessionPool,
+    /// `POST /predict` inferences at once (`[api] max_predictions`): inference is CPU-bound
+    /// and shares the cores with the line, so excess uploads are refused, not queued.
+    pub predictions: Arc<Semaphore>,
     /// The control charts, when `[spc]` is configured.
     pub spc: Option<ProcessWatch>,
     /// Set once a finite source has ended and every verdict from it is stored.
@@ -148,21 +153,15 @@ impl ApiServer {
             tracing::warn!(%address, "the API serves anyone who can reach it: set [api] token or INSPECTA_API_TOKEN");
         }
         let app = router(Arc::new(state), config.max_upload_bytes);
+        let limits = serve::Limits::new(config);
         let (shutdown, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("api".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let served = async {
-                        let listener = tokio::net::TcpListener::from_std(listener)?;
-                        axum::serve(listener, app)
-                            .with_graceful_shutdown(async {
-                                let _ = stopped.await;
-                            })
-                            .await
-                    };
-                    if let Err(e) = served.await {
-                        tracing::error!("API server failed: {e}");
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => serve::serve(listener, app, limits, stopped).await,
+                        Err(e) => tracing::error!("API server failed: {e}"),
                     }
                 });
             })

@@ -79,7 +79,7 @@ impl RecordStore {
 
     /// Alarms after `id`, oldest first (`after = 0`: from the start).
     pub fn alarms_after(&self, after: i64, limit: u32) -> Result<Vec<Alarm>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let alarms = conn
             .prepare_cached(
                 "SELECT id, raised_ms, chart, rule, subgroup, proportion, centre, upper, message \
@@ -92,7 +92,7 @@ impl RecordStore {
 
     /// The newest `limit` alarms, newest first.
     pub fn recent_alarms(&self, limit: u32) -> Result<Vec<Alarm>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let alarms = conn
             .prepare_cached(
                 "SELECT id, raised_ms, chart, rule, subgroup, proportion, centre, upper, message \
@@ -106,7 +106,7 @@ impl RecordStore {
     /// The latest `count` outcomes, oldest first, with the position of the first one in
     /// the station's whole sequence (so subgroups keep fixed boundaries as parts arrive).
     pub fn recent_outcomes(&self, count: u32) -> Result<(u64, Vec<Outcome>), StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let judged = "FROM verdicts v
              LEFT JOIN reviews r ON r.id = (SELECT max(id) FROM reviews WHERE verdict_id = v.id)
              WHERE coalesce(r.after, v.class, v.verdict) <> 'uncertain'";

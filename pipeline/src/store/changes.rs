@@ -70,7 +70,7 @@ impl RecordStore {
 
     /// The latest `limit` settings changes, newest first.
     pub fn changes(&self, limit: u32) -> Result<Vec<Change>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let changes = conn
             .prepare_cached(
                 "SELECT id, changed_ms, who, kind, before, after FROM changes \

@@ -30,7 +30,7 @@ impl Stream {
 impl RecordStore {
     /// The last id of `stream` that `link` has delivered; 0 before the first.
     pub fn forwarded(&self, link: &str, stream: Stream) -> Result<i64, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let id = conn
             .prepare_cached("SELECT last_id FROM forwarded WHERE link = ?1 AND stream = ?2")?
             .query_row([link, stream.as_str()], |row| row.get(0))
@@ -56,7 +56,7 @@ impl RecordStore {
 
     /// Records after `id`, oldest first: what a link still has to send.
     pub fn records_after(&self, id: i64, limit: u32) -> Result<Vec<Record>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let records = conn
             .prepare_cached(&format!(
                 "{SELECT_RECORD} WHERE v.id > ?1 ORDER BY v.id LIMIT ?2"
@@ -68,7 +68,7 @@ impl RecordStore {
 
     /// Reviews after `id`, oldest first.
     pub fn reviews_after(&self, id: i64, limit: u32) -> Result<Vec<Review>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let reviews = conn
             .prepare_cached(&format!(
                 "{SELECT_REVIEW} FROM reviews r WHERE r.id > ?1 ORDER BY r.id LIMIT ?2"

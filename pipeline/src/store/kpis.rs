@@ -142,7 +142,7 @@ impl RecordStore {
         until_ms: i64,
         bucket_ms: Option<i64>,
     ) -> Result<Vec<(i64, Kpis)>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut labels = conn.prepare_cached(
             "SELECT coalesce(r.after, v.class, v.verdict), v.verdict,
                     r.id IS NOT NULL AND v.verdict <> 'uncertain',

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{Connection, OptionalExtension as _};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use serde::{Deserialize, Serialize};
 
 pub use alarms::{Alarm, NewAlarm, Outcome};
@@ -146,7 +146,12 @@ impl StoreConfig {
 #[derive(Debug)]
 pub struct RecordStore {
     path: PathBuf,
+    /// The writer: the line's inserts, reviews, settings, cursors and pruning.
     conn: Mutex<Connection>,
+    /// Pure reads (API, panel, plant links, SPC) go through their own read-only connection:
+    /// WAL lets it read the last commit while the writer goes on, so a long query never
+    /// holds the line's inserts back, nor a stuck insert the reads.
+    reader: Mutex<Connection>,
     images: ImageArchive,
     policy: ImagePolicy,
     /// Whether passed parts go to the ring under `not_good`.
@@ -167,10 +172,12 @@ impl RecordStore {
         std::fs::create_dir_all(&config.dir).map_err(io)?;
         let path = config.dir.join(DATABASE_FILE);
         let conn = open_database(&path)?;
+        let reader = open_reader(&path)?;
         let images = ImageArchive::open(config.dir.join(IMAGES_DIR), config.retention())?;
         let store = Self {
             path,
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             images,
             policy: config.images,
             ring: config.recent_images > 0,
@@ -188,7 +195,7 @@ impl RecordStore {
 
     /// The image kept with a record, if any and still retained.
     pub fn image_path(&self, id: i64) -> Result<Option<PathBuf>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let image: Option<String> = conn
             .query_row("SELECT image FROM verdicts WHERE id = ?1", [id], |row| {
                 row.get(0)
@@ -201,7 +208,7 @@ impl RecordStore {
     }
 
     pub fn count(&self) -> Result<u64, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let n: i64 = conn.query_row("SELECT count(*) FROM verdicts", [], |row| row.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -265,6 +272,11 @@ impl RecordStore {
         // rolls back, so the connection is still good to use.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The read-only connection, for queries that change nothing.
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 fn open_database(path: &Path) -> Result<Connection, StoreError> {
@@ -294,6 +306,23 @@ fn open_database(path: &Path) -> Result<Connection, StoreError> {
         });
     }
     schema::migrate(&mut conn).map_err(open_error)?;
+    Ok(conn)
+}
+
+/// A read-only connection to the migrated database at `path`; it sees every committed write
+/// of the writer's connection.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open_error)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(open_error)?;
     Ok(conn)
 }
 

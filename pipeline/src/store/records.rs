@@ -222,7 +222,7 @@ impl RecordStore {
     }
 
     pub fn get(&self, id: i64) -> Result<Record, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let sql = format!("{SELECT_RECORD} WHERE v.id = ?1");
         conn.prepare_cached(&sql)?
             .query_row([id], record_from_row)
@@ -273,7 +273,7 @@ impl RecordStore {
         }
         // One extra row tells whether another page follows.
         arg(&mut sql, " ORDER BY v.id DESC LIMIT ?", (limit + 1).into());
-        let conn = self.lock();
+        let conn = self.read();
         let mut items = conn
             .prepare_cached(&sql)?
             .query_map(rusqlite::params_from_iter(args), record_from_row)?
