@@ -126,8 +126,9 @@ impl ImageArchive {
     /// a restarted station keeps the pictures of the parts just made, the likeliest to be
     /// reviewed next, and a reader opening a running station's store deletes nothing.
     pub fn open(root: PathBuf, retention: Retention) -> Result<Self, StoreError> {
-        let ring_dir = root.join(RING_DIR);
-        std::fs::create_dir_all(&ring_dir).map_err(io(&ring_dir))?;
+        // The ring's folder is made by its first image: a read-only images folder must still
+        // open, so every record is kept without its image.
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
         let mut shelves = Shelves::default();
         for day in std::fs::read_dir(&root).map_err(io(&root))? {
             let day = day.map_err(io(&root))?;
@@ -136,7 +137,9 @@ impl ImageArchive {
                 scan_folder(&root, &name, &mut shelves.kept)?;
             }
         }
-        scan_folder(&root, RING_DIR, &mut shelves.ring)?;
+        if root.join(RING_DIR).is_dir() {
+            scan_folder(&root, RING_DIR, &mut shelves.ring)?;
+        }
         Ok(Self {
             root,
             retention,
