@@ -283,7 +283,9 @@ fn a_panic_on_a_station_thread_ends_the_process_for_its_supervisor() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(70), "{log}");
     assert!(
-        log.contains("thread 'capture'") && log.contains("panicked") && log.contains("injected capture fault"),
+        log.contains("thread 'capture'")
+            && log.contains("panicked")
+            && log.contains("injected capture fault"),
         "{log}"
     );
     assert!(log.contains("supervisor restarts it"), "{log}");

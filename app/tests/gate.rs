@@ -167,6 +167,12 @@ fn the_live_station_sends_blank_frames_to_the_operator_and_counts_them() {
     .unwrap();
     let station = headless(&config);
     let metrics = wait_for_metrics(port, frames.len() + 4);
+    let status: serde_json::Value =
+        reqwest::blocking::get(format!("http://127.0.0.1:{port}/status"))
+            .unwrap()
+            .json()
+            .unwrap();
+    assert_eq!(status["uncertain"]["no_part"], 4, "{status}");
     let (status, log) = terminate(station);
     assert!(status.success(), "{log}");
 

@@ -331,6 +331,8 @@ async fn status(State(state): State<Shared>) -> Result<Json<serde_json::Value>, 
         "triggers_missed": snapshot.triggers_missed,
         "inspected": snapshot.inspected(),
         "verdicts": snapshot.verdicts,
+        "uncertain": snapshot.uncertain,
+        "model_failing": snapshot.model_failing.map(|(frames, error)| json!({"frames": frames, "error": error})),
         "store": {
             "records": records,
             "image_bytes": state.store.image_bytes(),

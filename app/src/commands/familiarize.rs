@@ -50,7 +50,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             args.model.display()
         ),
     };
-    let images = training_images(&args.data)?;
+    let (images, classes) = training_images(&args.data)?;
     let network = Backbone::with_input(
         &args.model.join(&manifest.onnx),
         &manifest.input,
@@ -71,9 +71,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     )?;
     bar.finish_and_clear();
     let extract_seconds = started.elapsed().as_secs_f64();
-    let rows: Vec<_> = pooled.into_iter().flatten().collect();
+    let (rows, classes): (Vec<_>, Vec<_>) = pooled
+        .into_iter()
+        .zip(classes)
+        .filter_map(|(row, class)| Some((row?, class)))
+        .unzip();
     let rows = stack(&rows).context("the feature maps changed size between images")?;
-    let (familiarity, report) = Familiarity::fit(&rows.view())
+    let (familiarity, report) = Familiarity::fit(&rows.view(), &classes)
         .map_err(|reason| anyhow::anyhow!("{}: {reason}", args.model.display()))?;
     save(&args.model, &familiarity)?;
     manifest.familiarity = Some(FamiliaritySpec {
@@ -100,17 +104,29 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn training_images(folders: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// Every image under the class folders, with the index of its class (by name, across all
+/// the folders).
+fn training_images(folders: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<usize>)> {
+    let mut names: Vec<String> = Vec::new();
     let mut images = Vec::new();
     for folder in folders {
         let dataset = Dataset::discover(folder, &BTreeMap::new())
             .with_context(|| format!("cannot list the images in {}", folder.display()))?;
-        images.extend(dataset.samples.into_iter().map(|s| s.path));
+        for sample in dataset.samples {
+            let class = names
+                .iter()
+                .position(|n| *n == sample.class)
+                .unwrap_or_else(|| {
+                    names.push(sample.class.clone());
+                    names.len() - 1
+                });
+            images.push((sample.path, class));
+        }
     }
     if images.is_empty() {
         bail!("no images in {folders:?}");
     }
-    Ok(images)
+    Ok(images.into_iter().unzip())
 }
 
 /// Written beside and renamed into place: a station loading the model meanwhile reads the

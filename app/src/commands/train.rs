@@ -301,8 +301,8 @@ fn train_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
 pub fn print_familiarity(r: &FamiliarityReport) {
     let [median, p99, max] = r.calibration_distances;
     println!(
-        "familiarity: bank of {} images; {} held-out images at distance median {median:.3}, p99 {p99:.3}, max {max:.3}; frames beyond {:.3} go to the operator as out_of_distribution",
-        r.bank, r.calibration_images, r.threshold
+        "familiarity: {} classes; {} held-out images at distance median {median:.2}, p99 {p99:.2}, max {max:.2}; frames beyond {:.2} go to the operator as out_of_distribution",
+        r.classes, r.calibration_images, r.threshold
     );
 }
 

@@ -90,7 +90,7 @@ pub fn train(
     let classes: Vec<usize> = rows.iter().map(|(_, c)| *c).collect();
     let fit_started = Instant::now();
     let (familiarity, familiarity_report) =
-        Familiarity::fit(&x.view()).map_err(|reason| TrainError::Data {
+        Familiarity::fit(&x.view(), &classes).map_err(|reason| TrainError::Data {
             what: "the training images".into(),
             reason,
         })?;
