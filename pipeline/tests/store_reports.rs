@@ -119,7 +119,9 @@ fn the_settings_log_keeps_who_changed_what_and_survives_an_upgrade() {
     {
         let conn = rusqlite::Connection::open(dir.path().join("records.sqlite")).unwrap();
         conn.execute_batch(
-            "DROP TABLE changes; DROP TABLE forwarded; DROP TABLE alarms; PRAGMA user_version = 1;",
+            "DROP TABLE changes; DROP TABLE forwarded; DROP TABLE alarms;
+             ALTER TABLE verdicts DROP COLUMN reason; ALTER TABLE verdicts DROP COLUMN familiarity;
+             PRAGMA user_version = 1;",
         )
         .unwrap();
     }
