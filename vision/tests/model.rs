@@ -7,7 +7,7 @@ use std::path::Path;
 
 use inspecta_vision::frame::{Frame, FrameError};
 use inspecta_vision::inspection::Verdict;
-use inspecta_vision::model::manifest::ColorOrder;
+use inspecta_vision::model::manifest::{ColorOrder, Manifest};
 use inspecta_vision::model::{Model, ModelError, RunnerOptions};
 
 use common::*;
@@ -184,14 +184,12 @@ fn text_file_is_not_an_image() {
     assert!(matches!(err, FrameError::Decode(_)), "{err}");
 }
 
-/// Writes `manifest` into a temp dir beside a copy of the X-SDD ONNX file.
+/// Writes `manifest` into a temp dir beside a copy of the X-SDD ONNX and familiarity files.
 fn with_manifest(manifest: &str) -> (tempfile::TempDir, Result<Model, ModelError>) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo().join("models/xsdd/model.onnx"),
-        dir.path().join("model.onnx"),
-    )
-    .unwrap();
+    for file in ["model.onnx", "familiarity.safetensors"] {
+        std::fs::copy(repo().join("models/xsdd").join(file), dir.path().join(file)).unwrap();
+    }
     std::fs::write(dir.path().join("model.toml"), manifest).unwrap();
     let result = Model::load(dir.path(), RunnerOptions::default());
     (dir, result)
@@ -203,10 +201,9 @@ fn xsdd_manifest() -> String {
 
 #[test]
 fn manifest_with_too_few_labels_is_refused() {
-    let manifest = xsdd_manifest().replace(
-        r#"labels = ["finishing roll printing", "iron sheet ash", "oxide scale of plate system", "oxide scale of temperature system", "red iron", "slag inclusion", "surface scratch"]"#,
-        r#"labels = ["a", "b", "c"]"#,
-    );
+    let mut manifest = Manifest::from_toml(&xsdd_manifest()).unwrap();
+    manifest.labels = vec!["a".into(), "b".into(), "c".into()];
+    let manifest = manifest.to_toml().unwrap();
     let (_dir, result) = with_manifest(&manifest);
     let err = result.unwrap_err();
     assert!(matches!(err, ModelError::Incompatible { .. }), "{err}");

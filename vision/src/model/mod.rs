@@ -161,7 +161,8 @@ impl Model {
             }
             outputs.extend(spec.features.iter().cloned());
         }
-        let scoring_outputs = outputs.len()
+        // No output named means the network's first one: still one to score with.
+        let scoring_outputs = outputs.len().max(1)
             - manifest
                 .familiarity
                 .as_ref()
