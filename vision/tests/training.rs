@@ -233,25 +233,18 @@ fn a_classifier_learns_the_sample_classes_and_runs_as_a_model() {
         ("weights", h.weights.clone().into_dyn()),
         ("bias", h.bias.clone().into_dyn()),
     ];
-    let familiarity = Some(&trained.familiarity);
-    training::write_model_dir(
-        &dir,
-        &manifest,
-        &backbone.path,
-        &tensors,
-        familiarity,
-        false,
-    )
-    .unwrap();
-    let err = training::write_model_dir(
-        &dir,
-        &manifest,
-        &backbone.path,
-        &tensors,
-        familiarity,
-        false,
-    )
-    .unwrap_err();
+    let write = || {
+        training::write_model_dir(
+            &dir,
+            &manifest,
+            &backbone.path,
+            &tensors,
+            Some(&trained.familiarity),
+            false,
+        )
+    };
+    write().unwrap();
+    let err = write().unwrap_err();
     assert!(matches!(err, TrainError::Exists(_)), "{err}");
 
     let model = Arc::new(Model::load(&dir, RunnerOptions::default()).unwrap());

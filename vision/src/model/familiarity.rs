@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, Ix1, Ix2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::weights::{self, Weights};
@@ -202,18 +202,8 @@ impl Familiarity {
     }
 
     fn from_weights(weights: &Weights) -> Result<Self, String> {
-        let vector = |name: &str| -> Result<Array1<f32>, String> {
-            weights
-                .tensor(name)?
-                .into_dimensionality::<Ix1>()
-                .map_err(|_| format!("tensor {name:?} is not a vector"))
-        };
-        let matrix = |name: &str| -> Result<Array2<f32>, String> {
-            weights
-                .tensor(name)?
-                .into_dimensionality::<Ix2>()
-                .map_err(|_| format!("tensor {name:?} is not a matrix"))
-        };
+        let vector = |name: &str| weights.vector(name);
+        let matrix = |name: &str| weights.matrix(name);
         let (mean, inv_std) = (vector("mean")?, vector("inv_std")?);
         let (class_means, cholesky) = (matrix("class_means")?, matrix("cholesky")?);
         let threshold = vector("threshold")?.first().copied().unwrap_or(0.0);

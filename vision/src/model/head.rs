@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array1, Array2, ArrayView3, Axis, Ix1, Ix2};
+use ndarray::{Array1, Array2, ArrayView3, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::weights::Weights;
@@ -81,18 +81,8 @@ impl Head {
     }
 
     fn from_weights(spec: &HeadSpec, weights: &Weights, labels: usize) -> Result<Self, String> {
-        let vector = |name: &str| -> Result<Array1<f32>, String> {
-            weights
-                .tensor(name)?
-                .into_dimensionality::<Ix1>()
-                .map_err(|_| format!("tensor {name:?} is not a vector"))
-        };
-        let matrix = |name: &str| -> Result<Array2<f32>, String> {
-            weights
-                .tensor(name)?
-                .into_dimensionality::<Ix2>()
-                .map_err(|_| format!("tensor {name:?} is not a matrix"))
-        };
+        let vector = |name: &str| weights.vector(name);
+        let matrix = |name: &str| weights.matrix(name);
         match spec {
             HeadSpec::PatchCore {
                 reference_distance,

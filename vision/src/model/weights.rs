@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, Ix1, Ix2, IxDyn};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors, View as _};
 
@@ -57,6 +57,20 @@ impl Weights {
             .collect();
         debug_assert_eq!(view.data_len(), values.len() * 4);
         ArrayD::from_shape_vec(IxDyn(view.shape()), values).map_err(|e| e.to_string())
+    }
+
+    /// Tensor `name`, which must be a vector.
+    pub fn vector(&self, name: &str) -> Result<Array1<f32>, String> {
+        self.tensor(name)?
+            .into_dimensionality::<Ix1>()
+            .map_err(|_| format!("tensor {name:?} is not a vector"))
+    }
+
+    /// Tensor `name`, which must be a matrix.
+    pub fn matrix(&self, name: &str) -> Result<Array2<f32>, String> {
+        self.tensor(name)?
+            .into_dimensionality::<Ix2>()
+            .map_err(|_| format!("tensor {name:?} is not a matrix"))
     }
 }
 
