@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use common::judged::{Part, images_on_disk, judged, record, ring_images_on_disk};
 use inspecta_pipeline::store::{
-    ImagePolicy, NewReview, Query, RecordStore, ReviewAction, StoreConfig, StoreError,
+    ImagePolicy, NewReview, Query, Record, RecordStore, ReviewAction, StoreConfig, StoreError,
 };
 use inspecta_vision::frame::Frame;
 use inspecta_vision::inspection::{UncertainReason, Verdict};
@@ -19,11 +19,12 @@ fn verdicts_round_trip_with_non_good_images_kept_and_passed_ones_in_the_ring() {
     let dir = tempfile::tempdir().unwrap();
     let (model, parts) = judged();
     let store = RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap();
-    let ids: Vec<i64> = parts
+    let returned: Vec<Record> = parts
         .iter()
         .enumerate()
-        .map(|(i, p)| store.insert(&record(model, p, i as u64)).unwrap())
+        .map(|(i, p)| store.insert_returning(&record(model, p, i as u64)).unwrap())
         .collect();
+    let ids: Vec<i64> = returned.iter().map(|r| r.id).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
     assert_eq!(store.count().unwrap(), parts.len() as u64);
 
@@ -37,8 +38,10 @@ fn verdicts_round_trip_with_non_good_images_kept_and_passed_ones_in_the_ring() {
     assert_eq!(ring_images_on_disk(dir.path()), parts.len() - not_good);
 
     let ring = dir.path().join("images").join("recent");
-    for (id, part) in ids.iter().zip(parts) {
+    for ((id, part), at_insert) in ids.iter().zip(parts).zip(&returned) {
         let r = store.get(*id).unwrap();
+        // What the insert answered (with no read-back) is what the store keeps.
+        assert_eq!(&r, at_insert);
         assert_eq!(r.station, "test-station");
         assert_eq!(r.origin.as_deref(), Some(part.origin.as_str()));
         assert_eq!(r.model.name, model.manifest().name);

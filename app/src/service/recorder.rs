@@ -1,8 +1,7 @@
 //! The one path every live verdict takes: the record store first (it is the station's
 //! memory), then the metrics and the log, then each sink in the order it was added (the
 //! JSON-lines file, the shadow model, waiting HTTP triggers, the OPC UA server, the panel). A sink sees
-//! the record as the store keeps it, read back once here, so every door shows the same
-//! thing. The MQTT link is no sink: it reads the store itself, after its own cursor, so
+//! the record as the store keeps it, so every door shows the same thing. The MQTT link is no sink: it reads the store itself, after its own cursor, so
 //! nothing is lost while the broker is away.
 
 use std::sync::Arc;
@@ -63,8 +62,8 @@ impl Recorder {
     /// not stop the line; the verdict still reaches the sinks.
     pub fn record(&mut self, v: &LiveVerdict) -> anyhow::Result<()> {
         self.metrics.observe(v);
-        let id = self.store(v);
-        let record = self.read_back(id);
+        let record = self.store(v);
+        let id = record.as_ref().map(|r| r.id);
         let name = v.inspection.verdict.name();
         let latency_ms = v.latency.as_secs_f64() * 1e3;
         tracing::info!(id, part_id = v.part_id, sequence = v.sequence, verdict = name, score = v.inspection.scores.defect_score, latency_ms, origin = ?v.origin, "verdict");
@@ -91,7 +90,7 @@ impl Recorder {
         }
     }
 
-    fn store(&self, v: &LiveVerdict) -> Option<i64> {
+    fn store(&self, v: &LiveVerdict) -> Option<Record> {
         let store = self.store.as_ref()?;
         let origin = v.origin.as_deref().map(|p| p.display().to_string());
         let record = NewRecord {
@@ -106,10 +105,10 @@ impl Recorder {
             frame: Some(&v.frame),
         };
         let started = Instant::now();
-        match store.insert(&record) {
-            Ok(id) => {
+        match store.insert_returning(&record) {
+            Ok(record) => {
                 self.metrics.stored(started.elapsed());
-                Some(id)
+                Some(record)
             }
             Err(e) => {
                 self.metrics.store_failed();
@@ -117,13 +116,5 @@ impl Recorder {
                 None
             }
         }
-    }
-
-    fn read_back(&self, id: Option<i64>) -> Option<Record> {
-        let (store, id) = (self.store.as_ref()?, id?);
-        store
-            .get(id)
-            .inspect_err(|e| tracing::error!(id, "cannot read back record: {e}"))
-            .ok()
     }
 }

@@ -1,6 +1,7 @@
 //! Verdicts: what a station hands the store, how a stored record reads back, and the
 //! paged queries over them.
 
+use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -103,31 +104,38 @@ impl RecordStore {
     /// Stores one verdict (and its image, if the policy keeps it); returns its id once the
     /// record is durable.
     pub fn insert(&self, record: &NewRecord<'_>) -> Result<i64, StoreError> {
+        self.insert_returning(record).map(|r| r.id)
+    }
+
+    /// Stores one verdict and returns it as stored. Nothing is read back after the commit,
+    /// so a caller never has to report an error for a record that is in fact kept.
+    pub fn insert_returning(&self, record: &NewRecord<'_>) -> Result<Record, StoreError> {
         let result = self.insert_record(record);
         *self.failing.lock().unwrap_or_else(PoisonError::into_inner) =
             result.as_ref().err().map(ToString::to_string);
         result
     }
 
-    fn insert_record(&self, record: &NewRecord<'_>) -> Result<i64, StoreError> {
-        let captured_ms = unix_ms(record.captured_at);
+    fn insert_record(&self, new: &NewRecord<'_>) -> Result<Record, StoreError> {
+        let captured_ms = unix_ms(new.captured_at);
         // The image is complete on disk before the record that points to it is committed.
         // A part whose image cannot be written (disk full, read-only) is still recorded:
         // losing the verdict would hide exactly the defects from the yield.
-        let written = record
+        let written = new
             .frame
-            .zip(self.shelf_for(&record.inspection.verdict))
+            .zip(self.shelf_for(&new.inspection.verdict))
             .and_then(|(frame, shelf)| self.write_image(frame, captured_ms, shelf));
         let image = written.as_ref().map(|w| w.relative.as_str());
-        let id = match self.insert_row(record, captured_ms, image) {
-            Ok(id) => id,
+        let mut record = Record::unsaved(new, captured_ms, image.is_some());
+        match self.insert_row(&record, captured_ms, image) {
+            Ok(id) => record.id = id,
             Err(e) => {
                 if let Some(written) = written {
                     self.images.discard(&written);
                 }
                 return Err(e);
             }
-        };
+        }
         // The record is committed: from here on nothing may report it as lost.
         if let Some(written) = written {
             self.images.admit(written);
@@ -135,7 +143,7 @@ impl RecordStore {
                 tracing::error!("cannot apply the image retention limits: {e}");
             }
         }
-        Ok(id)
+        Ok(record)
     }
 
     /// Where the image of a part with this verdict goes, if anywhere.
@@ -151,26 +159,10 @@ impl RecordStore {
     /// Commits one verdict row; returns its id.
     fn insert_row(
         &self,
-        record: &NewRecord<'_>,
+        record: &Record,
         captured_ms: i64,
         image: Option<&str>,
     ) -> Result<i64, StoreError> {
-        let verdict = &record.inspection.verdict;
-        let (kind, class) = match verdict {
-            Verdict::Good => ("good", None),
-            Verdict::Defect { class } => ("defect", Some(class.as_str())),
-            Verdict::Uncertain { .. } => ("uncertain", None),
-        };
-        let reason = verdict.uncertain_reason().map(UncertainReason::name);
-        let labels = &record.model.labels;
-        let scores = &record.inspection.scores;
-        let probabilities: serde_json::Map<String, serde_json::Value> = labels
-            .iter()
-            .zip(&scores.probabilities)
-            .map(|(label, p)| (label.clone(), serde_json::Value::from(f64::from(*p))))
-            .collect();
-        let top_label = labels.get(scores.top).map_or("", String::as_str);
-        let timings = &record.inspection.timings_ms;
         let conn = self.lock();
         conn.prepare_cached(
             "INSERT INTO verdicts (captured_ms, station, part_id, sequence, origin,
@@ -190,18 +182,17 @@ impl RecordStore {
             record.origin,
             record.model.name,
             record.model.version,
-            kind,
-            class,
-            top_label,
-            f64::from(scores.defect_score),
-            serde_json::Value::Object(probabilities).to_string(),
-            timings.preprocess.as_secs_f64() * 1e3,
-            timings.inference.as_secs_f64() * 1e3,
-            record.latency.map(|l| l.as_secs_f64() * 1e3),
+            record.verdict,
+            record.class,
+            record.top_label,
+            record.defect_score,
+            record.probabilities.to_string(),
+            record.timings.preprocess_ms,
+            record.timings.inference_ms,
+            record.timings.latency_ms,
             image,
-            reason,
-            // An infinite distance (NaN features) is stored as the largest finite one.
-            scores.familiarity.map(|f| f64::from(f.min(f32::MAX))),
+            record.reason,
+            record.familiarity,
         ])?;
         Ok(conn.last_insert_rowid())
     }
@@ -228,6 +219,31 @@ impl RecordStore {
             .query_row([id], record_from_row)
             .optional()?
             .ok_or(StoreError::NotFound(id))
+    }
+
+    /// The file of the newest part `station` took from under `folder` (not uploads): where
+    /// a restarted folder line carries on. Walks back from the newest record, so a line
+    /// that has run for months costs a few rows.
+    pub fn last_origin_under(
+        &self,
+        station: &str,
+        folder: &Path,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        let mut prefix = folder.display().to_string();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        let conn = self.read();
+        let origin: Option<String> = conn
+            .prepare_cached(
+                "SELECT origin FROM verdicts
+                 WHERE station = ?1 AND sequence IS NOT NULL
+                    AND substr(origin, 1, length(?2)) = ?2
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![station, prefix], |row| row.get(0))
+            .optional()?;
+        Ok(origin.map(PathBuf::from))
     }
 
     /// Records matching `query`, newest first, one page at a time.
@@ -298,6 +314,57 @@ pub(super) const SELECT_RECORD: &str =
     FROM verdicts v
     LEFT JOIN reviews r
         ON r.id = (SELECT max(id) FROM reviews WHERE verdict_id = v.id)";
+
+impl Record {
+    /// A verdict as the store keeps it, before it has an id: the one conversion both the
+    /// insert and the caller's answer use, so they cannot disagree.
+    fn unsaved(new: &NewRecord<'_>, captured_ms: i64, has_image: bool) -> Self {
+        let verdict = &new.inspection.verdict;
+        let (kind, class) = match verdict {
+            Verdict::Good => ("good", None),
+            Verdict::Defect { class } => ("defect", Some(class.clone())),
+            Verdict::Uncertain { .. } => ("uncertain", None),
+        };
+        let labels = &new.model.labels;
+        let scores = &new.inspection.scores;
+        let probabilities: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .zip(&scores.probabilities)
+            .map(|(label, p)| (label.clone(), serde_json::Value::from(f64::from(*p))))
+            .collect();
+        let timings = &new.inspection.timings_ms;
+        Self {
+            id: 0,
+            captured_at: timestamp(captured_ms),
+            station: new.station.to_owned(),
+            part_id: new.part_id.map(str::to_owned),
+            sequence: new.sequence,
+            origin: new.origin.map(str::to_owned),
+            model: ModelRef {
+                name: new.model.name.clone(),
+                version: new.model.version.clone(),
+            },
+            verdict: kind.to_owned(),
+            label: verdict.name().to_owned(),
+            class,
+            reason: verdict
+                .uncertain_reason()
+                .map(|r| UncertainReason::name(r).to_owned()),
+            // An infinite distance (NaN features) is kept as the largest finite one.
+            familiarity: scores.familiarity.map(|f| f64::from(f.min(f32::MAX))),
+            top_label: labels.get(scores.top).cloned().unwrap_or_default(),
+            defect_score: f64::from(scores.defect_score),
+            probabilities: serde_json::Value::Object(probabilities),
+            timings: Timings {
+                preprocess_ms: timings.preprocess.as_secs_f64() * 1e3,
+                inference_ms: timings.inference.as_secs_f64() * 1e3,
+                latency_ms: new.latency.map(|l| l.as_secs_f64() * 1e3),
+            },
+            has_image,
+            review: None,
+        }
+    }
+}
 
 pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
     let review = match row.get::<_, Option<i64>>(17)? {
