@@ -280,10 +280,19 @@ fn metrics_expose_counters_histograms_and_source_state() {
 
 #[test]
 fn predict_judges_uploads_and_rejects_bad_images_with_a_reason() {
-    let station = Station::start(&folder_line(), "max_upload_bytes = 200000");
+    let out = tempfile::tempdir().unwrap();
+    let jsonl = out.path().join("verdicts.jsonl");
+    let station = Station::start(
+        &folder_line(),
+        &format!(
+            "max_upload_bytes = 200000\n[output]\njsonl = \"{}\"",
+            jsonl.display()
+        ),
+    );
     let defect = sample("defect", 0);
 
     let (code, record) = station.upload("?part_id=UP-1", defect.clone());
+    let uploaded = record["id"].clone();
     assert_eq!(code, StatusCode::CREATED, "{record}");
     assert_eq!(record["verdict"], "defect");
     assert_eq!(record["part_id"], "UP-1");
@@ -306,6 +315,20 @@ fn predict_judges_uploads_and_rejects_bad_images_with_a_reason() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let record: Value = response.json().unwrap();
     assert_eq!(record["verdict"], "good");
+
+    // Uploads reach the JSON-lines file like the line's parts, whole and with their ids.
+    let lines: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let from_api: Vec<&Value> = lines.iter().filter(|l| l["origin"] == "api").collect();
+    assert_eq!(from_api.len(), 2, "{lines:?}");
+    assert_eq!(from_api[0]["id"], uploaded);
+    assert_eq!(from_api[0]["part_id"], "UP-1");
+    assert_eq!(from_api[0]["verdict"], "defect", "{}", from_api[0]);
+    assert_eq!(from_api[1]["id"], record["id"]);
+    assert!(from_api.iter().all(|l| l.get("sequence").is_none()));
 
     let (code, body) = station.upload("", defect[..defect.len() / 2].to_vec());
     assert_eq!(code, StatusCode::BAD_REQUEST);

@@ -195,6 +195,7 @@ fn reviewed_parts_become_a_class_folder_data_set_that_eval_reads() {
         format!(
             "[station]\nname = \"export-test\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
              [source]\nkind = \"folder\"\npath = \"{}\"\nparts_per_second = 100.0\n\
+             start_after = \"\"\n\
              [store]\ndir = \"{}\"\nimages = \"not_good\"\nrecent_images = 3\n\
              [api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n",
             repo().join("samples/casting").display(),
@@ -396,7 +397,8 @@ fn reviewed_parts_become_a_class_folder_data_set_that_eval_reads() {
     assert!(summary.contains("exported 0 reviewed parts"), "{summary}");
     assert_eq!(read_csv(&empty.join("provenance.csv")).1.len(), 0);
 
-    // The line runs on: a second run of the samples flushes the ring, and the overridden
+    // The line runs on: a second run of the samples (`start_after = ""`: from the first
+    // file again, not after the last stored part) flushes the ring, and the overridden
     // passed part still has its image (kept for good by the review), the others not.
     station.stop();
     let station = Station::start(&config, port);

@@ -293,3 +293,66 @@ fn a_panic_on_a_station_thread_ends_the_process_for_its_supervisor() {
     let (records, _, _) = stored(dir.path());
     assert!(records <= 5, "{records} records from 5 frames");
 }
+
+/// A model that fails on every frame (a fail point makes each inference return an error)
+/// leaves a station that captures but judges nothing: `/health` must say so, with the
+/// reason, instead of "ok".
+#[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "injects its fault through a fail point: build with --features failpoints (make test does)"
+)]
+fn a_model_failing_on_every_frame_makes_health_fail_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = dir.path().join("station.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[station]\nname = \"faults\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
+             [source]\nkind = \"folder\"\npath = \"{}\"\nparts_per_second = 50.0\nrepeat = true\n\
+             [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
+            repo().join("samples/casting").display(),
+            dir.path().join("store").display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .current_dir(repo())
+        .args(["run", "--headless", "--config"])
+        .arg(&config)
+        .env("FAILPOINTS", "inspect-frame=return(injected model fault)")
+        .env_remove("INSPECTA_API_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let health = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/health never said the model fails"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Ok(response) = reqwest::blocking::get(&url) else {
+            continue;
+        };
+        let code = response.status();
+        let body: serde_json::Value = response.json().unwrap();
+        if body["model"] == "failing" {
+            break (code, body);
+        }
+    };
+    let (status, log) = common::terminate(child);
+    assert_eq!(health.0, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let reasons = health.1["reasons"].to_string();
+    assert!(
+        reasons.contains("model: the last") && reasons.contains("injected model fault"),
+        "{reasons}"
+    );
+    assert!(log.contains("frame not inspected"), "{log}");
+    assert!(status.success(), "{log}");
+    let (records, _, _) = stored(dir.path());
+    assert_eq!(records, 0, "a frame that was not judged is never recorded");
+}

@@ -205,3 +205,63 @@ fn kill_9_at_any_moment_loses_no_committed_record() {
         "ids never reused: {ids:?}"
     );
 }
+
+/// A folder line killed half-way and started again carries on after the last part it
+/// stored: every file is recorded exactly once, none twice, none skipped.
+#[test]
+fn a_restarted_folder_line_resumes_after_its_last_stored_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    let folder = repo().join("samples/casting");
+    let source = format!(
+        "kind = \"folder\"\npath = \"{}\"\nparts_per_second = 20.0",
+        folder.display()
+    );
+    let (config, jsonl) = write_config(dir.path(), &source);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("[store]\ndir = \"{}\"\n", records.display()));
+    std::fs::write(&config, text).unwrap();
+
+    let mut child = station(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while complete_lines(&jsonl).len() < 8 {
+        assert!(Instant::now() < deadline, "the station records nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, half-way through the folder
+    child.wait().unwrap();
+    let before = complete_lines(&jsonl).len();
+    assert!(before < 24, "killed before the end ({before} parts)");
+
+    let out = station(&config).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("folder source resumes"), "{log}");
+
+    let db = rusqlite::Connection::open(records.join("records.sqlite")).unwrap();
+    let mut statement = db
+        .prepare("SELECT origin, count(*) FROM verdicts GROUP BY origin")
+        .unwrap();
+    let counts: Vec<(String, i64)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(counts.len(), 24, "every file of the folder is recorded");
+    assert!(
+        counts.iter().all(|(_, n)| *n == 1),
+        "no part recorded twice: {counts:?}"
+    );
+
+    // Once the whole folder is stored, a third start judges nothing again.
+    let out = station(&config).output().unwrap();
+    assert!(out.status.success());
+    let total: i64 = db
+        .query_row("SELECT count(*) FROM verdicts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(total, 24);
+}

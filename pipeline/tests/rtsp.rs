@@ -16,6 +16,11 @@ use inspecta_pipeline::station::{Reconnect, Station};
 const MOUNT: &str = "/line1";
 const CAMERA: &str = "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=15/1 \
                       ! jpegenc ! rtpjpegpay name=pay0 pt=96 )";
+/// A camera whose stream ends cleanly after two seconds (end-of-stream, RTCP BYE), as a
+/// camera rebooting or a server being stopped does; each client gets its own stream.
+const ENDING_MOUNT: &str = "/ends";
+const ENDING_CAMERA: &str = "( videotestsrc is-live=true pattern=ball num-buffers=30 ! video/x-raw,format=I420,width=320,height=240,framerate=15/1 \
+                      ! jpegenc ! rtpjpegpay name=pay0 pt=96 )";
 
 fn serve(port: &str) {
     gstreamer::init().unwrap();
@@ -26,7 +31,11 @@ fn serve(port: &str) {
     let factory = gstreamer_rtsp_server::RTSPMediaFactory::new();
     factory.set_launch(CAMERA);
     factory.set_shared(true);
-    server.mount_points().unwrap().add_factory(MOUNT, factory);
+    let ending = gstreamer_rtsp_server::RTSPMediaFactory::new();
+    ending.set_launch(ENDING_CAMERA);
+    let mounts = server.mount_points().unwrap();
+    mounts.add_factory(MOUNT, factory);
+    mounts.add_factory(ENDING_MOUNT, ending);
     let _attached = server.attach(None).unwrap();
     main_loop.run();
 }
@@ -123,6 +132,48 @@ fn camera_lost_and_back() {
     assert!(status.inspected() >= 6, "{status:?}");
 }
 
+/// A camera has no end: a stream that ends cleanly is a camera gone, so the station must
+/// reconnect and carry on, never report its line as finished.
+fn a_stream_that_ends_is_reconnected_not_finished() {
+    let port = free_port();
+    let _camera = Camera::start(port);
+    let source = SourceSpec::Rtsp {
+        url: format!("rtsp://127.0.0.1:{port}{ENDING_MOUNT}"),
+        latency_ms: 50,
+    };
+    let reconnect = Reconnect {
+        initial_ms: 200,
+        max_ms: 1_000,
+        // Longer than the whole stream: the end must be noticed as such, not as a stall.
+        stall_timeout_ms: 30_000,
+    };
+    let station = Station::start(&common::load("casting"), source, reconnect).unwrap();
+    verdicts(&station, 2, Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = station.status().snapshot().source;
+        assert_ne!(
+            state,
+            SourceState::Ended,
+            "a camera's stream is never the end"
+        );
+        if let SourceState::Reconnecting { error, .. } = &state {
+            assert!(error.contains("end of stream"), "{error}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream's end not noticed: {state:?}"
+        );
+        while station.results().try_recv().is_ok() {}
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The camera's next stream is judged again.
+    verdicts(&station, 2, Duration::from_secs(60));
+    let (_pending, status) = station.stop();
+    assert!(status.inspected() >= 4, "{status:?}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let [_, flag, port] = args.as_slice()
@@ -137,5 +188,7 @@ fn main() {
     }
     camera_lost_and_back();
     eprintln!("rtsp: camera_lost_and_back passed");
-    println!("1 passed, 0 failed");
+    a_stream_that_ends_is_reconnected_not_finished();
+    eprintln!("rtsp: a_stream_that_ends_is_reconnected_not_finished passed");
+    println!("2 passed, 0 failed");
 }

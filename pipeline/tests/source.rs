@@ -96,6 +96,7 @@ fn folder_plays_at_the_line_rate_and_reports_bad_files() {
         path: dir.path().to_owned(),
         parts_per_second: 20.0,
         repeat: false,
+        start_after: None,
     };
     let mut source = spec.open().unwrap();
     let started = Instant::now();

@@ -30,6 +30,7 @@ fn every_part_of_a_folder_line_gets_a_verdict() {
         path: samples().join("casting"),
         parts_per_second: 200.0,
         repeat: false,
+        start_after: None,
     };
     let station = Station::start(&load("casting"), source, Reconnect::default()).unwrap();
     let verdicts = collect(&station, Duration::from_secs(120));
@@ -190,6 +191,7 @@ fn a_triggered_folder_line_hands_out_the_next_part_per_trigger() {
         path: samples().join("casting"),
         parts_per_second: 100.0,
         repeat: false,
+        start_after: None,
     };
     let (station, triggers) = Station::start_triggered(
         &load("casting"),
@@ -242,6 +244,7 @@ fn a_model_switched_mid_line_takes_over_between_two_parts_and_loses_none() {
         path: samples().join("casting"),
         parts_per_second: 40.0,
         repeat: false,
+        start_after: None,
     };
     let casting = load("casting");
     let station = Station::start(&casting, source, Reconnect::default()).unwrap();

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::{ApiState, Shared};
+use crate::service::sinks::Line;
 
 /// Beyond the frame timeout, how long a triggered part may take to be judged and stored.
 const TRIGGER_SLACK: Duration = Duration::from_secs(10);
@@ -117,7 +118,9 @@ fn judge(state: &ApiState, bytes: &[u8], part_id: Option<&str>) -> Result<Record
         .unwrap_or_else(PoisonError::into_inner)
         .push(session);
     let inspection = inspection.map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let id = state.store.insert(&NewRecord {
+    // Committed and returned in one step: once the record is kept, nothing can turn the
+    // answer into an error (a retry would store the part twice).
+    let record = state.store.insert_returning(&NewRecord {
         station: &state.handles.name,
         part_id,
         sequence: None,
@@ -129,12 +132,17 @@ fn judge(state: &ApiState, bytes: &[u8], part_id: Option<&str>) -> Result<Record
         frame: Some(&frame),
     })?;
     tracing::info!(
-        id,
+        id = record.id,
         part_id,
         verdict = inspection.verdict.name(),
         "verdict (POST /predict)"
     );
-    Ok(state.store.get(id)?)
+    if let Some(file) = &state.jsonl {
+        file.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(&Line::stored(&record, &inspection));
+    }
+    Ok(record)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -32,7 +32,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::{ApiSection, StationConfig};
 use crate::service::metrics::Metrics;
-use crate::service::sinks::PartWaiters;
+use crate::service::sinks::{PartWaiters, SharedJsonLines};
 use crate::service::{Door, Service};
 use error::ApiError;
 
@@ -55,6 +55,7 @@ pub fn open(mut service: Service, config: &StationConfig) -> anyhow::Result<Serv
             store,
             metrics: view.metrics,
             waiters: view.waiters,
+            jsonl: view.jsonl,
             token,
             open_metrics: api.open_metrics,
             max_image_pixels: api.max_image_pixels,
@@ -103,6 +104,8 @@ pub struct ApiState {
     pub store: Arc<RecordStore>,
     pub metrics: Arc<Metrics>,
     pub waiters: Arc<PartWaiters>,
+    /// Uploaded parts are appended to `[output] jsonl` like the line's.
+    pub jsonl: Option<SharedJsonLines>,
     pub token: Option<String>,
     /// `/metrics` is served without the token (`[api] open_metrics`).
     pub open_metrics: bool,
@@ -257,12 +260,12 @@ fn bearer(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// 200 while the station can inspect and keep what it judges; 503 with the reasons while its
-/// source is lost or its store fails, so a monitor alarms.
 /// Frames in a row the model may fail before the station reports itself unhealthy: one
 /// odd frame is logged, a model that fails every frame is a station that judges nothing.
 const MODEL_FAILURES_UNHEALTHY: u64 = 3;
 
+/// 200 while the station can inspect and keep what it judges; 503 with the reasons while its
+/// source is lost, its model or store fails, or its broker is away, so a monitor alarms.
 async fn health(State(state): State<Shared>) -> Response {
     let snapshot = state.handles.status.snapshot();
     let source = snapshot.source;
@@ -274,9 +277,11 @@ async fn health(State(state): State<Shared>) -> Response {
     if let Some(error) = &store {
         reasons.push(format!("store: verdicts are not being kept: {error}"));
     }
-    if let Some((frames, error)) = &snapshot.model_failing
-        && *frames >= MODEL_FAILURES_UNHEALTHY
-    {
+    let model_failing = snapshot
+        .model_failing
+        .as_ref()
+        .filter(|(frames, _)| *frames >= MODEL_FAILURES_UNHEALTHY);
+    if let Some((frames, error)) = model_failing {
         reasons.push(format!(
             "model: the last {frames} frames could not be inspected: {error}"
         ));
@@ -301,6 +306,7 @@ async fn health(State(state): State<Shared>) -> Response {
         "reasons": reasons,
         "source": source,
         "store": if store.is_some() { "failing" } else { "ok" },
+        "model": if model_failing.is_some() { "failing" } else { "ok" },
     });
     (code, Json(body)).into_response()
 }

@@ -8,15 +8,16 @@ pub mod recorder;
 mod settings;
 pub mod sinks;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 #[cfg(feature = "mqtt")]
 use inspecta_pipeline::publish::mqtt::{MqttLink, PlantCommand};
 use inspecta_pipeline::quality::watch::ProcessWatch;
+use inspecta_pipeline::source::SourceSpec;
 use inspecta_pipeline::station::shadow::Shadow;
 use inspecta_pipeline::station::{Station, StationHandles, Triggers};
 use inspecta_pipeline::store::RecordStore;
@@ -27,7 +28,7 @@ use metrics::Metrics;
 use recorder::Recorder;
 pub use recorder::Sink;
 pub use settings::Settings;
-use sinks::{JsonLines, PartWaiters, ShadowSink, WaitersSink};
+use sinks::{JsonLines, JsonLinesSink, PartWaiters, ShadowSink, SharedJsonLines, WaitersSink};
 
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How often the control charts are redrawn from the store.
@@ -48,6 +49,7 @@ pub struct Service {
     recorder: Recorder,
     metrics: Arc<Metrics>,
     waiters: Arc<PartWaiters>,
+    jsonl: Option<SharedJsonLines>,
     doors: Vec<Box<dyn Door>>,
     #[cfg(feature = "mqtt")]
     mqtt: Option<MqttLink>,
@@ -73,6 +75,8 @@ pub struct DoorView {
     pub handles: StationHandles,
     pub metrics: Arc<Metrics>,
     pub waiters: Arc<PartWaiters>,
+    /// `[output] jsonl`, which takes the API's verdicts too.
+    pub jsonl: Option<SharedJsonLines>,
     pub finished: Arc<AtomicBool>,
 }
 
@@ -86,7 +90,8 @@ impl Service {
         #[cfg(not(feature = "mqtt"))]
         refuse_mqtt(config)?;
         let frame_timeout = Duration::from_millis(config.trigger.frame_timeout_ms);
-        let (station, triggers) = start_station(config, &model, frame_timeout)?;
+        let source = resume_point(config, store.as_deref())?;
+        let (station, triggers) = start_station(config, source, &model, frame_timeout)?;
         let shadow = start_shadow(config)?;
         let handles = StationHandles {
             name: config.station.name.clone(),
@@ -112,8 +117,13 @@ impl Service {
         );
         let metrics = Arc::new(Metrics::new(handles.clone()));
         let waiters = Arc::new(PartWaiters::default());
-        let recorder = match build_recorder(config, &handles, &metrics, &waiters, sinks) {
-            Ok(recorder) => recorder,
+        let built = open_jsonl(config, &metrics).and_then(|jsonl| {
+            let recorder =
+                build_recorder(config, &handles, &metrics, &waiters, jsonl.as_ref(), sinks)?;
+            Ok((recorder, jsonl))
+        });
+        let (recorder, jsonl) = match built {
+            Ok(built) => built,
             Err(e) => {
                 station.stop();
                 return Err(e);
@@ -127,6 +137,7 @@ impl Service {
             recorder,
             metrics,
             waiters,
+            jsonl,
             doors: Vec::new(),
             #[cfg(feature = "mqtt")]
             mqtt,
@@ -164,6 +175,7 @@ impl Service {
             handles: self.handles.clone(),
             metrics: Arc::clone(&self.metrics),
             waiters: Arc::clone(&self.waiters),
+            jsonl: self.jsonl.clone(),
             finished: Arc::clone(&self.finished),
         }
     }
@@ -330,22 +342,43 @@ fn refuse_mqtt(config: &StationConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The source as configured; a folder line that does not repeat carries on after the last
+/// part the store has from it, unless the config says where to start (`start_after`).
+fn resume_point(config: &StationConfig, store: Option<&RecordStore>) -> anyhow::Result<SourceSpec> {
+    let mut source = config.source.clone();
+    if let (
+        SourceSpec::Folder {
+            path,
+            repeat: false,
+            start_after: start_after @ None,
+            ..
+        },
+        Some(store),
+    ) = (&mut source, store)
+    {
+        *start_after = store
+            .last_origin_under(&config.station.name, path)
+            .context("cannot find where the folder line stopped")?;
+        if let Some(last) = start_after {
+            tracing::info!(after = %last.display(), "resuming the folder after the last part stored from it ([source] start_after = \"\" starts at the first file)");
+        }
+    }
+    Ok(source)
+}
+
 fn start_station(
     config: &StationConfig,
+    source: SourceSpec,
     model: &Arc<Model>,
     frame_timeout: Duration,
 ) -> anyhow::Result<(Station, Option<Triggers>)> {
-    config.source.check_built()?;
+    source.check_built()?;
     if config.trigger.enabled {
-        let (station, triggers) = Station::start_triggered(
-            model,
-            config.source.clone(),
-            config.reconnect,
-            frame_timeout,
-        )?;
+        let (station, triggers) =
+            Station::start_triggered(model, source, config.reconnect, frame_timeout)?;
         Ok((station, Some(triggers)))
     } else {
-        let station = Station::start(model, config.source.clone(), config.reconnect)?;
+        let station = Station::start(model, source, config.reconnect)?;
         Ok((station, None))
     }
 }
@@ -360,12 +393,24 @@ fn start_shadow(config: &StationConfig) -> anyhow::Result<Option<Arc<Shadow>>> {
     Ok(Some(Arc::new(shadow)))
 }
 
+fn open_jsonl(
+    config: &StationConfig,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<SharedJsonLines>> {
+    let Some(path) = &config.output.jsonl else {
+        return Ok(None);
+    };
+    let file = JsonLines::open(path, Arc::clone(metrics))?;
+    Ok(Some(Arc::new(Mutex::new(file))))
+}
+
 /// The service's own sinks first (file, shadow, waiting triggers, OPC UA), then `extra`.
 fn build_recorder(
     config: &StationConfig,
     handles: &StationHandles,
     metrics: &Arc<Metrics>,
     waiters: &Arc<PartWaiters>,
+    jsonl: Option<&SharedJsonLines>,
     extra: Vec<Box<dyn Sink>>,
 ) -> anyhow::Result<Recorder> {
     let mut recorder = Recorder::new(
@@ -373,12 +418,11 @@ fn build_recorder(
         handles.store.clone(),
         Arc::clone(metrics),
     );
-    if let Some(path) = &config.output.jsonl {
-        recorder.add(Box::new(JsonLines::open(
-            path,
-            config.station.name.clone(),
-            Arc::clone(metrics),
-        )?));
+    if let Some(file) = jsonl {
+        recorder.add(Box::new(JsonLinesSink {
+            station: config.station.name.clone(),
+            file: Arc::clone(file),
+        }));
     }
     if let Some(shadow) = &handles.shadow {
         recorder.add(Box::new(ShadowSink(Arc::clone(shadow))));

@@ -1,12 +1,13 @@
 //! The sinks a headless station has: the JSON-lines file, the shadow model, callers waiting
 //! for a triggered part, and the OPC UA server. (The panel adds its own.)
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use inspecta_pipeline::station::shadow::Shadow;
@@ -18,13 +19,13 @@ use tokio::sync::oneshot;
 use super::metrics::Metrics;
 use super::recorder::{Delivery, Sink};
 
-/// Every verdict as one JSON line, appended to a file. A line is written whole or not at
-/// all: a write that fails half-way (disk full) is cut off again, and a line torn by a crash
-/// is cut off when the file is opened, so a reader never meets broken JSON. A file that cannot
-/// be written never stops the line: the store has every record; the gap is counted and logged.
+/// Every verdict as one JSON line, appended to a file: the line's, and those `POST /predict`
+/// gives, so the file misses no part the store has. A line is written whole or not at all: a
+/// write that fails half-way (disk full) is cut off again, and a line torn by a crash is cut
+/// off when the file is opened, so a reader never meets broken JSON. A file that cannot be
+/// written never stops the line: the store has every record; the gap is counted and logged.
 #[derive(Debug)]
 pub struct JsonLines {
-    station: String,
     path: PathBuf,
     file: File,
     /// Bytes of whole lines in the file: where a failed write is cut back to.
@@ -33,27 +34,75 @@ pub struct JsonLines {
     metrics: Arc<Metrics>,
 }
 
+/// The JSON-lines file, shared by the line's recorder and the API's uploads.
+pub type SharedJsonLines = Arc<Mutex<JsonLines>>;
+
 /// One verdict as a JSON line.
 #[derive(Serialize)]
-struct Line<'a> {
+pub struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<i64>,
     station: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     part_id: Option<&'a str>,
-    sequence: u64,
+    /// The frame's number from the source; uploads have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence: Option<u64>,
     model: &'a str,
     model_version: &'a str,
-    captured_unix_ms: u128,
+    captured_unix_ms: i64,
+    /// The frame's file for folder sources, `api` for uploads.
     #[serde(skip_serializing_if = "Option::is_none")]
-    origin: Option<&'a Path>,
-    latency_ms: f64,
+    origin: Option<Cow<'a, str>>,
+    /// From capture to verdict, for live frames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
     #[serde(flatten)]
     inspection: &'a Inspection,
 }
 
+impl<'a> Line<'a> {
+    fn live(station: &'a str, delivery: Delivery<'a>) -> Self {
+        let v = delivery.verdict;
+        let manifest = v.model.manifest();
+        Self {
+            id: delivery.record.map(|r| r.id),
+            station,
+            part_id: v.part_id.as_deref(),
+            sequence: Some(v.sequence),
+            model: &manifest.name,
+            model_version: &manifest.version,
+            captured_unix_ms: unix_ms(v.captured_at),
+            origin: v.origin.as_deref().map(Path::to_string_lossy),
+            latency_ms: Some(v.latency.as_secs_f64() * 1e3),
+            inspection: &v.inspection,
+        }
+    }
+
+    /// A stored record that came without a frame from the line (`POST /predict`).
+    pub fn stored(record: &'a Record, inspection: &'a Inspection) -> Self {
+        Self {
+            id: Some(record.id),
+            station: &record.station,
+            part_id: record.part_id.as_deref(),
+            sequence: record.sequence,
+            model: &record.model.name,
+            model_version: &record.model.version,
+            captured_unix_ms: record.captured_at.as_millisecond(),
+            origin: record.origin.as_deref().map(Cow::Borrowed),
+            latency_ms: record.timings.latency_ms,
+            inspection,
+        }
+    }
+}
+
+fn unix_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 impl JsonLines {
-    pub fn open(path: &Path, station: String, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -73,7 +122,6 @@ impl JsonLines {
                 .with_context(|| format!("cannot repair {}", path.display()))?;
         }
         Ok(Self {
-            station,
             path: path.to_owned(),
             file,
             len,
@@ -97,28 +145,14 @@ impl JsonLines {
             }
         }
     }
-}
 
-impl Sink for JsonLines {
-    fn deliver(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
-        let v = delivery.verdict;
-        let manifest = v.model.manifest();
-        let line = Line {
-            id: delivery.record.map(|r| r.id),
-            station: &self.station,
-            part_id: v.part_id.as_deref(),
-            sequence: v.sequence,
-            model: &manifest.name,
-            model_version: &manifest.version,
-            captured_unix_ms: v
-                .captured_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis()),
-            origin: v.origin.as_deref(),
-            latency_ms: v.latency.as_secs_f64() * 1e3,
-            inspection: &v.inspection,
+    /// Appends one verdict. A failed write is counted and logged, never returned: the store
+    /// has the record.
+    pub fn append(&mut self, line: &Line<'_>) {
+        let mut bytes = match serde_json::to_vec(line) {
+            Ok(bytes) => bytes,
+            Err(e) => return tracing::error!("a verdict cannot be written as JSON: {e}"),
         };
-        let mut bytes = serde_json::to_vec(&line).context("a verdict as JSON")?;
         bytes.push(b'\n');
         if let Err(e) = self.write_line(&bytes) {
             self.metrics.jsonl_failed();
@@ -128,6 +162,23 @@ impl Sink for JsonLines {
                 tracing::error!(path = %self.path.display(), failures = self.failures, "verdict left out of the JSON-lines file (it is in the store): {e}");
             }
         }
+    }
+}
+
+/// The line's verdicts into the shared JSON-lines file.
+#[derive(Debug)]
+pub struct JsonLinesSink {
+    pub station: String,
+    pub file: SharedJsonLines,
+}
+
+impl Sink for JsonLinesSink {
+    fn deliver(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
+        let line = Line::live(&self.station, delivery);
+        self.file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(&line);
         Ok(())
     }
 }

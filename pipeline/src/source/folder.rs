@@ -47,6 +47,15 @@ impl FolderSource {
     }
 }
 
+impl FolderSource {
+    /// Skips `last` and every file sorted before it. With `repeat`, the next round starts
+    /// at the first file again.
+    pub fn start_after(&mut self, last: &Path) {
+        self.next = self.files.partition_point(|f| f.as_path() <= last);
+        tracing::info!(after = %last.display(), skipped = self.next, left = self.files.len() - self.next, "folder source resumes");
+    }
+}
+
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
     let entries = std::fs::read_dir(dir).map_err(|source| SourceError::Io {
         path: dir.to_owned(),

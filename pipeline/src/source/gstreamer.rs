@@ -70,6 +70,8 @@ pub struct GstSource {
     ended: bool,
     /// The pipeline posted an error; its streaming threads have stopped.
     failed: bool,
+    /// End-of-stream is an error, not the end ([`GstSource::without_end`]).
+    endless: bool,
 }
 
 impl GstSource {
@@ -103,6 +105,7 @@ impl GstSource {
             playing: false,
             ended: false,
             failed: false,
+            endless: false,
         };
         if source
             .pipeline
@@ -116,6 +119,14 @@ impl GstSource {
         }
         source.playing = true;
         Ok(source)
+    }
+
+    /// For cameras and streams: a server that stops or a camera unplugged may end the stream
+    /// cleanly, and that must read as a lost source (reconnected), never as the line's end.
+    #[must_use]
+    pub fn without_end(mut self) -> Self {
+        self.endless = true;
+        self
     }
 
     /// The first error message waiting on the bus, if any. Notes end-of-stream on the way,
@@ -235,6 +246,7 @@ impl FrameSource for GstSource {
             .try_pull_sample(gstreamer::ClockTime::from_nseconds(nanos))
         {
             Some(sample) => self.convert(&sample).map(Some),
+            None if self.sink.is_eos() && self.endless => Err(SourceError::Lost),
             None if self.sink.is_eos() => Ok(None),
             None => Err(self.bus_error().unwrap_or(SourceError::Timeout(timeout))),
         }

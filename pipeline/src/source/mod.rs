@@ -40,6 +40,8 @@ pub enum SourceError {
     Stream { element: String, message: String },
     #[error("no frame within {0:?}")]
     Timeout(Duration),
+    #[error("end of stream from a camera or stream, which has no end: it went away")]
+    Lost,
     #[error("unusable frame: {0}")]
     Frame(String),
     #[error("cannot read {path}: {source}")]
@@ -113,6 +115,11 @@ pub enum SourceSpec {
         parts_per_second: f64,
         #[serde(default)]
         repeat: bool,
+        /// Start after this file (in path order), skipping it and those before. A station
+        /// with a store fills it in from the last part it stored from this folder, so a
+        /// restart carries on instead of recording the same parts again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_after: Option<PathBuf>,
     },
 }
 
@@ -151,6 +158,18 @@ impl SourceSpec {
         }
     }
 
+    /// Whether the source's end-of-stream is the end of the work (a file, a pipeline the
+    /// user wrote) or, for cameras and streams, a connection lost and to be made again.
+    pub fn has_end(&self) -> bool {
+        match self {
+            Self::V4l2 { .. } | Self::Rtsp { .. } | Self::Uvc { .. } | Self::TestPattern { .. } => {
+                false
+            }
+            Self::Folder { repeat, .. } => !repeat,
+            Self::File { .. } | Self::Pipeline { .. } => true,
+        }
+    }
+
     /// Opens the source this spec describes.
     pub fn open(&self) -> Result<Box<dyn FrameSource>, SourceError> {
         match self {
@@ -158,11 +177,14 @@ impl SourceSpec {
                 path,
                 parts_per_second,
                 repeat,
-            } => Ok(Box::new(folder::FolderSource::open(
-                path,
-                *parts_per_second,
-                *repeat,
-            )?)),
+                start_after,
+            } => {
+                let mut source = folder::FolderSource::open(path, *parts_per_second, *repeat)?;
+                if let Some(last) = start_after {
+                    source.start_after(last);
+                }
+                Ok(Box::new(source))
+            }
             #[cfg(feature = "uvc")]
             Self::Uvc {
                 index,
@@ -187,7 +209,12 @@ impl SourceSpec {
                         reason: "not a GStreamer source".into(),
                     }
                 })?;
-                Ok(Box::new(gstreamer::GstSource::open(&description)?))
+                let source = gstreamer::GstSource::open(&description)?;
+                Ok(Box::new(if other.has_end() {
+                    source
+                } else {
+                    source.without_end()
+                }))
             }
             #[cfg(not(feature = "gstreamer"))]
             _ => Err(SourceError::NotBuilt("gstreamer")),

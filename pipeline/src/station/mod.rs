@@ -418,6 +418,14 @@ impl Inspect {
         self.stop.load(Ordering::Relaxed)
     }
 
+    fn run_model(&mut self, frame: &Frame) -> Result<Inspection, ModelError> {
+        // Fault injection for the tests (`--features failpoints`): a model that fails.
+        fail::fail_point!("inspect-frame", |message| Err(ModelError::Inference(
+            message.unwrap_or_default().into()
+        )));
+        self.session.inspect(frame)
+    }
+
     /// Inspects one frame and hands the verdict on; false once nobody listens.
     fn inspect(&mut self, captured: CapturedFrame, part_id: Option<String>) -> bool {
         if let Some(session) = self.models.take_pending() {
@@ -425,7 +433,7 @@ impl Inspect {
             tracing::info!(model = %manifest.name, version = %manifest.version, sequence = captured.sequence, "model switched");
             self.session = session;
         }
-        let inspection = match self.session.inspect(&captured.frame) {
+        let inspection = match self.run_model(&captured.frame) {
             Ok(inspection) => inspection,
             Err(e) => {
                 tracing::warn!(sequence = captured.sequence, "frame not inspected: {e}");
