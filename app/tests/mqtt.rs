@@ -32,6 +32,11 @@ struct Broker {
 
 impl Broker {
     fn start(dir: &Path) -> Self {
+        Self::with_listeners(dir, "")
+    }
+
+    /// As [`Broker::start`], with more of mosquitto's config (other listeners) after it.
+    fn with_listeners(dir: &Path, more: &str) -> Self {
         let port = free_port();
         let config = dir.join("mosquitto.conf");
         let as_root = Command::new("id")
@@ -41,8 +46,8 @@ impl Broker {
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\n{}",
+                "per_listener_settings false\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\n{}listener {port} 127.0.0.1\n{more}",
                 dir.display(),
                 if as_root { "user root\n" } else { "" }
             ),
@@ -154,6 +159,15 @@ fn presence(received: &Mutex<Vec<(String, serde_json::Value)>>) -> Vec<String> {
 /// The real binary, headless, on the sample parts at `rate` parts/s, linked to `broker`.
 /// The station, and the port of its API.
 fn start_station(dir: &Path, broker: &Broker, rate: f32, extra: &str) -> (Child, u16) {
+    let link = format!(
+        "host = \"127.0.0.1\"\nport = {}\nsite = \"plant-a\"\nline = \"line-2\"\n{extra}",
+        broker.port
+    );
+    start_station_with_link(dir, &link, rate)
+}
+
+/// As [`start_station`], with the whole `[mqtt]` section (and what follows it) given.
+fn start_station_with_link(dir: &Path, link: &str, rate: f32) -> (Child, u16) {
     let config = dir.join("station.toml");
     let api = free_port();
     std::fs::write(
@@ -161,11 +175,9 @@ fn start_station(dir: &Path, broker: &Broker, rate: f32, extra: &str) -> (Child,
         format!(
             "[station]\nname = \"mqtt-test\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
              [source]\nkind = \"folder\"\npath = \"samples/casting\"\nparts_per_second = {rate:.1}\n\
-             [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\n\
-             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nsite = \"plant-a\"\nline = \"line-2\"\n{extra}",
+             [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\n[mqtt]\n{link}",
             dir.join("records").display(),
             api,
-            broker.port
         ),
     )
     .unwrap();
@@ -275,18 +287,29 @@ fn the_plant_triggers_parts_over_mqtt_and_reads_the_kpis() {
     let (plant, received) = subscribe(broker.port);
     // [mqtt] continues: trigger commands allowed, model switches not; KPIs every second.
     let extra = "kpi_every_s = 1\ncommands = [\"trigger\"]\n[trigger]\nenabled = true\n";
+    let topic = "inspecta/plant-a/line-2/mqtt-test/command";
+    // A retained command, left on the broker before the station starts: it would run again
+    // on every connect, so it must not run at all.
+    let retained = serde_json::json!({"command": "trigger", "part_id": "RETAINED-1"});
+    plant
+        .publish(topic, QoS::AtLeastOnce, true, retained.to_string())
+        .unwrap();
     let (station, _) = start_station(dir.path(), &broker, 50.0, extra);
     wait_for("online", Duration::from_secs(60), || {
         presence(&received).last().map(String::as_str) == Some("online")
     });
-    let topic = "inspecta/plant-a/line-2/mqtt-test/command";
     let send = |command: serde_json::Value| {
         plant
             .publish(topic, QoS::AtLeastOnce, false, command.to_string())
             .unwrap();
     };
-    send(serde_json::json!({"command": "switch_model", "path": "models/xsdd"}));
-    send(serde_json::json!({"command": "trigger", "part_id": "P-7"}));
+    send(
+        serde_json::json!({"command": "switch_model", "path": "models/xsdd", "request_id": "r-6"}),
+    );
+    // Fields a station does not know (the plant's own timestamp) are ignored.
+    send(
+        serde_json::json!({"command": "trigger", "part_id": "P-7", "request_id": "r-7", "sent_at": "2026-12-02T10:00:00Z"}),
+    );
     let part_ids = || {
         received
             .lock()
@@ -314,5 +337,198 @@ fn the_plant_triggers_parts_over_mqtt_and_reads_the_kpis() {
         "switch_model is not allowed here:\n{log}"
     );
     assert!(!log.contains("model switched"), "{log}");
-    assert_eq!(part_ids(), ["P-7"], "one trigger, one part");
+    assert!(
+        log.contains("retained command from the plant ignored"),
+        "{log}"
+    );
+    assert_eq!(
+        part_ids(),
+        ["P-7"],
+        "one trigger, one part, no retained one"
+    );
+
+    // Every command is answered, the trigger twice: accepted, then judged with its record.
+    let messages = received.lock().unwrap().clone();
+    let replies: Vec<&serde_json::Value> = messages
+        .iter()
+        .filter(|(topic, _)| topic.ends_with("/command/reply"))
+        .map(|(_, v)| v)
+        .collect();
+    let verdict = &messages
+        .iter()
+        .find(|(topic, _)| topic.ends_with("/verdict"))
+        .unwrap()
+        .1;
+    let status: Vec<(&str, &str)> = replies
+        .iter()
+        .map(|r| {
+            (
+                r["request_id"].as_str().unwrap_or_default(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        status,
+        [("r-6", "refused"), ("r-7", "accepted"), ("r-7", "judged")],
+        "{replies:?}"
+    );
+    assert!(
+        replies[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not in this station's [mqtt] commands"),
+        "{}",
+        replies[0]
+    );
+    assert_eq!(replies[2]["part_id"], "P-7");
+    assert_eq!(replies[2]["record_id"], verdict["id"]);
+    // Every payload says which layout it follows and where it comes from.
+    for (topic, payload) in messages.iter().filter(|(t, _)| !t.ends_with("/command")) {
+        assert_eq!(payload["schema"], 1, "{topic}: {payload}");
+        assert_eq!(payload["site"], "plant-a", "{topic}: {payload}");
+        assert_eq!(payload["line"], "line-2", "{topic}: {payload}");
+        assert_eq!(payload["station"], "mqtt-test", "{topic}: {payload}");
+    }
+    let online = messages
+        .iter()
+        .find(|(t, v)| t.ends_with("/status") && v["state"] == "online")
+        .unwrap();
+    assert!(
+        online.1["since"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok(),
+        "presence carries its birth time: {}",
+        online.1
+    );
+}
+
+/// Makes a test CA and a certificate for `localhost` signed by it (openssl CLI), in `dir`.
+fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key) = (
+        dir.join(format!("{name}-ca.crt")),
+        dir.join(format!("{name}-ca.key")),
+    );
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let csr = dir.join(format!("{name}.csr"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let subject = os(&format!("/CN={name} test CA"));
+    run(&[
+        &os("req"),
+        &os("-x509"),
+        &os("-newkey"),
+        &os("rsa:2048"),
+        &os("-nodes"),
+        &os("-days"),
+        &os("2"),
+        &os("-subj"),
+        &subject,
+        &os("-keyout"),
+        ca_key.as_os_str(),
+        &os("-out"),
+        ca.as_os_str(),
+    ]);
+    run(&[
+        &os("req"),
+        &os("-newkey"),
+        &os("rsa:2048"),
+        &os("-nodes"),
+        &os("-subj"),
+        &os("/CN=localhost"),
+        &os("-keyout"),
+        key.as_os_str(),
+        &os("-out"),
+        csr.as_os_str(),
+    ]);
+    run(&[
+        &os("x509"),
+        &os("-req"),
+        &os("-in"),
+        csr.as_os_str(),
+        &os("-CA"),
+        ca.as_os_str(),
+        &os("-CAkey"),
+        ca_key.as_os_str(),
+        &os("-CAcreateserial"),
+        &os("-days"),
+        &os("2"),
+        &os("-extfile"),
+        ext.as_os_str(),
+        &os("-out"),
+        cert.as_os_str(),
+    ]);
+    (ca, cert, key)
+}
+
+/// TLS to a real mosquitto TLS listener with certificates made by the test: verdicts arrive
+/// over it; a station that trusts another CA never connects and says so on `/health`.
+#[test]
+fn the_link_speaks_tls_to_a_broker_it_trusts_and_only_to_that_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path(), "broker");
+    let tls_port = free_port();
+    let broker = Broker::with_listeners(
+        dir.path(),
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+    );
+    wait_for("the TLS listener", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+    });
+    let (_plant, received) = subscribe(broker.port);
+    let tls = |ca: &Path| {
+        format!(
+            "host = \"localhost\"\nport = {tls_port}\nsite = \"plant-a\"\nline = \"line-2\"\n\
+             tls = true\nca = \"{}\"\n",
+            ca.display()
+        )
+    };
+    let trusted = dir.path().join("trusted");
+    std::fs::create_dir(&trusted).unwrap();
+    let (station, _) = start_station_with_link(&trusted, &tls(&ca), 50.0);
+    wait_for("24 verdicts over TLS", Duration::from_secs(120), || {
+        verdict_ids(&received).len() >= 24
+    });
+    let (status, log) = terminate(station);
+    assert!(status.success(), "{log}");
+
+    let (other_ca, _, _) = certificates(dir.path(), "impostor");
+    let untrusted = dir.path().join("untrusted");
+    std::fs::create_dir(&untrusted).unwrap();
+    let (station, api) = start_station_with_link(&untrusted, &tls(&other_ca), 50.0);
+    wait_for(
+        "/health to say the broker is unreachable",
+        Duration::from_secs(60),
+        || health(api).1.contains("mqtt: the broker is unreachable"),
+    );
+    let (status, log) = terminate(station);
+    assert!(status.success(), "{log}");
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
+    assert_eq!(
+        verdict_ids(&received).len(),
+        24,
+        "nothing came over the untrusted link"
+    );
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 #[cfg(feature = "mqtt")]
-use inspecta_pipeline::publish::mqtt::{MqttLink, PlantCommand};
+use inspecta_pipeline::publish::mqtt::{CommandMessage, CommandReply, MqttLink, PlantCommand};
 use inspecta_pipeline::quality::watch::ProcessWatch;
 use inspecta_pipeline::source::SourceSpec;
 use inspecta_pipeline::station::shadow::Shadow;
@@ -225,33 +225,44 @@ impl Service {
     }
 
     /// Carries out the commands the plant sent over MQTT (the link has checked them
-    /// against `[mqtt] commands`).
+    /// against `[mqtt] commands`) and answers each.
     #[cfg(feature = "mqtt")]
     fn obey_plant(&self) {
         let Some(link) = &self.mqtt else {
             return;
         };
-        while let Some(command) = link.next_command() {
-            match command {
-                PlantCommand::Trigger { part_id } => {
-                    let part_id = part_id.unwrap_or_else(|| {
-                        inspecta_pipeline::station::generated_part_id(&self.handles.name)
-                    });
-                    match &self.handles.triggers {
-                        Some(triggers) => {
-                            if let Err(e) = triggers.fire(part_id.clone()) {
-                                tracing::warn!(%part_id, "MQTT trigger refused: {e}");
-                            }
-                        }
-                        None => {
-                            tracing::warn!(%part_id, "MQTT trigger ignored: the station is not triggered ([trigger] enabled)");
-                        }
+        while let Some(message) = link.next_command() {
+            link.reply(self.obey(&message));
+        }
+    }
+
+    #[cfg(feature = "mqtt")]
+    fn obey(&self, message: &CommandMessage) -> CommandReply {
+        match &message.command {
+            PlantCommand::Trigger { part_id } => {
+                let part_id = part_id.clone().unwrap_or_else(|| {
+                    inspecta_pipeline::station::generated_part_id(&self.handles.name)
+                });
+                let Some(triggers) = &self.handles.triggers else {
+                    tracing::warn!(%part_id, "MQTT trigger ignored: the station is not triggered ([trigger] enabled)");
+                    let reason = "the station is not in triggered mode ([trigger] enabled)".into();
+                    return CommandReply::refused(message, Some(part_id), reason);
+                };
+                match triggers.fire(part_id.clone()) {
+                    Ok(()) => CommandReply::accepted(message, Some(part_id)),
+                    Err(e) => {
+                        tracing::warn!(%part_id, "MQTT trigger refused: {e}");
+                        CommandReply::refused(message, Some(part_id), e.to_string())
                     }
                 }
-                PlantCommand::SwitchModel { path, who } => {
-                    let who = who.unwrap_or_else(|| "mqtt".into());
-                    if let Err(e) = self.settings.switch_model(&path, &who) {
+            }
+            PlantCommand::SwitchModel { path, who } => {
+                let who = who.as_deref().unwrap_or("mqtt");
+                match self.settings.switch_model(path, who) {
+                    Ok(_) => CommandReply::accepted(message, None),
+                    Err(e) => {
                         tracing::warn!(path = %path.display(), "MQTT model switch refused: {e:#}");
+                        CommandReply::refused(message, None, format!("{e:#}"))
                     }
                 }
             }

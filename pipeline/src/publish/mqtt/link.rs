@@ -1,16 +1,24 @@
 //! The link to the broker (rumqttc): presence, forwarding from the store's cursors, KPIs,
 //! and the plant's commands.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
+    Transport,
+};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 
-use super::{MqttConfig, PlantCommand};
+use super::{CommandMessage, CommandReply, MqttConfig, ReplyStatus, SCHEMA};
 use crate::station::status::LinkStatus;
 
 use crate::store::{RecordStore, StoreError, Stream};
@@ -25,6 +33,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Plant commands waiting for the station, which takes them between two parts; a plant
 /// flooding the station with more is refused (and told so in the log).
 const COMMAND_QUEUE: usize = 64;
+/// Triggered parts whose verdict the link still has to announce as `judged`; beyond this
+/// the oldest are forgotten (their verdicts still go out on `.../verdict`).
+const PENDING_PARTS: usize = 256;
 /// The link's name for its cursors in the store.
 const LINK: &str = "mqtt";
 
@@ -44,6 +55,16 @@ pub enum MqttError {
     Command(String),
     #[error("cannot start the link thread: {0}")]
     Thread(std::io::Error),
+    #[error("[mqtt] {key} = {}: {reason}", path.display())]
+    Tls {
+        key: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("[mqtt] tls = true needs `ca`, the certificate that signed the broker's")]
+    NoCa,
+    #[error("[mqtt] client_cert and client_key go together")]
+    HalfClientAuth,
 }
 
 impl From<rumqttc::ConnectionError> for MqttError {
@@ -60,6 +81,7 @@ struct Topics {
     alarm: String,
     kpi: String,
     command: String,
+    reply: String,
     status: String,
 }
 
@@ -86,15 +108,41 @@ impl Topics {
             alarm: format!("{base}/alarm"),
             kpi: format!("{base}/kpi"),
             command: format!("{base}/command"),
+            reply: format!("{base}/command/reply"),
             status: format!("{base}/status"),
         })
     }
 }
 
+/// Where a payload comes from, in front of its own fields.
+#[derive(Debug, Clone, Serialize)]
+struct Origin {
+    schema: u32,
+    site: String,
+    line: String,
+    station: String,
+}
+
 #[derive(Serialize)]
-struct Presence<'a> {
-    state: &'a str,
-    station: &'a str,
+struct Stamped<'a, T> {
+    #[serde(flatten)]
+    origin: &'a Origin,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+impl Origin {
+    fn payload<T: Serialize>(&self, body: &T) -> Vec<u8> {
+        serde_json::to_vec(&Stamped { origin: self, body }).unwrap_or_default()
+    }
+}
+
+/// `online` since a connection, or `offline`: `since` tells a stale retained state from a
+/// fresh one.
+#[derive(Serialize)]
+struct Presence {
+    state: &'static str,
+    since: jiff::Timestamp,
 }
 
 /// A running link; [`MqttLink::stop`] says goodbye to the broker and returns.
@@ -102,7 +150,8 @@ struct Presence<'a> {
 pub struct MqttLink {
     stop: Arc<AtomicBool>,
     status: Arc<LinkStatus>,
-    commands: Receiver<PlantCommand>,
+    commands: Receiver<CommandMessage>,
+    replies: SyncSender<CommandReply>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -123,18 +172,28 @@ impl MqttLink {
             return Err(MqttError::Command(unknown.clone()));
         }
         let (sender, commands) = sync_channel(COMMAND_QUEUE);
+        let (replies, replies_in) = sync_channel(COMMAND_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(LinkStatus::default());
-        let worker = Worker {
-            options: options(config, station, &topics),
-            topics,
+        let origin = Origin {
+            schema: SCHEMA,
+            site: config.site.clone(),
+            line: config.line.clone(),
             station: station.to_owned(),
+        };
+        let worker = Worker {
+            options: options(config, &origin, &topics)?,
+            topics,
+            origin,
             store,
             stop: Arc::clone(&stop),
             status: Arc::clone(&status),
             kpi_every: Duration::from_secs(config.kpi_every_s),
             allowed: config.commands.clone(),
             commands: sender,
+            replies: replies_in,
+            outbox: RefCell::default(),
+            pending: RefCell::default(),
         };
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
@@ -144,13 +203,23 @@ impl MqttLink {
             stop,
             status,
             commands,
+            replies,
             thread: Some(thread),
         })
     }
 
-    /// The next command the plant sent (already checked against `commands`), if any.
-    pub fn next_command(&self) -> Option<PlantCommand> {
+    /// The next command the plant sent (already checked against `commands`), if any. The
+    /// station answers it with [`MqttLink::reply`].
+    pub fn next_command(&self) -> Option<CommandMessage> {
         self.commands.try_recv().ok()
+    }
+
+    /// Sends what became of a command to `.../command/reply`. An accepted trigger is
+    /// followed by a `judged` reply with the record id once its verdict is stored.
+    pub fn reply(&self, reply: CommandReply) {
+        if self.replies.try_send(reply).is_err() {
+            tracing::warn!("command reply dropped: {COMMAND_QUEUE} replies already wait");
+        }
     }
 
     pub fn status(&self) -> &Arc<LinkStatus> {
@@ -175,17 +244,20 @@ impl Drop for MqttLink {
     }
 }
 
-fn options(config: &MqttConfig, station: &str, topics: &Topics) -> MqttOptions {
+fn options(
+    config: &MqttConfig,
+    origin: &Origin,
+    topics: &Topics,
+) -> Result<MqttOptions, MqttError> {
     let client_id = config
         .client_id
         .clone()
-        .unwrap_or_else(|| format!("inspecta-{station}"));
-    let mut options = MqttOptions::new(client_id, &config.host, config.port);
+        .unwrap_or_else(|| default_client_id(origin));
+    let mut options = MqttOptions::new(client_id, &config.host, config.port());
     options.set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)));
-    let offline = presence("offline", station);
     options.set_last_will(LastWill::new(
         &topics.status,
-        offline,
+        presence(origin, "offline"),
         QoS::AtLeastOnce,
         true,
     ));
@@ -195,23 +267,91 @@ fn options(config: &MqttConfig, station: &str, topics: &Topics) -> MqttOptions {
     if let Some(user) = &config.username {
         options.set_credentials(user, password.unwrap_or_default());
     }
-    options
+    if config.tls {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(tls_config(config)?),
+        )));
+    }
+    Ok(options)
 }
 
-fn presence(state: &str, station: &str) -> Vec<u8> {
-    serde_json::to_vec(&Presence { state, station }).unwrap_or_default()
+/// Unique per site, line and station: two lines may each have a `cam1`, and a client id
+/// shared on one broker makes the two take each other's session over and over.
+fn default_client_id(origin: &Origin) -> String {
+    format!(
+        "inspecta-{}-{}-{}",
+        origin.site, origin.line, origin.station
+    )
+}
+
+/// rustls with ring, trusting only `ca` (a plant CA, not the public web's), with the client
+/// certificate if one is given. Read at start, so a wrong path is a startup error.
+fn tls_config(config: &MqttConfig) -> Result<rustls::ClientConfig, MqttError> {
+    let ca = config.ca.as_deref().ok_or(MqttError::NoCa)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates("ca", ca)? {
+        roots.add(cert).map_err(|e| tls_error("ca", ca, &e))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error("ca", ca, &e))?
+        .with_root_certificates(roots);
+    match (&config.client_cert, &config.client_key) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(cert), Some(key)) => {
+            let chain = certificates("client_cert", cert)?;
+            let private =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error("client_key", key, &e))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| tls_error("client_cert", cert, &e))
+        }
+        _ => Err(MqttError::HalfClientAuth),
+    }
+}
+
+fn certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, MqttError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| tls_error(key, path, &e))?;
+    if certs.is_empty() {
+        return Err(tls_error(key, path, &"no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+fn tls_error(key: &'static str, path: &Path, e: &dyn std::fmt::Display) -> MqttError {
+    MqttError::Tls {
+        key,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn presence(origin: &Origin, state: &'static str) -> Vec<u8> {
+    origin.payload(&Presence {
+        state,
+        since: jiff::Timestamp::now(),
+    })
 }
 
 struct Worker {
     options: MqttOptions,
     topics: Topics,
-    station: String,
+    origin: Origin,
     store: Arc<RecordStore>,
     stop: Arc<AtomicBool>,
     status: Arc<LinkStatus>,
     kpi_every: Duration,
     allowed: Vec<String>,
-    commands: SyncSender<PlantCommand>,
+    commands: SyncSender<CommandMessage>,
+    /// The station's answers to commands.
+    replies: Receiver<CommandReply>,
+    /// The link's own answers (refusals), made while it waits for acknowledgements.
+    outbox: RefCell<Vec<CommandReply>>,
+    /// Accepted triggers waiting for their part's verdict: part id, and the reply to send.
+    pending: RefCell<VecDeque<(String, CommandReply)>>,
 }
 
 /// One batch on its way: how many PUBACKs it needs, and where the cursors go then.
@@ -259,14 +399,14 @@ impl Worker {
     /// One connection, from CONNACK to stop or failure: the backlog first, then each new
     /// record as it is stored.
     fn session(&self) -> Result<(), MqttError> {
-        let (client, mut connection) = Client::new(self.options.clone(), BATCH as usize * 3 + 4);
+        let (client, mut connection) = Client::new(self.options.clone(), BATCH as usize * 5 + 4);
         wait_for_connack(&mut connection)?;
         if !self.allowed.is_empty() {
             client.subscribe(&self.topics.command, QoS::AtLeastOnce)?;
         }
         self.status.connected.store(true, Ordering::Relaxed);
         tracing::info!(broker = %self.options.broker_address().0, topic = %self.topics.status, "MQTT link up");
-        let online = presence("online", &self.station);
+        let online = presence(&self.origin, "online");
         client.publish(&self.topics.status, QoS::AtLeastOnce, true, online)?;
         self.await_acks(&mut connection, 1)?;
         let mut kpis_sent: Option<Instant> = None;
@@ -302,12 +442,13 @@ impl Worker {
         let mut report = self.store.kpis(since)?.report();
         report["since"] = serde_json::json!(since);
         report["until"] = serde_json::json!(until);
-        let payload = serde_json::to_vec(&report).unwrap_or_default();
+        let payload = self.origin.payload(&report);
         client.publish(&self.topics.kpi, QoS::AtLeastOnce, true, payload)?;
         Ok(())
     }
 
-    /// Hands a command from the plant to the station when the configuration allows it.
+    /// Hands a command from the plant to the station when the configuration allows it;
+    /// answers a refusal itself.
     fn take_command(&self, event: &Event) {
         let Event::Incoming(Packet::Publish(message)) = event else {
             return;
@@ -315,29 +456,88 @@ impl Worker {
         if message.topic != self.topics.command {
             return;
         }
-        match serde_json::from_slice::<PlantCommand>(&message.payload) {
-            Ok(command) if self.allowed.iter().any(|a| a == command.name()) => {
-                let name = command.name();
-                match self.commands.try_send(command) {
-                    Ok(()) | Err(TrySendError::Disconnected(_)) => {
-                        tracing::info!(command = name, "command from the plant");
-                    }
-                    Err(TrySendError::Full(_)) => {
-                        tracing::warn!(
-                            command = name,
-                            "command from the plant refused: {COMMAND_QUEUE} commands are already waiting"
-                        );
-                    }
-                }
-            }
-            Ok(command) => {
-                tracing::warn!(
-                    command = command.name(),
-                    "command from the plant refused: not in [mqtt] commands"
-                );
-            }
-            Err(e) => tracing::warn!("unreadable command from the plant: {e}"),
+        // A retained command would run again on every connect (and every restart).
+        if message.retain {
+            tracing::warn!(
+                "retained command from the plant ignored: commands are never retained (clear it with an empty retained message)"
+            );
+            return;
         }
+        let command = match serde_json::from_slice::<CommandMessage>(&message.payload) {
+            Ok(command) => command,
+            Err(e) => {
+                tracing::warn!("unreadable command from the plant: {e}");
+                return self.answer(CommandReply {
+                    command: "?".into(),
+                    request_id: None,
+                    part_id: None,
+                    status: ReplyStatus::Refused,
+                    reason: Some(format!("unreadable command: {e}")),
+                    record_id: None,
+                });
+            }
+        };
+        let name = command.command.name();
+        if !self.allowed.iter().any(|a| a == name) {
+            tracing::warn!(
+                command = name,
+                "command from the plant refused: not in [mqtt] commands"
+            );
+            let reason = format!("{name} is not in this station's [mqtt] commands");
+            return self.answer(CommandReply::refused(&command, None, reason));
+        }
+        match self.commands.try_send(command) {
+            Ok(()) => tracing::info!(command = name, "command from the plant"),
+            Err(TrySendError::Full(command) | TrySendError::Disconnected(command)) => {
+                tracing::warn!(
+                    command = name,
+                    "command from the plant refused: {COMMAND_QUEUE} commands are already waiting"
+                );
+                let reason = format!("{COMMAND_QUEUE} commands are already waiting");
+                self.answer(CommandReply::refused(&command, None, reason));
+            }
+        }
+    }
+
+    /// A flood of refused commands gets its first replies; the rest only the log.
+    fn answer(&self, reply: CommandReply) {
+        let mut outbox = self.outbox.borrow_mut();
+        if outbox.len() < BATCH as usize {
+            outbox.push(reply);
+        }
+    }
+
+    /// Up to a batch of replies: the link's own, then the station's. An accepted trigger
+    /// waits in `pending` for its part's verdict.
+    fn take_replies(&self) -> Vec<CommandReply> {
+        let mut replies: Vec<CommandReply> = std::mem::take(&mut *self.outbox.borrow_mut());
+        while replies.len() < BATCH as usize {
+            let Ok(reply) = self.replies.try_recv() else {
+                break;
+            };
+            if let (ReplyStatus::Accepted, Some(part_id)) = (reply.status, &reply.part_id)
+                && reply.command == "trigger"
+            {
+                let mut pending = self.pending.borrow_mut();
+                if pending.len() == PENDING_PARTS {
+                    pending.pop_front();
+                }
+                pending.push_back((part_id.clone(), reply.clone()));
+            }
+            replies.push(reply);
+        }
+        replies
+    }
+
+    /// The `judged` reply for a triggered part, once its record goes out.
+    fn judged(&self, record: &crate::store::Record) -> Option<CommandReply> {
+        let part_id = record.part_id.as_deref()?;
+        let mut pending = self.pending.borrow_mut();
+        let at = pending.iter().position(|(p, _)| p == part_id)?;
+        let (_, mut reply) = pending.remove(at)?;
+        reply.status = ReplyStatus::Judged;
+        reply.record_id = Some(record.id);
+        Some(reply)
     }
 
     /// Polls the connection until `count` PUBACKs have come in, taking commands meanwhile.
@@ -358,23 +558,31 @@ impl Worker {
 
     fn send_batch(&self, client: &Client) -> Result<Batch, MqttError> {
         let mut batch = Batch::default();
+        let mut replies = self.take_replies();
         let from = self.store.forwarded(LINK, Stream::Verdicts)?;
         for record in self.store.records_after(from, BATCH)? {
-            let payload = serde_json::to_vec(&record).unwrap_or_default();
+            let payload = self.origin.payload(&record);
             client.publish(&self.topics.verdict, QoS::AtLeastOnce, false, payload)?;
             batch.messages += 1;
             batch.verdicts_to = Some(record.id);
+            replies.extend(self.judged(&record));
+        }
+        // After the verdicts they announce: a plant that reads `judged` finds the record.
+        for reply in replies {
+            let payload = self.origin.payload(&reply);
+            client.publish(&self.topics.reply, QoS::AtLeastOnce, false, payload)?;
+            batch.messages += 1;
         }
         let from = self.store.forwarded(LINK, Stream::Reviews)?;
         for review in self.store.reviews_after(from, BATCH)? {
-            let payload = serde_json::to_vec(&review).unwrap_or_default();
+            let payload = self.origin.payload(&review);
             client.publish(&self.topics.review, QoS::AtLeastOnce, false, payload)?;
             batch.messages += 1;
             batch.reviews_to = Some(review.id);
         }
         let from = self.store.forwarded(LINK, Stream::Alarms)?;
         for alarm in self.store.alarms_after(from, BATCH)? {
-            let payload = serde_json::to_vec(&alarm).unwrap_or_default();
+            let payload = self.origin.payload(&alarm);
             client.publish(&self.topics.alarm, QoS::AtLeastOnce, false, payload)?;
             batch.messages += 1;
             batch.alarms_to = Some(alarm.id);
@@ -400,7 +608,7 @@ impl Worker {
 
     /// A clean stop: "offline" (retained) in place of the last will, then DISCONNECT.
     fn goodbye(&self, client: &Client, connection: &mut Connection) -> Result<(), MqttError> {
-        let offline = presence("offline", &self.station);
+        let offline = presence(&self.origin, "offline");
         client.publish(&self.topics.status, QoS::AtLeastOnce, true, offline)?;
         self.await_acks(connection, 1)?;
         client.disconnect()?;
@@ -466,6 +674,63 @@ mod tests {
                 "{station:?}"
             );
         }
+    }
+
+    fn origin(line: &str, station: &str) -> Origin {
+        Origin {
+            schema: SCHEMA,
+            site: "plant-a".into(),
+            line: line.into(),
+            station: station.into(),
+        }
+    }
+
+    #[test]
+    fn the_default_client_id_differs_for_a_station_name_on_two_lines() {
+        let a = default_client_id(&origin("line-1", "cam1"));
+        let b = default_client_id(&origin("line-2", "cam1"));
+        assert_eq!(a, "inspecta-plant-a-line-1-cam1");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn payloads_start_with_their_schema_and_origin() {
+        let payload = origin("line-2", "cam-1").payload(&serde_json::json!({"id": 7}));
+        let value: serde_json::Value =
+            serde_json::from_slice(&payload).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            value,
+            serde_json::json!({"schema": SCHEMA, "site": "plant-a", "line": "line-2", "station": "cam-1", "id": 7})
+        );
+    }
+
+    #[test]
+    fn commands_with_fields_a_station_does_not_know_are_read() {
+        let message: CommandMessage = serde_json::from_str(
+            r#"{"command": "trigger", "part_id": "P-1", "request_id": "r-1", "sent_at": 5}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(message.request_id.as_deref(), Some("r-1"));
+        assert_eq!(
+            message.command,
+            super::super::PlantCommand::Trigger {
+                part_id: Some("P-1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn tls_without_a_readable_ca_is_refused_at_start() {
+        let mut config = config();
+        config.tls = true;
+        assert!(matches!(tls_config(&config), Err(MqttError::NoCa)));
+        config.ca = Some("/nonexistent/ca.crt".into());
+        let err = tls_config(&config).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("[mqtt] ca = /nonexistent/ca.crt")),
+            "{err:?}"
+        );
     }
 
     #[test]

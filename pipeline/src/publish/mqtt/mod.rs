@@ -1,7 +1,9 @@
 //! Verdicts, reviews and process alarms to an MQTT broker, QoS 1, under
 //! `<prefix>/<site>/<line>/<station>/{verdict,review,alarm,status}`, the last hour's KPIs
 //! (retained) on `.../kpi`, and commands from the plant on `.../command` when the
-//! configuration allows them.
+//! configuration allows them, each answered on `.../command/reply`. Every payload carries
+//! `schema` ([`SCHEMA`]), `site` and `line`, so a consumer far from the topic tree (a
+//! historian, a bridge) still knows what it holds.
 //!
 //! The link keeps a cursor per stream in the store and moves it only when the broker has
 //! acknowledged (PUBACK) everything up to it. While the broker is away the records simply
@@ -16,20 +18,38 @@
 #[cfg(feature = "mqtt")]
 mod link;
 
-use serde::Deserialize;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "mqtt")]
 pub use link::{MqttError, MqttLink};
+
+/// The version of every payload's layout: raised when a field changes meaning or goes away
+/// (new fields may come without it).
+pub const SCHEMA: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    /// Defaults to `inspecta-<station>`; must be unique on the broker.
+    /// 1883, or 8883 with `tls`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Defaults to `inspecta-<site>-<line>-<station>`; must be unique on the broker.
     #[serde(default)]
     pub client_id: Option<String>,
+    /// TLS (rustls) to the broker, checked against `ca` (PEM).
+    #[serde(default)]
+    pub tls: bool,
+    /// The CA certificate(s) that signed the broker's certificate; needed with `tls`.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for brokers that require them.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     #[serde(default = "default_prefix")]
     pub prefix: String,
     pub site: String,
@@ -50,9 +70,25 @@ pub struct MqttConfig {
     pub commands: Vec<String>,
 }
 
-/// A command from the plant, as JSON on `<base>/command`.
+impl MqttConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.tls { 8883 } else { 1883 })
+    }
+}
+
+/// A command from the plant, as JSON on `<base>/command`. Fields it does not know are
+/// ignored, so a plant may send more (a timestamp, its own ids) than a station reads.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub struct CommandMessage {
+    #[serde(flatten)]
+    pub command: PlantCommand,
+    /// Echoed in the reply, so the sender can match it.
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
 pub enum PlantCommand {
     /// Judge the next part (a triggered station).
     Trigger {
@@ -61,7 +97,7 @@ pub enum PlantCommand {
     },
     /// Put one of the station's configured models in charge.
     SwitchModel {
-        path: std::path::PathBuf,
+        path: PathBuf,
         #[serde(default)]
         who: Option<String>,
     },
@@ -76,8 +112,58 @@ impl PlantCommand {
     }
 }
 
-fn default_port() -> u16 {
-    1883
+/// What became of a command, published on `<base>/command/reply` (QoS 1, not retained).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandReply {
+    /// `trigger`, `switch_model`, or what the message named (`?` when unreadable).
+    pub command: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part_id: Option<String>,
+    pub status: ReplyStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For `judged`: the record of the triggered part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyStatus {
+    /// Carried out (a model switched) or under way (a trigger fired: `judged` follows).
+    Accepted,
+    /// Not carried out; `reason` says why.
+    Refused,
+    /// The triggered part's verdict is stored and sent on `.../verdict`.
+    Judged,
+}
+
+impl CommandReply {
+    pub fn accepted(message: &CommandMessage, part_id: Option<String>) -> Self {
+        Self::to(message, ReplyStatus::Accepted, part_id, None)
+    }
+
+    pub fn refused(message: &CommandMessage, part_id: Option<String>, reason: String) -> Self {
+        Self::to(message, ReplyStatus::Refused, part_id, Some(reason))
+    }
+
+    fn to(
+        message: &CommandMessage,
+        status: ReplyStatus,
+        part_id: Option<String>,
+        reason: Option<String>,
+    ) -> Self {
+        Self {
+            command: message.command.name().to_owned(),
+            request_id: message.request_id.clone(),
+            part_id,
+            status,
+            reason,
+            record_id: None,
+        }
+    }
 }
 fn default_prefix() -> String {
     "inspecta".into()
