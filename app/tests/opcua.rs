@@ -17,21 +17,25 @@ use opcua::types::{
     WriteValue,
 };
 
-fn start_station(dir: &Path, port: u16) -> Child {
+const FOLDER: &str = "kind = \"folder\"\npath = \"samples/casting\"\nrepeat = true\n";
+
+/// The station with `source`, triggered, its OPC UA server on `port`; and its API's port.
+fn start_station(dir: &Path, port: u16, source: &str, trigger: &str) -> (Child, u16) {
     let config = dir.join("station.toml");
+    let api = free_port();
     std::fs::write(
         &config,
         format!(
             "[station]\nname = \"opcua-test\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
-             [source]\nkind = \"folder\"\npath = \"samples/casting\"\n[trigger]\nenabled = true\n\
-             [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\n\
+             [source]\n{source}[trigger]\nenabled = true\n{trigger}\
+             [reconnect]\nstall_timeout_ms = 600000\n\
+             [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n\
              [opcua]\nlisten = \"127.0.0.1:{port}\"\n",
             dir.join("records").display(),
-            free_port()
         ),
     )
     .unwrap();
-    headless(&config)
+    (headless(&config), api)
 }
 
 /// A PLC's view of the station.
@@ -124,7 +128,7 @@ fn text(value: &Variant) -> String {
 async fn a_plc_triggers_a_part_reads_the_result_and_acknowledges_it() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let station = start_station(dir.path(), port);
+    let (station, _) = start_station(dir.path(), port, FOLDER, "");
     let plc = Plc::connect(port, &dir.path().join("plc-pki")).await;
 
     plc.wait_until("Status.Station", UAString::from("opcua-test").into())
@@ -188,4 +192,213 @@ async fn a_plc_triggers_a_part_reads_the_result_and_acknowledges_it() {
     let (status, log) = terminate(station);
     assert!(status.success(), "{log}");
     assert!(log.contains("OPC UA trigger"), "{log}");
+}
+
+/// A PLC that reads right after each of its writes, 20 cycles: it must never see the
+/// previous part's result as the current one, nor a stale flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_right_after_a_write_sees_that_write_20_cycles_in_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (station, _) = start_station(dir.path(), port, FOLDER, "");
+    let plc = Plc::connect(port, &dir.path().join("plc-pki")).await;
+    plc.wait_until("Status.Station", UAString::from("opcua-test").into())
+        .await;
+    let mut last_record = 0;
+    for cycle in 0..20 {
+        let part = format!("C-{cycle}");
+        assert_eq!(
+            plc.write("Handshake.PartId", UAString::from(part.as_str()))
+                .await,
+            StatusCode::Good
+        );
+        assert_eq!(
+            text(&plc.read("Handshake.PartId").await),
+            part,
+            "PartId reads back"
+        );
+        assert_eq!(plc.write("Handshake.Trigger", true).await, StatusCode::Good);
+        // Right after the trigger: busy (or already judged), never the last part's result.
+        let ready = plc.read("Handshake.ResultReady").await;
+        let busy = plc.read("Handshake.Busy").await;
+        let record = plc.read("Handshake.ResultRecordId").await;
+        match ready {
+            Variant::Boolean(false) => {
+                assert_eq!(busy, Variant::Boolean(true), "cycle {cycle}");
+                assert_eq!(record, Variant::Int64(0), "cycle {cycle}: no stale result");
+            }
+            Variant::Boolean(true) => {
+                assert!(
+                    matches!(record, Variant::Int64(r) if r > last_record),
+                    "cycle {cycle}: {record:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        plc.wait_until("Handshake.ResultReady", true.into()).await;
+        let Variant::Int64(record) = plc.read("Handshake.ResultRecordId").await else {
+            panic!("no record id");
+        };
+        assert!(
+            record > last_record,
+            "cycle {cycle}: {record} after {last_record}"
+        );
+        last_record = record;
+        assert_eq!(text(&plc.read("LastVerdict.PartId").await), part);
+        assert_eq!(
+            plc.read("LastVerdict.RecordId").await,
+            Variant::Int64(record)
+        );
+        assert_eq!(plc.write("Handshake.Ack", true).await, StatusCode::Good);
+        // Right after the Ack: the result is gone with its flag.
+        assert_eq!(
+            plc.read("Handshake.ResultReady").await,
+            Variant::Boolean(false),
+            "cycle {cycle}"
+        );
+        assert_eq!(
+            plc.read("Handshake.ResultRecordId").await,
+            Variant::Int64(0),
+            "cycle {cycle}"
+        );
+        assert_eq!(
+            plc.read("Handshake.Trigger").await,
+            Variant::Boolean(false),
+            "cycle {cycle}"
+        );
+        assert_eq!(plc.write("Handshake.Ack", false).await, StatusCode::Good);
+    }
+    // Counters for 32-bit PLCs, and KPIs that are never NaN.
+    plc.wait_until("Counters32.Inspected", 20u32.into()).await;
+    let Variant::Double(yield_) = plc.read("Kpi.Yield").await else {
+        panic!("no yield");
+    };
+    assert!(yield_.is_finite(), "{yield_}");
+    let (status, log) = terminate(station);
+    assert!(status.success(), "{log}");
+}
+
+/// A subscription sampled at a PLC's 10 ms scan sees `Busy` rise and fall around a part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_at_10_ms_sees_busy_then_the_result() {
+    use opcua::client::{DataChangeCallback, MonitoredItem};
+    use opcua::types::{DataValue, MonitoredItemCreateRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (station, _) = start_station(dir.path(), port, FOLDER, "");
+    let plc = Plc::connect(port, &dir.path().join("plc-pki")).await;
+    plc.wait_until("Status.Station", UAString::from("opcua-test").into())
+        .await;
+    let seen: Arc<std::sync::Mutex<Vec<(String, Variant)>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let names = ["Handshake.Busy", "Handshake.ResultReady"];
+    let subscription = plc
+        .session
+        .create_subscription(
+            Duration::from_millis(10),
+            100,
+            10,
+            0,
+            0,
+            true,
+            DataChangeCallback::new(move |value: DataValue, item: &MonitoredItem| {
+                let name = item.item_to_monitor().node_id.to_string();
+                sink.lock()
+                    .unwrap()
+                    .push((name, value.value.unwrap_or(Variant::Empty)));
+            }),
+        )
+        .await
+        .unwrap();
+    let items: Vec<MonitoredItemCreateRequest> = names
+        .iter()
+        .map(|n| {
+            let mut request: MonitoredItemCreateRequest = plc.id(n).into();
+            request.requested_parameters.sampling_interval = 10.0;
+            request
+        })
+        .collect();
+    let created = plc
+        .session
+        .create_monitored_items(subscription, TimestampsToReturn::Both, items)
+        .await
+        .unwrap();
+    for item in &created {
+        assert!(item.result.revised_sampling_interval <= 10.0, "{item:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(plc.write("Handshake.Trigger", true).await, StatusCode::Good);
+    plc.wait_until("Handshake.ResultReady", true.into()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = seen.lock().unwrap().clone();
+    let busy: Vec<&Variant> = seen
+        .iter()
+        .filter(|(n, _)| n.ends_with("Handshake.Busy"))
+        .map(|(_, v)| v)
+        .collect();
+    assert!(
+        busy.contains(&&Variant::Boolean(true)),
+        "Busy never seen through the subscription: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(n, v)| n.ends_with("Handshake.ResultReady") && *v == Variant::Boolean(true)),
+        "{seen:?}"
+    );
+    let (status, log) = terminate(station);
+    assert!(status.success(), "{log}");
+}
+
+/// A trigger the camera sends no frame for (a live source with a frame every 30 s): the
+/// cycle ends with a fault naming the part, and the missed part is a record (uncertain,
+/// reason `no_frame`), counted and sent like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_without_a_frame_is_a_fault_and_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let slow = "kind = \"pipeline\"\npipeline = \"videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=1/30\"\n";
+    let (station, api) = start_station(dir.path(), port, slow, "frame_timeout_ms = 300\n");
+    let plc = Plc::connect(port, &dir.path().join("plc-pki")).await;
+    plc.wait_until("Status.Source", UAString::from("online").into())
+        .await;
+    assert_eq!(
+        plc.write("Handshake.PartId", UAString::from("LOST-1"))
+            .await,
+        StatusCode::Good
+    );
+    assert_eq!(plc.write("Handshake.Trigger", true).await, StatusCode::Good);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fault = loop {
+        let fault = text(&plc.read("Handshake.Fault").await);
+        if !fault.is_empty() {
+            break fault;
+        }
+        assert!(Instant::now() < deadline, "no fault");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        fault.contains("no frame for part LOST-1 within 300 ms"),
+        "{fault}"
+    );
+    assert_eq!(plc.read("Handshake.Busy").await, Variant::Boolean(false));
+    assert_eq!(
+        plc.read("Handshake.ResultReady").await,
+        Variant::Boolean(false)
+    );
+    let body: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{api}/verdicts?part_id=LOST-1"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let record = &body["items"][0];
+    assert_eq!(record["verdict"], "uncertain", "{body}");
+    assert_eq!(record["reason"], "no_frame", "{body}");
+    assert_eq!(record["has_image"], false, "{body}");
+    // The cycle is over: the next trigger is taken.
+    assert_eq!(plc.write("Handshake.Trigger", true).await, StatusCode::Good);
+    let (status, log) = terminate(station);
+    assert!(status.success(), "{log}");
 }

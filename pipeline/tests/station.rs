@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use inspecta_pipeline::source::SourceSpec;
 use inspecta_pipeline::station::status::SourceState;
 use inspecta_pipeline::station::{LiveVerdict, Reconnect, Station, TriggerError};
+use inspecta_vision::inspection::{UncertainReason, Verdict};
 
 use common::*;
 
@@ -43,7 +44,7 @@ fn every_part_of_a_folder_line_gets_a_verdict() {
     assert_eq!(verdicts.len(), 24);
     assert_eq!(
         verdicts.iter().map(|v| v.sequence).collect::<Vec<_>>(),
-        (0..24).collect::<Vec<_>>()
+        (0..24).map(Some).collect::<Vec<_>>()
     );
     assert_eq!(
         (status.frames_in, status.frames_dropped, status.inspected()),
@@ -84,7 +85,7 @@ fn a_camera_faster_than_the_model_drops_frames_instead_of_queueing() {
     let accounted = status.inspected() + status.frames_dropped;
     assert!(status.frames_in - accounted <= 1, "{status:?}");
     // Newest frame wins: the inspected sequence numbers skip the dropped ones.
-    let sequences: Vec<u64> = verdicts.iter().map(|v| v.sequence).collect();
+    let sequences: Vec<u64> = verdicts.iter().filter_map(|v| v.sequence).collect();
     assert!(sequences.windows(2).all(|w| w[1] > w[0]), "{sequences:?}");
     assert!(
         sequences.windows(2).any(|w| w[1] > w[0] + 1),
@@ -207,14 +208,14 @@ fn a_triggered_folder_line_hands_out_the_next_part_per_trigger() {
             .results()
             .recv_timeout(Duration::from_secs(10))
             .unwrap();
-        assert_eq!(verdict.sequence, i, "no part skipped while waiting");
+        assert_eq!(verdict.sequence, Some(i), "no part skipped while waiting");
         assert_eq!(verdict.part_id, Some(format!("P{i}")));
     }
     station.stop();
 }
 
 #[test]
-fn a_trigger_without_a_frame_is_counted_as_missed() {
+fn a_trigger_without_a_frame_is_counted_as_missed_and_handed_on_as_uncertain() {
     let dir = tempfile::tempdir().unwrap();
     let source = SourceSpec::File {
         path: dir.path().join("camera-not-there.avi"),
@@ -229,7 +230,17 @@ fn a_trigger_without_a_frame_is_counted_as_missed() {
     .unwrap();
     triggers.fire("lost-part").unwrap();
     let verdicts = collect(&station, Duration::from_secs(1));
-    assert!(verdicts.is_empty());
+    // The part went by without a picture: it is still a verdict, uncertain for want of one.
+    assert_eq!(verdicts.len(), 1);
+    let missed = &verdicts[0];
+    assert_eq!(missed.part_id.as_deref(), Some("lost-part"));
+    assert_eq!(
+        missed.inspection.verdict,
+        Verdict::Uncertain {
+            reason: UncertainReason::NoFrame
+        }
+    );
+    assert!(missed.frame.is_none() && missed.sequence.is_none());
     let (_, status) = station.stop();
     assert_eq!((status.triggers, status.triggers_missed), (1, 1));
     assert!(
@@ -268,7 +279,7 @@ fn a_model_switched_mid_line_takes_over_between_two_parts_and_loses_none() {
 
     assert_eq!(
         verdicts.iter().map(|v| v.sequence).collect::<Vec<_>>(),
-        (0..24).collect::<Vec<_>>(),
+        (0..24).map(Some).collect::<Vec<_>>(),
         "no part lost or judged twice across the switch"
     );
     assert_eq!(status.inspected(), 24);

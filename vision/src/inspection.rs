@@ -31,14 +31,17 @@ pub enum UncertainReason {
     TooSmall,
     /// Unlike anything the model was trained on: another part, another scene, noise.
     OutOfDistribution,
+    /// A trigger that got no frame in time: the part was there, the picture was not.
+    NoFrame,
 }
 
 impl UncertainReason {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::LowConfidence,
         Self::NoPart,
         Self::TooSmall,
         Self::OutOfDistribution,
+        Self::NoFrame,
     ];
 
     /// The name used in records, metrics and the API.
@@ -48,6 +51,7 @@ impl UncertainReason {
             Self::NoPart => "no_part",
             Self::TooSmall => "too_small",
             Self::OutOfDistribution => "out_of_distribution",
+            Self::NoFrame => "no_frame",
         }
     }
 
@@ -62,6 +66,7 @@ impl UncertainReason {
             Self::NoPart => "no part in view (blank frame)",
             Self::TooSmall => "image too small to judge",
             Self::OutOfDistribution => "unlike the parts the model was trained on",
+            Self::NoFrame => "no picture came for this part",
         }
     }
 }
@@ -153,4 +158,24 @@ pub struct Inspection {
     #[serde(skip)]
     pub heat_map: Option<HeatMap>,
     pub timings_ms: StageTimings,
+}
+
+impl Inspection {
+    /// A triggered part that got no frame: still a part, so it is recorded, counted and
+    /// sent, as `uncertain` with reason `no_frame`, no scores and no cost.
+    pub fn no_frame() -> Self {
+        Self {
+            verdict: Verdict::Uncertain {
+                reason: UncertainReason::NoFrame,
+            },
+            scores: Scores {
+                probabilities: Vec::new(),
+                defect_score: 0.0,
+                top: 0,
+                familiarity: None,
+            },
+            heat_map: None,
+            timings_ms: StageTimings::default(),
+        }
+    }
 }

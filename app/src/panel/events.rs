@@ -140,7 +140,7 @@ impl Sink for PanelSink {
         let verdict = delivery.verdict;
         self.held.push(Part {
             record: record.clone(),
-            image: Some(display_image(&verdict.frame)),
+            image: verdict.frame.as_ref().map(display_image),
             heat_map: verdict.inspection.heat_map.as_ref().map(heat_image),
         });
         self.held.flush(&self.events);

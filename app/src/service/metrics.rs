@@ -94,6 +94,10 @@ impl Metrics {
 
     /// Feeds the stage histograms with one live verdict.
     pub fn observe(&self, verdict: &LiveVerdict) {
+        // A trigger without a frame cost no inference; its wait is no capture latency.
+        if verdict.frame.is_none() {
+            return;
+        }
         let timings = &verdict.inspection.timings_ms;
         self.stage("preprocess", timings.preprocess);
         self.stage("inference", timings.inference);

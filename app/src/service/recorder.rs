@@ -96,13 +96,13 @@ impl Recorder {
         let record = NewRecord {
             station: &self.station,
             part_id: v.part_id.as_deref(),
-            sequence: Some(v.sequence),
+            sequence: v.sequence,
             origin: origin.as_deref(),
             captured_at: v.captured_at,
             model: v.model.manifest(),
             inspection: &v.inspection,
             latency: Some(v.latency),
-            frame: Some(&v.frame),
+            frame: v.frame.as_ref(),
         };
         let started = Instant::now();
         match store.insert_returning(&record) {

@@ -69,7 +69,7 @@ impl<'a> Line<'a> {
             id: delivery.record.map(|r| r.id),
             station,
             part_id: v.part_id.as_deref(),
-            sequence: Some(v.sequence),
+            sequence: v.sequence,
             model: &manifest.name,
             model_version: &manifest.version,
             captured_unix_ms: unix_ms(v.captured_at),
@@ -275,7 +275,7 @@ pub struct OpcUaSink(pub inspecta_pipeline::publish::opcua::OpcUaServer);
 impl Sink for OpcUaSink {
     fn deliver(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
         if let Some(record) = delivery.record {
-            self.0.verdict(record.clone());
+            self.0.verdict(record);
         }
         Ok(())
     }

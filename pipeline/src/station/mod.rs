@@ -81,7 +81,9 @@ impl Reconnect {
 pub struct LiveVerdict {
     /// The part id given with the trigger, in triggered mode.
     pub part_id: Option<String>,
-    pub sequence: u64,
+    /// The frame's number from the source; None for a trigger that got no frame.
+    pub sequence: Option<u64>,
+    /// When the frame was captured, or the trigger fired for a part without one.
     pub captured_at: SystemTime,
     pub origin: Option<PathBuf>,
     pub inspection: Inspection,
@@ -89,7 +91,8 @@ pub struct LiveVerdict {
     pub model: Arc<Model>,
     /// From capture to verdict, waiting in the mailbox included.
     pub latency: Duration,
-    pub frame: Frame,
+    /// None for a trigger that got no frame (`uncertain`, reason `no_frame`).
+    pub frame: Option<Frame>,
 }
 
 #[derive(Debug)]
@@ -389,6 +392,9 @@ impl Inspect {
                 Take::Timeout => {
                     self.status.trigger_missed();
                     tracing::warn!(part_id = %trigger.part_id, timeout = ?inbox.frame_timeout, "trigger missed: no frame");
+                    if !self.missed(trigger) {
+                        return;
+                    }
                 }
                 Take::Closed => return,
             }
@@ -426,6 +432,26 @@ impl Inspect {
         self.session.inspect(frame)
     }
 
+    /// A trigger without a frame is still a part that went by: it is handed on as
+    /// `uncertain` (`no_frame`), so it is stored, counted and sent, never lost silently.
+    fn missed(&self, trigger: Trigger) -> bool {
+        let inspection = Inspection::no_frame();
+        self.status.verdict(&inspection.verdict);
+        let verdict = LiveVerdict {
+            part_id: Some(trigger.part_id),
+            sequence: None,
+            captured_at: SystemTime::now()
+                .checked_sub(trigger.fired.elapsed())
+                .unwrap_or_else(SystemTime::now),
+            origin: None,
+            latency: trigger.fired.elapsed(),
+            inspection,
+            model: Arc::clone(self.session.model()),
+            frame: None,
+        };
+        self.results.send(verdict).is_ok()
+    }
+
     /// Inspects one frame and hands the verdict on; false once nobody listens.
     fn inspect(&mut self, captured: CapturedFrame, part_id: Option<String>) -> bool {
         if let Some(session) = self.models.take_pending() {
@@ -444,13 +470,13 @@ impl Inspect {
         self.status.verdict(&inspection.verdict);
         let verdict = LiveVerdict {
             part_id,
-            sequence: captured.sequence,
+            sequence: Some(captured.sequence),
             captured_at: captured.captured_at,
             origin: captured.origin,
             latency: captured.captured.elapsed(),
             inspection,
             model: Arc::clone(self.session.model()),
-            frame: captured.frame,
+            frame: Some(captured.frame),
         };
         self.results.send(verdict).is_ok()
     }

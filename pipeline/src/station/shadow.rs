@@ -86,16 +86,20 @@ impl Shadow {
     /// Never blocks.
     pub fn offer(&self, live: &LiveVerdict) {
         let Some(jobs) = &self.jobs else { return };
+        // A triggered part without a frame has nothing to judge.
+        let (Some(frame), Some(sequence)) = (&live.frame, live.sequence) else {
+            return;
+        };
         if self.busy.swap(true, Ordering::AcqRel) {
             self.counts.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let job = Job {
-            sequence: live.sequence,
+            sequence,
             part_id: live.part_id.clone(),
             live: live.inspection.verdict.name().to_owned(),
             live_score: live.inspection.scores.defect_score,
-            frame: live.frame.clone(),
+            frame: frame.clone(),
         };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = jobs.try_send(job) {
             self.busy.store(false, Ordering::Release);

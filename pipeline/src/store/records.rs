@@ -352,7 +352,12 @@ impl Record {
                 .map(|r| UncertainReason::name(r).to_owned()),
             // An infinite distance (NaN features) is kept as the largest finite one.
             familiarity: scores.familiarity.map(|f| f64::from(f.min(f32::MAX))),
-            top_label: labels.get(scores.top).cloned().unwrap_or_default(),
+            // A part without scores (no frame) has no top label.
+            top_label: if scores.probabilities.is_empty() {
+                String::new()
+            } else {
+                labels.get(scores.top).cloned().unwrap_or_default()
+            },
             defect_score: f64::from(scores.defect_score),
             probabilities: serde_json::Value::Object(probabilities),
             timings: Timings {

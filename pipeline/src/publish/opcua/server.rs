@@ -1,13 +1,12 @@
-//! The server (async-opcua): the address space, the handshake's write callbacks and the
-//! one task that applies every variable change.
+//! The server (async-opcua): the address space, the handshake's read and write callbacks,
+//! and the task that refreshes the status, counters and KPIs.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opcua::nodes::AccessLevel;
 use opcua::server::address_space::Variable;
@@ -17,18 +16,17 @@ use opcua::server::{ServerBuilder, ServerHandle, SubscriptionCache};
 use opcua::types::{DataValue, NodeId, StatusCode, UAString, Variant};
 
 use super::OpcUaConfig;
+use super::handshake::{self, Handshake};
+use crate::station::StationHandles;
 use crate::station::status::SourceState;
-use crate::station::{StationHandles, generated_part_id};
 use crate::store::{Record, RecordStore};
 
 const TICK: Duration = Duration::from_millis(50);
+/// The fastest sampling a client may ask for: a PLC's scan.
+const MIN_SAMPLING_MS: f64 = 10.0;
 /// Status and counters every this many ticks; KPIs (a store query) less often.
 const STATUS_TICKS: u32 = 10;
 const KPI_TICKS: u32 = 100;
-/// Changes waiting for the updater, which takes them every tick. Full only when the
-/// updater is stuck; a change is then dropped and logged rather than stalling the line or
-/// a PLC's write.
-const CHANGE_QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpcUaError {
@@ -43,32 +41,10 @@ pub enum OpcUaError {
     Thread(std::io::Error),
 }
 
-/// The handshake, as the PLC drives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Phase {
-    Idle,
-    Busy { part_id: String, since: Instant },
-    ResultReady,
-}
-
-#[derive(Debug)]
-struct Handshake {
-    phase: Phase,
-    part_id: String,
-}
-
-/// A change for the updater task to apply.
-#[derive(Debug)]
-enum Change {
-    Verdict(Box<Record>),
-    Triggered,
-    Acknowledged,
-}
-
 /// A running server; [`OpcUaServer::stop`] closes its sessions and returns.
 pub struct OpcUaServer {
     handle: ServerHandle,
-    changes: SyncSender<Change>,
+    handshake: Arc<Mutex<Handshake>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     endpoint: String,
@@ -109,7 +85,12 @@ impl OpcUaServer {
             })?;
         // The server spawns its samplers as it is built: inside the runtime.
         let _entered = runtime.enter();
-        let (server, handle) = ServerBuilder::new_anonymous(format!("Inspecta {}", station.name))
+        let mut builder = ServerBuilder::new_anonymous(format!("Inspecta {}", station.name));
+        // A PLC scanning every 10 ms sees each handshake step (the library's floor is 100).
+        let limits = &mut builder.limits_mut().subscriptions;
+        limits.min_sampling_interval_ms = MIN_SAMPLING_MS;
+        limits.min_publishing_interval_ms = MIN_SAMPLING_MS;
+        let (server, handle) = builder
             .application_uri(format!("urn:inspecta:{}", station.name))
             .product_uri("urn:inspecta")
             .host(host)
@@ -137,12 +118,11 @@ impl OpcUaServer {
             .ok_or_else(|| OpcUaError::Server("namespace not registered".into()))?;
         let ids = Ids::new(ns);
         build_address_space(&nodes, &ids, &station.name);
-        let (changes, inbox) = sync_channel(CHANGE_QUEUE);
-        let handshake = Arc::new(Mutex::new(Handshake {
-            phase: Phase::Idle,
-            part_id: String::new(),
-        }));
-        install_handshake(&nodes, &ids, &handshake, &station, &changes);
+        let handshake = Arc::new(Mutex::new(Handshake::new(
+            &station.name,
+            station.frame_timeout,
+        )));
+        install_handshake(&nodes, &ids, &handshake, &station);
         let stop = Arc::new(AtomicBool::new(false));
         let updater = Updater {
             nodes,
@@ -150,8 +130,6 @@ impl OpcUaServer {
             ids,
             station,
             store,
-            handshake,
-            inbox,
             stop: Arc::clone(&stop),
         };
         let thread = std::thread::Builder::new()
@@ -166,7 +144,7 @@ impl OpcUaServer {
         tracing::info!(%endpoint, "OPC UA server up");
         Ok(Self {
             handle,
-            changes,
+            handshake,
             stop,
             thread: Some(thread),
             endpoint,
@@ -177,10 +155,10 @@ impl OpcUaServer {
         &self.endpoint
     }
 
-    /// A stored verdict: the last verdict's variables, and the handshake's result when the
-    /// PLC is waiting for this part.
-    pub fn verdict(&self, record: Record) {
-        send(&self.changes, Change::Verdict(Box::new(record)));
+    /// A stored verdict: the last verdict, and the handshake's result when the PLC is
+    /// waiting for this part, readable at once.
+    pub fn verdict(&self, record: &Record) {
+        lock(&self.handshake).judged(record);
     }
 
     pub fn stop(mut self) {
@@ -219,6 +197,7 @@ enum Init {
     Flag,
     Number,
     Count,
+    Count32,
     Id,
 }
 
@@ -257,6 +236,15 @@ const FOLDERS: &[Folder] = &[
         ],
     ),
     (
+        "Counters32",
+        &[
+            ("Inspected", Init::Count32, false),
+            ("Good", Init::Count32, false),
+            ("Defect", Init::Count32, false),
+            ("Uncertain", Init::Count32, false),
+        ],
+    ),
+    (
         "Kpi",
         &[
             ("Parts", Init::Count, false),
@@ -289,6 +277,7 @@ fn initial(init: Init) -> Variant {
         Init::Flag => false.into(),
         Init::Number => 0.0f64.into(),
         Init::Count => 0u64.into(),
+        Init::Count32 => 0u32.into(),
         Init::Id => 0i64.into(),
     }
 }
@@ -324,94 +313,75 @@ fn build_address_space(nodes: &SimpleNodeManager, ids: &Ids, station: &str) {
     }
 }
 
-/// The PLC's writes: PartId is kept for the next trigger; Trigger and Ack move the
-/// handshake on (or are refused when it is not their turn).
+/// The PLC's writes move the handshake on (or are refused when it is not their turn); every
+/// handshake variable is read from it, so no read can lag behind a write.
 fn install_handshake(
     nodes: &SimpleNodeManager,
     ids: &Ids,
     handshake: &Arc<Mutex<Handshake>>,
     station: &StationHandles,
-    changes: &SyncSender<Change>,
 ) {
-    let state = Arc::clone(handshake);
-    nodes
-        .inner()
-        .add_write_callback(ids.id("Handshake.PartId"), move |value, _| {
-            let text = match value.value {
-                Some(Variant::String(s)) => s.as_ref().to_owned(),
-                _ => return StatusCode::BadTypeMismatch,
-            };
-            lock(&state).part_id = text;
-            StatusCode::Good
+    let manager = nodes.inner();
+    for variable in handshake::VARIABLES {
+        let state = Arc::clone(handshake);
+        manager.add_read_callback(ids.id(&format!("Handshake.{variable}")), move |_, _, _| {
+            lock(&state)
+                .read(variable)
+                .map(DataValue::new_now)
+                .ok_or(StatusCode::BadNodeIdUnknown)
         });
+    }
+    for variable in handshake::LAST_VERDICT {
+        let state = Arc::clone(handshake);
+        manager.add_read_callback(
+            ids.id(&format!("LastVerdict.{variable}")),
+            move |_, _, _| {
+                lock(&state)
+                    .read_last(variable)
+                    .map(DataValue::new_now)
+                    .ok_or(StatusCode::BadNodeIdUnknown)
+            },
+        );
+    }
+
+    let state = Arc::clone(handshake);
+    manager.add_write_callback(ids.id("Handshake.PartId"), move |value, _| {
+        match value.value {
+            Some(Variant::String(s)) => {
+                lock(&state).write_part_id(s.as_ref().to_owned());
+                StatusCode::Good
+            }
+            _ => StatusCode::BadTypeMismatch,
+        }
+    });
 
     let state = Arc::clone(handshake);
     let triggers = station.triggers.clone();
-    let name = station.name.clone();
-    let sender = changes.clone();
-    nodes
-        .inner()
-        .add_write_callback(ids.id("Handshake.Trigger"), move |value, _| {
-            match value.value {
-                Some(Variant::Boolean(true)) => {}
-                Some(Variant::Boolean(false)) => return StatusCode::Good,
-                _ => return StatusCode::BadTypeMismatch,
-            }
-            let Some(triggers) = &triggers else {
-                return StatusCode::BadNotSupported;
-            };
-            let mut state = lock(&state);
-            if state.phase != Phase::Idle {
-                return StatusCode::BadInvalidState;
-            }
-            let part_id = match std::mem::take(&mut state.part_id) {
-                id if id.is_empty() => generated_part_id(&name),
-                id => id,
-            };
-            if let Err(e) = triggers.fire(part_id.clone()) {
-                tracing::warn!(%part_id, "OPC UA trigger refused: {e}");
-                return StatusCode::BadResourceUnavailable;
-            }
-            tracing::info!(%part_id, "OPC UA trigger");
-            state.phase = Phase::Busy {
-                part_id,
-                since: Instant::now(),
-            };
-            send(&sender, Change::Triggered);
-            StatusCode::Good
-        });
+    manager.add_write_callback(ids.id("Handshake.Trigger"), move |value, _| {
+        match value.value {
+            Some(Variant::Boolean(true)) => {}
+            Some(Variant::Boolean(false)) => return StatusCode::Good,
+            _ => return StatusCode::BadTypeMismatch,
+        }
+        let Some(triggers) = &triggers else {
+            return StatusCode::BadNotSupported;
+        };
+        lock(&state).trigger(|part_id| triggers.fire(part_id))
+    });
 
     let state = Arc::clone(handshake);
-    let sender = changes.clone();
-    nodes
-        .inner()
-        .add_write_callback(ids.id("Handshake.Ack"), move |value, _| {
-            match value.value {
-                Some(Variant::Boolean(true)) => {}
-                Some(Variant::Boolean(false)) => return StatusCode::Good,
-                _ => return StatusCode::BadTypeMismatch,
-            }
-            let mut state = lock(&state);
-            if state.phase != Phase::ResultReady {
-                return StatusCode::BadInvalidState;
-            }
-            state.phase = Phase::Idle;
-            send(&sender, Change::Acknowledged);
+    manager.add_write_callback(ids.id("Handshake.Ack"), move |value, _| match value.value {
+        Some(Variant::Boolean(true)) => lock(&state).acknowledge(),
+        Some(Variant::Boolean(false)) => {
+            lock(&state).release_ack();
             StatusCode::Good
-        });
+        }
+        _ => StatusCode::BadTypeMismatch,
+    });
 }
 
 fn lock(handshake: &Mutex<Handshake>) -> std::sync::MutexGuard<'_, Handshake> {
     handshake.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn send(changes: &SyncSender<Change>, change: Change) {
-    match changes.try_send(change) {
-        Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-        Err(TrySendError::Full(change)) => {
-            tracing::error!(?change, "OPC UA updater is not keeping up; change dropped");
-        }
-    }
 }
 
 struct Updater {
@@ -420,8 +390,6 @@ struct Updater {
     ids: Ids,
     station: StationHandles,
     store: Arc<RecordStore>,
-    handshake: Arc<Mutex<Handshake>>,
-    inbox: Receiver<Change>,
     stop: Arc<AtomicBool>,
 }
 
@@ -431,11 +399,7 @@ impl Updater {
         let mut n: u32 = 0;
         while !self.stop.load(Ordering::Relaxed) {
             tick.tick().await;
-            let mut values: Vec<(NodeId, Variant)> = Vec::new();
-            while let Ok(change) = self.inbox.try_recv() {
-                self.apply(change, &mut values);
-            }
-            self.check_timeout(&mut values);
+            let mut values: Vec<(NodeId, DataValue)> = Vec::new();
             if n.is_multiple_of(STATUS_TICKS) {
                 self.status(&mut values);
             }
@@ -444,9 +408,7 @@ impl Updater {
             }
             n = n.wrapping_add(1);
             if !values.is_empty() {
-                let updates = values
-                    .iter()
-                    .map(|(id, v)| (id, None, DataValue::new_now(v.clone())));
+                let updates = values.iter().map(|(id, v)| (id, None, v.clone()));
                 if let Err(e) = self.nodes.set_values(&self.subscriptions, updates) {
                     tracing::warn!("OPC UA update failed: {e}");
                 }
@@ -454,83 +416,34 @@ impl Updater {
         }
     }
 
-    fn set(&self, values: &mut Vec<(NodeId, Variant)>, path: &str, value: impl Into<Variant>) {
-        values.push((self.ids.id(path), value.into()));
+    fn set(&self, values: &mut Vec<(NodeId, DataValue)>, path: &str, value: impl Into<Variant>) {
+        values.push((self.ids.id(path), DataValue::new_now(value.into())));
     }
 
-    fn apply(&self, change: Change, values: &mut Vec<(NodeId, Variant)>) {
-        match change {
-            Change::Triggered => {
-                self.set(values, "Handshake.Trigger", true);
-                self.set(values, "Handshake.Busy", true);
-                self.set(values, "Handshake.ResultReady", false);
-                self.set(values, "Handshake.Fault", UAString::from(""));
-            }
-            Change::Acknowledged => {
-                self.set(values, "Handshake.ResultReady", false);
-                self.set(values, "Handshake.Trigger", false);
-                self.set(values, "Handshake.Ack", false);
-            }
-            Change::Verdict(record) => self.verdict(&record, values),
+    /// A count as UInt64, and under `Counters32/` as UInt32 wrapping at 2^32, for PLCs
+    /// without 64-bit integers (S7-1200).
+    fn count(&self, values: &mut Vec<(NodeId, DataValue)>, path: &str, value: u64) {
+        self.set(values, path, value);
+        if let Some(name) = path.strip_prefix("Counters.") {
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "wraps on purpose, as PLC counters do"
+            )]
+            self.set(values, &format!("Counters32.{name}"), value as u32);
         }
     }
 
-    fn verdict(&self, record: &Record, values: &mut Vec<(NodeId, Variant)>) {
-        let class = UAString::from(record.class.clone().unwrap_or_default());
-        let part_id = record.part_id.clone().unwrap_or_default();
-        self.set(
-            values,
-            "LastVerdict.Verdict",
-            UAString::from(record.verdict.as_str()),
-        );
-        self.set(values, "LastVerdict.Class", class.clone());
-        self.set(values, "LastVerdict.Score", record.defect_score);
-        self.set(
-            values,
-            "LastVerdict.PartId",
-            UAString::from(part_id.as_str()),
-        );
-        self.set(values, "LastVerdict.Sequence", record.sequence.unwrap_or(0));
-        self.set(values, "LastVerdict.RecordId", record.id);
-        let mut state = lock(&self.handshake);
-        let awaited = matches!(&state.phase, Phase::Busy { part_id: p, .. } if *p == part_id);
-        if awaited {
-            // The result first, then the flag: a PLC that sees ResultReady reads a result.
-            values.push((
-                self.ids.id("Handshake.Result"),
-                UAString::from(record.verdict.as_str()).into(),
-            ));
-            values.push((self.ids.id("Handshake.ResultClass"), class.into()));
-            values.push((
-                self.ids.id("Handshake.ResultScore"),
-                record.defect_score.into(),
-            ));
-            values.push((self.ids.id("Handshake.ResultRecordId"), record.id.into()));
-            values.push((self.ids.id("Handshake.Busy"), false.into()));
-            values.push((self.ids.id("Handshake.ResultReady"), true.into()));
-            state.phase = Phase::ResultReady;
+    /// A rate with nothing to divide by (no parts in the hour) reads 0 with the status
+    /// `Uncertain`, never NaN, which PLC arithmetic and SCADA trends choke on.
+    fn rate(&self, values: &mut Vec<(NodeId, DataValue)>, path: &str, value: Option<f64>) {
+        let mut data = DataValue::new_now(value.unwrap_or(0.0));
+        if value.is_none() {
+            data.status = Some(StatusCode::Uncertain);
         }
+        values.push((self.ids.id(path), data));
     }
 
-    /// A trigger whose part never came: end the cycle with a fault, not a hang.
-    fn check_timeout(&self, values: &mut Vec<(NodeId, Variant)>) {
-        let mut state = lock(&self.handshake);
-        let Phase::Busy { part_id, since } = &state.phase else {
-            return;
-        };
-        if since.elapsed() < self.station.frame_timeout + Duration::from_secs(2) {
-            return;
-        }
-        let fault = format!("no frame for part {part_id}");
-        tracing::warn!("OPC UA handshake: {fault}");
-        state.phase = Phase::Idle;
-        drop(state);
-        self.set(values, "Handshake.Fault", UAString::from(fault));
-        self.set(values, "Handshake.Busy", false);
-        self.set(values, "Handshake.Trigger", false);
-    }
-
-    fn status(&self, values: &mut Vec<(NodeId, Variant)>) {
+    fn status(&self, values: &mut Vec<(NodeId, DataValue)>) {
         let s = self.station.status.snapshot();
         let model = self.station.models.current();
         let manifest = model.manifest();
@@ -563,38 +476,22 @@ impl Updater {
         self.set(values, "Status.FramesDropped", s.frames_dropped);
         self.set(values, "Status.Unreadable", s.unreadable);
         self.set(values, "Status.TriggersMissed", s.triggers_missed);
-        self.set(values, "Counters.Inspected", inspected);
-        self.set(values, "Counters.Good", good);
-        self.set(values, "Counters.Uncertain", uncertain);
-        self.set(values, "Counters.Defect", inspected - good - uncertain);
+        self.count(values, "Counters.Inspected", inspected);
+        self.count(values, "Counters.Good", good);
+        self.count(values, "Counters.Uncertain", uncertain);
+        self.count(values, "Counters.Defect", inspected - good - uncertain);
     }
 
-    /// The last hour's rates; a rate with nothing to divide by reads as NaN.
-    fn kpis(&self, values: &mut Vec<(NodeId, Variant)>) {
+    /// The last hour's rates.
+    fn kpis(&self, values: &mut Vec<(NodeId, DataValue)>) {
         let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
         let Ok(k) = self.store.kpis(since) else {
             return;
         };
         self.set(values, "Kpi.Parts", k.parts);
-        self.set(
-            values,
-            "Kpi.Yield",
-            k.first_pass_yield().unwrap_or(f64::NAN),
-        );
-        self.set(
-            values,
-            "Kpi.FalseRejectRate",
-            k.false_reject_rate().unwrap_or(f64::NAN),
-        );
-        self.set(
-            values,
-            "Kpi.EscapeEstimate",
-            k.escape_estimate().unwrap_or(f64::NAN),
-        );
-        self.set(
-            values,
-            "Kpi.OverrideRate",
-            k.override_rate().unwrap_or(f64::NAN),
-        );
+        self.rate(values, "Kpi.Yield", k.first_pass_yield());
+        self.rate(values, "Kpi.FalseRejectRate", k.false_reject_rate());
+        self.rate(values, "Kpi.EscapeEstimate", k.escape_estimate());
+        self.rate(values, "Kpi.OverrideRate", k.override_rate());
     }
 }
