@@ -82,6 +82,31 @@ echo "partials $(find "$1" -name '*.partial' | wc -l)""#;
     }
 }
 
+/// Polls `/health` every 200 ms until `done` says so; its status and body then.
+fn poll_health(
+    port: u16,
+    what: &str,
+    mut done: impl FnMut(reqwest::StatusCode, &serde_json::Value) -> bool,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let url = format!("http://127.0.0.1:{port}/health");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/health never said {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Ok(response) = reqwest::blocking::get(&url) else {
+            continue;
+        };
+        let code = response.status();
+        let body: serde_json::Value = response.json().unwrap();
+        if done(code, &body) {
+            return (code, body);
+        }
+    }
+}
+
 /// (records, records of non-good parts, of those the ones with an image).
 fn stored(dir: &Path) -> (i64, i64, i64) {
     let db = rusqlite::Connection::open(dir.join("store/records.sqlite")).unwrap();
@@ -225,26 +250,11 @@ exec "$2" run --headless --config "$3""#;
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}/health");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut seen_ok = false;
-    let health = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/health never said the store fails"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let Ok(response) = reqwest::blocking::get(&url) else {
-            continue;
-        };
-        let code = response.status();
-        let body: serde_json::Value = response.json().unwrap();
-        if code == reqwest::StatusCode::OK {
-            seen_ok = true;
-        } else if body["store"] == "failing" {
-            break (code, body);
-        }
-    };
+    let health = poll_health(port, "the store fails", |code, body| {
+        seen_ok |= code == reqwest::StatusCode::OK;
+        body["store"] == "failing"
+    });
     let (status, log) = common::terminate(child);
     assert!(seen_ok, "healthy before the disk filled\n{log}");
     assert_eq!(health.0, reqwest::StatusCode::SERVICE_UNAVAILABLE);
@@ -327,23 +337,9 @@ fn a_model_failing_on_every_frame_makes_health_fail_with_the_reason() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}/health");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let health = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/health never said the model fails"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let Ok(response) = reqwest::blocking::get(&url) else {
-            continue;
-        };
-        let code = response.status();
-        let body: serde_json::Value = response.json().unwrap();
-        if body["model"] == "failing" {
-            break (code, body);
-        }
-    };
+    let health = poll_health(port, "the model fails", |_, body| {
+        body["model"] == "failing"
+    });
     let (status, log) = common::terminate(child);
     assert_eq!(health.0, reqwest::StatusCode::SERVICE_UNAVAILABLE);
     let reasons = health.1["reasons"].to_string();

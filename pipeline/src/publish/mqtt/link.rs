@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -14,8 +14,6 @@ use rumqttc::{
     Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
     Transport,
 };
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 
 use super::{CommandMessage, CommandReply, MqttConfig, ReplyStatus, SCHEMA};
@@ -269,7 +267,7 @@ fn options(
     }
     if config.tls {
         options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(tls_config(config)?),
+            Arc::new(super::tls::client_config(config)?),
         )));
     }
     Ok(options)
@@ -282,51 +280,6 @@ fn default_client_id(origin: &Origin) -> String {
         "inspecta-{}-{}-{}",
         origin.site, origin.line, origin.station
     )
-}
-
-/// rustls with ring, trusting only `ca` (a plant CA, not the public web's), with the client
-/// certificate if one is given. Read at start, so a wrong path is a startup error.
-fn tls_config(config: &MqttConfig) -> Result<rustls::ClientConfig, MqttError> {
-    let ca = config.ca.as_deref().ok_or(MqttError::NoCa)?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certificates("ca", ca)? {
-        roots.add(cert).map_err(|e| tls_error("ca", ca, &e))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error("ca", ca, &e))?
-        .with_root_certificates(roots);
-    match (&config.client_cert, &config.client_key) {
-        (None, None) => Ok(builder.with_no_client_auth()),
-        (Some(cert), Some(key)) => {
-            let chain = certificates("client_cert", cert)?;
-            let private =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error("client_key", key, &e))?;
-            builder
-                .with_client_auth_cert(chain, private)
-                .map_err(|e| tls_error("client_cert", cert, &e))
-        }
-        _ => Err(MqttError::HalfClientAuth),
-    }
-}
-
-fn certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, MqttError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|e| tls_error(key, path, &e))?;
-    if certs.is_empty() {
-        return Err(tls_error(key, path, &"no PEM certificate in the file"));
-    }
-    Ok(certs)
-}
-
-fn tls_error(key: &'static str, path: &Path, e: &dyn std::fmt::Display) -> MqttError {
-    MqttError::Tls {
-        key,
-        path: path.to_owned(),
-        reason: e.to_string(),
-    }
 }
 
 fn presence(origin: &Origin, state: &'static str) -> Vec<u8> {
@@ -723,9 +676,14 @@ mod tests {
     fn tls_without_a_readable_ca_is_refused_at_start() {
         let mut config = config();
         config.tls = true;
-        assert!(matches!(tls_config(&config), Err(MqttError::NoCa)));
+        assert!(matches!(
+            super::super::tls::client_config(&config),
+            Err(MqttError::NoCa)
+        ));
         config.ca = Some("/nonexistent/ca.crt".into());
-        let err = tls_config(&config).err().map(|e| e.to_string());
+        let err = super::super::tls::client_config(&config)
+            .err()
+            .map(|e| e.to_string());
         assert!(
             err.as_deref()
                 .is_some_and(|e| e.contains("[mqtt] ca = /nonexistent/ca.crt")),

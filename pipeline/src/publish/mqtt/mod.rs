@@ -17,6 +17,8 @@
 
 #[cfg(feature = "mqtt")]
 mod link;
+#[cfg(feature = "mqtt")]
+mod tls;
 
 use std::path::PathBuf;
 
