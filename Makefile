@@ -6,7 +6,7 @@ DATASETS ?= ../shared/datasets
 BACKBONE ?= ../shared/backbones/efficientnet_lite0_imagenet_224.onnx
 INSPECTA := target/release/inspecta
 
-.PHONY: deps build demo test lint bench bench-live bench-api models eval-casting backbone trunk anomaly-mt classifiers clean
+.PHONY: deps build demo test lint bench bench-live bench-api bench-opcua models eval-casting backbone trunk anomaly-mt classifiers clean
 
 deps:
 	@scripts/install-deps.sh
@@ -57,6 +57,10 @@ bench: deps
 ## bench-live: the live station on a 30 fps clip, capture-to-verdict latency (docs/BENCHMARKS.md).
 bench-live: deps
 	$(CARGO) bench -p inspecta-pipeline --bench live --locked
+
+## bench-opcua: a PLC's Trigger -> ResultReady at a 10 ms scan, and the Trigger method, beside model time (docs/BENCHMARKS.md).
+bench-opcua: deps
+	$(CARGO) bench -p inspecta --bench opcua --locked
 
 ## bench-api: the live line's parts/s unloaded and under a burst of 2,000 API requests (docs/BENCHMARKS.md).
 bench-api: build

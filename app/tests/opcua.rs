@@ -19,8 +19,9 @@ use opcua::types::{
 
 const FOLDER: &str = "kind = \"folder\"\npath = \"samples/casting\"\nrepeat = true\n";
 
-/// The station with `source`, triggered, its OPC UA server on `port`; and its API's port.
-fn start_station(dir: &Path, port: u16, source: &str, trigger: &str) -> (Child, u16) {
+/// The station with `source`, triggered, its OPC UA server on `port` configured further by
+/// `opcua`; and its API's port.
+fn start_station(dir: &Path, port: u16, source: &str, trigger: &str, opcua: &str) -> (Child, u16) {
     let config = dir.join("station.toml");
     let api = free_port();
     std::fs::write(
@@ -30,7 +31,7 @@ fn start_station(dir: &Path, port: u16, source: &str, trigger: &str) -> (Child, 
              [source]\n{source}[trigger]\nenabled = true\n{trigger}\
              [reconnect]\nstall_timeout_ms = 600000\n\
              [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n\
-             [opcua]\nlisten = \"127.0.0.1:{port}\"\n",
+             [opcua]\nlisten = \"127.0.0.1:{port}\"\n{opcua}",
             dir.join("records").display(),
         ),
     )
@@ -44,42 +45,67 @@ struct Plc {
     ns: u16,
 }
 
+/// An endpoint's security, as the PLC asks for it.
+type Security = (SecurityPolicy, MessageSecurityMode);
+const NONE: Security = (SecurityPolicy::None, MessageSecurityMode::None);
+const ENCRYPTED: Security = (
+    SecurityPolicy::Basic256Sha256,
+    MessageSecurityMode::SignAndEncrypt,
+);
+
 impl Plc {
+    /// Anonymous, unsecured, once the server is up.
     async fn connect(port: u16, pki: &Path) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match Self::try_connect(port, pki, NONE, IdentityToken::Anonymous).await {
+                Ok(plc) => return plc,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no OPC UA server: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt at a session: the error when the server turns it away.
+    async fn try_connect(
+        port: u16,
+        pki: &Path,
+        (policy, mode): Security,
+        identity: IdentityToken,
+    ) -> Result<Self, String> {
         let mut client = ClientBuilder::new()
             .application_name("test PLC")
             .application_uri("urn:inspecta:test-plc")
             .pki_dir(pki)
             .create_sample_keypair(true)
             .trust_server_certs(true)
-            .session_retry_limit(3)
+            .session_retry_limit(0)
             .client()
             .unwrap();
         let url = format!("opc.tcp://127.0.0.1:{port}/");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (session, event_loop) = loop {
-            match client
-                .connect_to_matching_endpoint(
-                    (
-                        url.as_str(),
-                        SecurityPolicy::None.to_str(),
-                        MessageSecurityMode::None,
-                    ),
-                    IdentityToken::Anonymous,
-                )
-                .await
-            {
-                Ok(connected) => break connected,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "no OPC UA server: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+        let (session, event_loop) = client
+            .connect_to_matching_endpoint((url.as_str(), policy.to_str(), mode), identity)
+            .await
+            .map_err(|e| e.to_string())?;
+        // A refused session ends the event loop (no retries): that is the answer.
+        let mut events = event_loop.spawn();
+        tokio::select! {
+            connected = session.wait_for_connection() => {
+                if !connected {
+                    events.abort();
+                    return Err("the session was refused".into());
                 }
             }
-        };
-        event_loop.spawn();
-        assert!(session.wait_for_connection().await);
+            ended = &mut events => return Err(format!("the session was refused: {ended:?}")),
+            () = tokio::time::sleep(Duration::from_secs(30)) => {
+                events.abort();
+                return Err("no answer within 30 s".into());
+            }
+        }
         let ns = session.get_namespace_index("urn:inspecta").await.unwrap();
-        Self { session, ns }
+        Ok(Self { session, ns })
     }
 
     fn id(&self, path: &str) -> NodeId {
@@ -108,6 +134,19 @@ impl Plc {
         results[0]
     }
 
+    /// A method of the station object: its outputs, or the status it failed with.
+    async fn call(&self, method: &str, args: Vec<Variant>) -> Result<Vec<Variant>, StatusCode> {
+        let result = self
+            .session
+            .call_one((self.id("Station"), self.id(method), Some(args)))
+            .await?;
+        if result.status_code.is_good() {
+            Ok(result.output_arguments.unwrap_or_default())
+        } else {
+            Err(result.status_code)
+        }
+    }
+
     async fn wait_until(&self, path: &str, wanted: Variant) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.read(path).await != wanted {
@@ -128,7 +167,7 @@ fn text(value: &Variant) -> String {
 async fn a_plc_triggers_a_part_reads_the_result_and_acknowledges_it() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (station, _) = start_station(dir.path(), port, FOLDER, "");
+    let (station, _) = start_station(dir.path(), port, FOLDER, "", "");
     let plc = Plc::connect(port, &dir.path().join("plc-pki")).await;
 
     plc.wait_until("Status.Station", UAString::from("opcua-test").into())
@@ -200,7 +239,7 @@ async fn a_plc_triggers_a_part_reads_the_result_and_acknowledges_it() {
 async fn every_read_right_after_a_write_sees_that_write_20_cycles_in_a_row() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (station, _) = start_station(dir.path(), port, FOLDER, "");
+    let (station, _) = start_station(dir.path(), port, FOLDER, "", "");
     let plc = Plc::connect(port, &dir.path().join("plc-pki")).await;
     plc.wait_until("Status.Station", UAString::from("opcua-test").into())
         .await;
@@ -286,7 +325,7 @@ async fn a_subscription_at_10_ms_sees_busy_then_the_result() {
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (station, _) = start_station(dir.path(), port, FOLDER, "");
+    let (station, _) = start_station(dir.path(), port, FOLDER, "", "");
     let plc = Plc::connect(port, &dir.path().join("plc-pki")).await;
     plc.wait_until("Status.Station", UAString::from("opcua-test").into())
         .await;
@@ -358,7 +397,7 @@ async fn a_part_without_a_frame_is_a_fault_and_a_record() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let slow = "kind = \"pipeline\"\npipeline = \"videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=1/30\"\n";
-    let (station, api) = start_station(dir.path(), port, slow, "frame_timeout_ms = 300\n");
+    let (station, api) = start_station(dir.path(), port, slow, "frame_timeout_ms = 300\n", "");
     let plc = Plc::connect(port, &dir.path().join("plc-pki")).await;
     plc.wait_until("Status.Source", UAString::from("online").into())
         .await;
@@ -401,4 +440,140 @@ async fn a_part_without_a_frame_is_a_fault_and_a_record() {
     assert_eq!(plc.write("Handshake.Trigger", true).await, StatusCode::Good);
     let (status, log) = terminate(station);
     assert!(status.success(), "{log}");
+}
+
+/// The method pair of OPC 40100-style vision systems: `Trigger` returns once the part is
+/// judged and stored, with its record id; `GetResultById` reads that record back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plc_calls_trigger_and_reads_the_result_by_its_record_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (station, api) = start_station(dir.path(), port, FOLDER, "", "");
+    let plc = Plc::connect(port, &dir.path().join("plc-pki")).await;
+    plc.wait_until("Status.Station", UAString::from("opcua-test").into())
+        .await;
+
+    let out = plc
+        .call("Trigger", vec![UAString::from("M-1").into()])
+        .await
+        .unwrap();
+    let [Variant::Int64(record), Variant::String(result)] = &out[..] else {
+        panic!("Trigger returned {out:?}");
+    };
+    let back = plc
+        .call("GetResultById", vec![Variant::Int64(*record)])
+        .await
+        .unwrap();
+    assert_eq!(back[0], Variant::String(result.clone()));
+    assert!(matches!(back[2], Variant::Double(score) if (0.0..=1.0).contains(&score)));
+    assert_eq!(text(&back[3]), "M-1");
+    // The record the call named is the one the store holds for that part.
+    let body: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{api}/verdicts?part_id=M-1"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(body["items"][0]["id"], *record, "{body}");
+    assert_eq!(body["items"][0]["verdict"], result.as_ref(), "{body}");
+
+    assert_eq!(
+        plc.call("GetResultById", vec![Variant::Int64(999_999)])
+            .await,
+        Err(StatusCode::BadNotFound)
+    );
+    assert_eq!(
+        plc.call("Trigger", vec![Variant::Int32(3)]).await,
+        Err(StatusCode::BadTypeMismatch)
+    );
+    // Without a part id the station names the part.
+    let out = plc
+        .call("Trigger", vec![UAString::null().into()])
+        .await
+        .unwrap();
+    assert!(
+        matches!(out[0], Variant::Int64(next) if next > *record),
+        "{out:?}"
+    );
+    let (status, log) = terminate(station);
+    assert!(status.success(), "{log}");
+    assert!(log.contains("OPC UA Trigger call"), "{log}");
+}
+
+/// With users configured, an anonymous client reads but may not write or call; the PLC
+/// signs in as a user on the Basic256Sha256 SignAndEncrypt endpoint once an engineer trusts
+/// its certificate; a wrong password, or a password on the unsecured endpoint, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_write_over_an_encrypted_channel_and_anonymous_clients_only_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let secret = dir.path().join("plc.password");
+    std::fs::write(&secret, "plc-secret\n").unwrap();
+    let users = format!(
+        "[[opcua.users]]\nname = \"plc\"\npassword_file = \"{}\"\n",
+        secret.display()
+    );
+    let (station, _) = start_station(dir.path(), port, FOLDER, "", &users);
+    let anonymous = Plc::connect(port, &dir.path().join("hmi-pki")).await;
+    anonymous
+        .wait_until("Status.Station", UAString::from("opcua-test").into())
+        .await;
+    assert_eq!(
+        anonymous.write("Handshake.Trigger", true).await,
+        StatusCode::BadUserAccessDenied
+    );
+    assert_eq!(
+        anonymous
+            .call("Trigger", vec![UAString::from("A-1").into()])
+            .await,
+        Err(StatusCode::BadUserAccessDenied)
+    );
+    assert_eq!(
+        anonymous.read("Handshake.Busy").await,
+        Variant::Boolean(false)
+    );
+
+    let plc_pki = dir.path().join("plc-pki");
+    let user = |password: &str| IdentityToken::UserName("plc".into(), password.into());
+    // An unknown client certificate is turned away and kept for the engineer to judge.
+    let refused = Plc::try_connect(port, &plc_pki, ENCRYPTED, user("plc-secret")).await;
+    assert!(refused.is_err(), "an untrusted certificate was let in");
+    let pki = dir.path().join("records/opcua-pki");
+    assert!(
+        pki.join("own/cert.der").is_file(),
+        "the server's own certificate"
+    );
+    let rejected: Vec<_> = std::fs::read_dir(pki.join("rejected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let trusted = pki.join("trusted");
+    std::fs::create_dir_all(&trusted).unwrap();
+    std::fs::rename(&rejected[0], trusted.join(rejected[0].file_name().unwrap())).unwrap();
+
+    let wrong = Plc::try_connect(port, &plc_pki, ENCRYPTED, user("guess")).await;
+    assert!(wrong.is_err(), "a wrong password was let in");
+    let unsecured = Plc::try_connect(port, &plc_pki, NONE, user("plc-secret")).await;
+    assert!(
+        unsecured.is_err(),
+        "a password was taken over an unsecured channel"
+    );
+    let plc = Plc::try_connect(port, &plc_pki, ENCRYPTED, user("plc-secret"))
+        .await
+        .unwrap();
+    assert_eq!(plc.write("Handshake.Trigger", true).await, StatusCode::Good);
+    plc.wait_until("Handshake.ResultReady", true.into()).await;
+    assert_eq!(plc.write("Handshake.Ack", true).await, StatusCode::Good);
+    let out = plc
+        .call("Trigger", vec![UAString::from("U-1").into()])
+        .await
+        .unwrap();
+    assert!(matches!(out[0], Variant::Int64(_)), "{out:?}");
+
+    let (status, log) = terminate(station);
+    assert!(status.success(), "{log}");
+    assert!(log.contains("OPC UA sign-in refused"), "{log}");
+    assert!(log.contains("OPC UA user signed in"), "{log}");
 }

@@ -21,7 +21,11 @@
 //! feature.
 
 #[cfg(feature = "opcua")]
+mod access;
+#[cfg(feature = "opcua")]
 mod handshake;
+#[cfg(feature = "opcua")]
+mod methods;
 #[cfg(feature = "opcua")]
 mod server;
 
@@ -45,9 +49,54 @@ pub struct OpcUaConfig {
     pub host: Option<String>,
     #[serde(default = "default_namespace")]
     pub namespace: String,
-    /// Where the server keeps its certificate; default: `opcua-pki` in the store folder.
+    /// Where the server keeps its certificate (made on first start) and the client
+    /// certificates it trusts (`trusted/`) or has turned away (`rejected/`); default:
+    /// `opcua-pki` beside the record store.
     #[serde(default)]
     pub pki_dir: Option<PathBuf>,
+    /// The endpoints offered: `none`, `sign` and `sign_and_encrypt` (Basic256Sha256).
+    #[serde(default = "default_security")]
+    pub security: Vec<Security>,
+    /// Trust every client certificate on first sight. Off by default: an unknown client's
+    /// certificate lands in `<pki_dir>/rejected/` until an engineer moves it to `trusted/`.
+    #[serde(default)]
+    pub trust_client_certs: bool,
+    /// Anonymous sessions. Once `users` exist they may read but not write or call.
+    #[serde(default = "yes")]
+    pub anonymous: bool,
+    /// Who may write the handshake and call the methods, on the signed endpoints only (a
+    /// password never crosses an unsecured channel).
+    #[serde(default)]
+    pub users: Vec<OpcUaUser>,
+}
+
+/// An endpoint's message security, always with the Basic256Sha256 policy when not `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Security {
+    None,
+    Sign,
+    SignAndEncrypt,
+}
+
+/// A user; the password comes from the environment or a file, never the config itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpcUaUser {
+    pub name: String,
+    /// An environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A file holding the password (one line; keep it mode 0600).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_security() -> Vec<Security> {
+    vec![Security::None, Security::Sign, Security::SignAndEncrypt]
+}
+fn yes() -> bool {
+    true
 }
 
 fn default_listen() -> SocketAddr {

@@ -16,7 +16,9 @@ use opcua::server::{ServerBuilder, ServerHandle, SubscriptionCache};
 use opcua::types::{DataValue, NodeId, StatusCode, UAString, Variant};
 
 use super::OpcUaConfig;
+use super::access::{self, AccessError, StationAccess};
 use super::handshake::{self, Handshake};
+use super::methods::{self, PendingCalls, TriggerCall};
 use crate::station::StationHandles;
 use crate::station::status::SourceState;
 use crate::store::{Record, RecordStore};
@@ -39,12 +41,15 @@ pub enum OpcUaError {
     Server(String),
     #[error("cannot start the OPC UA thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 /// A running server; [`OpcUaServer::stop`] closes its sessions and returns.
 pub struct OpcUaServer {
     handle: ServerHandle,
     handshake: Arc<Mutex<Handshake>>,
+    calls: Arc<PendingCalls>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     endpoint: String,
@@ -85,28 +90,8 @@ impl OpcUaServer {
             })?;
         // The server spawns its samplers as it is built: inside the runtime.
         let _entered = runtime.enter();
-        let mut builder = ServerBuilder::new_anonymous(format!("Inspecta {}", station.name));
-        // A PLC scanning every 10 ms sees each handshake step (the library's floor is 100).
-        let limits = &mut builder.limits_mut().subscriptions;
-        limits.min_sampling_interval_ms = MIN_SAMPLING_MS;
-        limits.min_publishing_interval_ms = MIN_SAMPLING_MS;
-        let (server, handle) = builder
-            .application_uri(format!("urn:inspecta:{}", station.name))
-            .product_uri("urn:inspecta")
-            .host(host)
-            .port(config.listen.port())
-            .pki_dir(pki_dir)
-            .create_sample_keypair(true)
-            .trust_client_certs(true)
-            .diagnostics_enabled(false)
+        let (server, handle) = builder(config, &station.name, &host, pki_dir)?
             .discovery_urls(vec![endpoint.clone()])
-            .with_node_manager(simple_node_manager(
-                NamespaceMetadata {
-                    namespace_uri: config.namespace.clone(),
-                    ..Default::default()
-                },
-                "inspecta",
-            ))
             .build()
             .map_err(OpcUaError::Server)?;
         let nodes = handle
@@ -123,6 +108,20 @@ impl OpcUaServer {
             station.frame_timeout,
         )));
         install_handshake(&nodes, &ids, &handshake, &station);
+        let calls = Arc::new(PendingCalls::default());
+        let call = TriggerCall {
+            pending: Arc::clone(&calls),
+            triggers: station.triggers.clone(),
+            station: station.name.clone(),
+            frame_timeout: station.frame_timeout,
+        };
+        methods::install(
+            &nodes,
+            |name| ids.id(name),
+            &ids.id("Station"),
+            call,
+            Arc::clone(&store),
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let updater = Updater {
             nodes,
@@ -145,6 +144,7 @@ impl OpcUaServer {
         Ok(Self {
             handle,
             handshake,
+            calls,
             stop,
             thread: Some(thread),
             endpoint,
@@ -159,6 +159,7 @@ impl OpcUaServer {
     /// waiting for this part, readable at once.
     pub fn verdict(&self, record: &Record) {
         lock(&self.handshake).judged(record);
+        self.calls.judged(record);
     }
 
     pub fn stop(mut self) {
@@ -170,6 +171,50 @@ impl OpcUaServer {
             tracing::error!("the OPC UA server panicked");
         }
     }
+}
+
+/// The server as configured: its endpoints, users, certificate and limits.
+fn builder(
+    config: &OpcUaConfig,
+    station: &str,
+    host: &str,
+    pki_dir: PathBuf,
+) -> Result<ServerBuilder, OpcUaError> {
+    let auth = StationAccess::new(config)?;
+    if !auth.has_users() {
+        tracing::warn!(
+            "OPC UA: no [[opcua.users]], so any client that reaches the port may trigger parts"
+        );
+    }
+    let mut builder = ServerBuilder::new()
+        .application_name(format!("Inspecta {station}"))
+        .application_uri(format!("urn:inspecta:{station}"))
+        .product_uri("urn:inspecta")
+        .host(host)
+        .port(config.listen.port())
+        .pki_dir(pki_dir)
+        .create_sample_keypair(true)
+        .trust_client_certs(config.trust_client_certs)
+        .diagnostics_enabled(false)
+        .with_authenticator(Arc::new(auth))
+        .with_node_manager(simple_node_manager(
+            NamespaceMetadata {
+                namespace_uri: config.namespace.clone(),
+                ..Default::default()
+            },
+            "inspecta",
+        ));
+    for (id, endpoint) in access::endpoints(config)? {
+        builder = builder.add_endpoint(id, endpoint);
+    }
+    for (id, token) in access::user_tokens(config) {
+        builder = builder.add_user_token(id, token);
+    }
+    // A PLC scanning every 10 ms sees each handshake step (the library's floor is 100).
+    let limits = &mut builder.limits_mut().subscriptions;
+    limits.min_sampling_interval_ms = MIN_SAMPLING_MS;
+    limits.min_publishing_interval_ms = MIN_SAMPLING_MS;
+    Ok(builder)
 }
 
 /// Every node id of the station's address space.
