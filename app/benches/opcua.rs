@@ -4,7 +4,8 @@
 //! record), so what the handshake adds shows apart from the model.
 //!
 //! `cargo bench --workspace --bench opcua`. The real binary (release), a folder line over
-//! samples/casting, a real OPC UA client on localhost. Env: BENCH_CYCLES (default 100),
+//! samples/casting at 30 parts/s (a camera's frame rate: a trigger waits up to 33 ms for its
+//! frame), a real OPC UA client on localhost. Env: BENCH_CYCLES (default 100),
 //! BENCH_SCAN_MS (default 10). Output: stderr and `target/bench/opcua.md`.
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
 
@@ -177,7 +178,7 @@ fn start_station(dir: &Path, port: u16, api: u16) -> Child {
         &config,
         format!(
             "[station]\nname = \"bench\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
-             [source]\nkind = \"folder\"\npath = \"samples/casting\"\nrepeat = true\n\
+             [source]\nkind = \"folder\"\npath = \"samples/casting\"\nrepeat = true\nparts_per_second = 30.0\n\
              [trigger]\nenabled = true\n[store]\ndir = \"{}\"\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\n[opcua]\nlisten = \"127.0.0.1:{port}\"\n",
             dir.join("records").display()
