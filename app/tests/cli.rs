@@ -52,6 +52,39 @@ fn predict_json_gives_one_verdict_per_image() {
     assert_eq!(lines[0]["probabilities"].as_array().unwrap().len(), 2);
 }
 
+/// A folder stands for every image under it, in path order; a folder without images is an
+/// error that says so rather than an empty success.
+#[test]
+fn predict_judges_every_image_in_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = dir.path().join("parts");
+    std::fs::create_dir_all(parts.join("b")).unwrap();
+    std::fs::copy(first_image("samples/casting/good"), parts.join("a.jpeg")).unwrap();
+    std::fs::copy(
+        first_image("samples/casting/defect"),
+        parts.join("b/c.jpeg"),
+    )
+    .unwrap();
+    std::fs::write(parts.join("notes.txt"), "not an image").unwrap();
+    let out = inspecta(&["predict", "--json", parts.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0]["path"].as_str().unwrap().ends_with("a.jpeg"));
+    assert_eq!(lines[0]["verdict"], "good");
+    assert!(lines[1]["path"].as_str().unwrap().ends_with("b/c.jpeg"));
+    assert_eq!(lines[1]["verdict"], "defect");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = inspecta(&["predict", empty.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("holds no images"), "{}", stderr(&out));
+}
+
 #[test]
 fn predict_reports_a_corrupt_file_and_still_judges_the_rest() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use inspecta_vision::evaluation::dataset::is_image;
 use inspecta_vision::frame::Frame;
 use inspecta_vision::inspection::Inspection;
 use serde::Serialize;
@@ -21,7 +22,7 @@ pub struct Args {
     /// Threads inside one inference (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Images to inspect.
+    /// Images to inspect; a folder stands for the images in it and its subfolders.
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }
@@ -35,6 +36,41 @@ struct Line<'a> {
     error: Option<String>,
 }
 
+/// The files named, with each folder replaced by its images in path order.
+fn images(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let before = files.len();
+            images_under(path, &mut files)?;
+            anyhow::ensure!(
+                files.len() > before,
+                "{} holds no images (jpg, png, bmp, tiff, webp, gif)",
+                path.display()
+            );
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn images_under(dir: &std::path::Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the folder {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            images_under(&entry, files)?;
+        } else if is_image(&entry) {
+            files.push(entry);
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let model = crate::engine::load_model(
         &args.model.model,
@@ -45,7 +81,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let labels = &model.manifest().labels;
     let mut out = std::io::stdout().lock();
     let mut failed = 0;
-    for path in &args.images {
+    for path in &images(&args.images)? {
         let result = Frame::open(path)
             .map_err(anyhow::Error::from)
             .and_then(|f| Ok(session.inspect(&f)?));
