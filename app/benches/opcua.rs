@@ -12,15 +12,13 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opcua::client::{ClientBuilder, IdentityToken, Session};
-use opcua::crypto::SecurityPolicy;
-use opcua::types::{
-    MessageSecurityMode, NodeId, ReadValueId, StatusCode, TimestampsToReturn, UAString, Variant,
-    WriteValue,
-};
+use opcua::types::{StatusCode, UAString, Variant, WriteValue};
+use plc::Plc;
+
+#[path = "../tests/common/plc.rs"]
+mod plc;
 
 const WARM_UP: usize = 5;
 
@@ -203,83 +201,13 @@ fn stop(mut station: Child) {
     let _ = station.wait();
 }
 
-struct Plc {
-    session: Arc<Session>,
-    ns: u16,
-}
-
+/// The flag handshake and the method call, as a PLC runs them.
 impl Plc {
-    async fn connect(port: u16, pki: &Path) -> Self {
-        let mut client = ClientBuilder::new()
-            .application_name("bench PLC")
-            .application_uri("urn:inspecta:bench-plc")
-            .pki_dir(pki)
-            .create_sample_keypair(true)
-            .trust_server_certs(true)
-            .session_retry_limit(3)
-            .client()
-            .unwrap();
-        let url = format!("opc.tcp://127.0.0.1:{port}/");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let (session, event_loop) = loop {
-            match client
-                .connect_to_matching_endpoint(
-                    (
-                        url.as_str(),
-                        SecurityPolicy::None.to_str(),
-                        MessageSecurityMode::None,
-                    ),
-                    IdentityToken::Anonymous,
-                )
-                .await
-            {
-                Ok(connected) => break connected,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "no OPC UA server: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        };
-        event_loop.spawn();
-        assert!(session.wait_for_connection().await);
-        let ns = session.get_namespace_index("urn:inspecta").await.unwrap();
-        Self { session, ns }
-    }
-
-    fn id(&self, path: &str) -> NodeId {
-        NodeId::new(self.ns, format!("Inspecta.{path}"))
-    }
-
-    async fn read(&self, path: &str) -> Variant {
-        let values = self
-            .session
-            .read(
-                &[ReadValueId::from(self.id(path))],
-                TimestampsToReturn::Neither,
-                0.0,
-            )
-            .await
-            .unwrap();
-        values[0].value.clone().unwrap_or(Variant::Empty)
-    }
-
-    async fn write(&self, values: Vec<(&str, Variant)>) {
-        let writes: Vec<WriteValue> = values
-            .into_iter()
-            .map(|(path, value)| WriteValue::value_attr(self.id(path), value))
-            .collect();
-        let results = self.session.write(&writes).await.unwrap();
-        assert!(
-            results.iter().all(|s| *s == StatusCode::Good),
-            "{results:?}"
-        );
-    }
-
     /// PartId and Trigger in one write, then a read of ResultReady every scan; the Ack.
     async fn flag_cycle(&self, cycle: usize, scan: Duration) -> (Duration, i64) {
         let part = UAString::from(format!("F-{cycle}").as_str());
         let start = Instant::now();
-        self.write(vec![
+        self.write_all(vec![
             ("Handshake.PartId", part.into()),
             ("Handshake.Trigger", true.into()),
         ])
@@ -293,29 +221,32 @@ impl Plc {
         let Variant::Int64(record) = self.read("Handshake.ResultRecordId").await else {
             panic!("no record id");
         };
-        self.write(vec![("Handshake.Ack", true.into())]).await;
-        self.write(vec![("Handshake.Ack", false.into())]).await;
+        assert_eq!(self.write("Handshake.Ack", true).await, StatusCode::Good);
+        assert_eq!(self.write("Handshake.Ack", false).await, StatusCode::Good);
         (elapsed, record)
     }
 
     async fn method_cycle(&self, cycle: usize) -> (Duration, i64) {
         let part = UAString::from(format!("M-{cycle}").as_str());
         let start = Instant::now();
-        let result = self
-            .session
-            .call_one((
-                self.id("Station"),
-                self.id("Trigger"),
-                Some(vec![part.into()]),
-            ))
-            .await
-            .unwrap();
+        let outputs = self.call("Trigger", vec![part.into()]).await.unwrap();
         let elapsed = start.elapsed();
-        assert!(result.status_code.is_good(), "{result:?}");
-        let outputs = result.output_arguments.unwrap_or_default();
         let Some(Variant::Int64(record)) = outputs.first() else {
             panic!("Trigger returned {outputs:?}");
         };
         (elapsed, *record)
+    }
+
+    /// Several variables in one Write request, as a PLC's WriteList sends them.
+    async fn write_all(&self, values: Vec<(&str, Variant)>) {
+        let writes: Vec<WriteValue> = values
+            .into_iter()
+            .map(|(path, value)| WriteValue::value_attr(self.id(path), value))
+            .collect();
+        let results = self.session.write(&writes).await.unwrap();
+        assert!(
+            results.iter().all(|s| *s == StatusCode::Good),
+            "{results:?}"
+        );
     }
 }

@@ -29,7 +29,8 @@ pub enum AccessError {
     Password { user: String, reason: String },
 }
 
-/// The endpoints to offer, by id, and the user token ids each accepts.
+/// The endpoints to offer, by id (one listed twice is offered once), and the user token ids
+/// each accepts.
 pub fn endpoints(config: &OpcUaConfig) -> Result<Vec<(String, ServerEndpoint)>, AccessError> {
     if config.security.is_empty() {
         return Err(AccessError::NoEndpoint);
@@ -39,7 +40,7 @@ pub fn endpoints(config: &OpcUaConfig) -> Result<Vec<(String, ServerEndpoint)>, 
     }
     let mut tokens = vec![ANONYMOUS_USER_TOKEN_ID.to_owned()];
     tokens.extend(config.users.iter().map(|u| token_id(&u.name)));
-    let mut endpoints: Vec<(String, ServerEndpoint)> = config
+    let endpoints = config
         .security
         .iter()
         .map(|security| {
@@ -62,7 +63,6 @@ pub fn endpoints(config: &OpcUaConfig) -> Result<Vec<(String, ServerEndpoint)>, 
             )
         })
         .collect();
-    endpoints.dedup_by(|a, b| a.0 == b.0);
     Ok(endpoints)
 }
 
@@ -196,6 +196,7 @@ impl AuthManager for StationAccess {
         let mut policies = Vec::with_capacity(2);
         if self.anonymous {
             policies.push(UserTokenPolicy {
+                // The id the library checks anonymous tokens against (its constant is private).
                 policy_id: UAString::from("anonymous"),
                 token_type: UserTokenType::Anonymous,
                 ..Default::default()

@@ -87,50 +87,31 @@ pub fn install(
     call: TriggerCall,
     store: Arc<RecordStore>,
 ) {
-    {
-        let mut space = nodes.address_space().write();
-        let method = id(TRIGGER);
-        MethodBuilder::new(&method, TRIGGER, TRIGGER)
-            .component_of(object.clone())
-            .executable(true)
-            .user_executable(true)
-            .input_args(
-                &mut *space,
-                &id("Trigger.InputArguments"),
-                &[arg("PartId", DataTypeId::String)],
-            )
-            .output_args(
-                &mut *space,
-                &id("Trigger.OutputArguments"),
-                &[
-                    arg("RecordId", DataTypeId::Int64),
-                    arg("Result", DataTypeId::String),
-                ],
-            )
-            .insert(&mut *space);
-        let method = id(GET_RESULT);
-        MethodBuilder::new(&method, GET_RESULT, GET_RESULT)
-            .component_of(object.clone())
-            .executable(true)
-            .user_executable(true)
-            .input_args(
-                &mut *space,
-                &id("GetResultById.InputArguments"),
-                &[arg("RecordId", DataTypeId::Int64)],
-            )
-            .output_args(
-                &mut *space,
-                &id("GetResultById.OutputArguments"),
-                &[
-                    arg("Result", DataTypeId::String),
-                    arg("Class", DataTypeId::String),
-                    arg("Score", DataTypeId::Double),
-                    arg("PartId", DataTypeId::String),
-                    arg("Reason", DataTypeId::String),
-                ],
-            )
-            .insert(&mut *space);
-    }
+    add_method(
+        nodes,
+        &id,
+        object,
+        TRIGGER,
+        &[arg("PartId", DataTypeId::String)],
+        &[
+            arg("RecordId", DataTypeId::Int64),
+            arg("Result", DataTypeId::String),
+        ],
+    );
+    add_method(
+        nodes,
+        &id,
+        object,
+        GET_RESULT,
+        &[arg("RecordId", DataTypeId::Int64)],
+        &[
+            arg("Result", DataTypeId::String),
+            arg("Class", DataTypeId::String),
+            arg("Score", DataTypeId::Double),
+            arg("PartId", DataTypeId::String),
+            arg("Reason", DataTypeId::String),
+        ],
+    );
     let manager = nodes.inner();
     let wait = call.frame_timeout + VERDICT_BUDGET;
     manager.add_method_callback(id(TRIGGER), move |args| {
@@ -167,6 +148,29 @@ pub fn install(
             text(record.reason.as_deref()),
         ])
     });
+}
+
+/// A method node under `object`, with the argument descriptions clients browse.
+fn add_method(
+    nodes: &SimpleNodeManager,
+    id: &impl Fn(&str) -> NodeId,
+    object: &NodeId,
+    name: &str,
+    inputs: &[Argument],
+    outputs: &[Argument],
+) {
+    let mut space = nodes.address_space().write();
+    MethodBuilder::new(&id(name), name, name)
+        .component_of(object.clone())
+        .executable(true)
+        .user_executable(true)
+        .input_args(&mut *space, &id(&format!("{name}.InputArguments")), inputs)
+        .output_args(
+            &mut *space,
+            &id(&format!("{name}.OutputArguments")),
+            outputs,
+        )
+        .insert(&mut *space);
 }
 
 fn arg(name: &str, data_type: DataTypeId) -> Argument {
