@@ -55,10 +55,24 @@ pub struct PanelSection {
     pub high_contrast: bool,
     /// PIN for the engineer role (thresholds); without it nobody can change them here.
     pub engineer_pin: Option<String>,
+    /// Size of text and pictures (1.0 = egui's own; 1.5 reads from 2 m on a 24" screen).
+    /// Ctrl+Plus/Minus change it for the station and are remembered; Ctrl+0 returns here.
+    #[serde(default = "default_ui_scale")]
+    pub ui_scale: f32,
+    /// Open fullscreen (F11 toggles).
+    #[serde(default)]
+    pub fullscreen: bool,
 }
 
 fn default_history() -> usize {
     24
+}
+
+/// The sizes the panel can take, smallest and largest.
+pub const UI_SCALES: (f32, f32) = (0.5, 3.0);
+
+fn default_ui_scale() -> f32 {
+    1.0
 }
 
 impl Default for PanelSection {
@@ -69,6 +83,8 @@ impl Default for PanelSection {
             reasons: Vec::new(),
             high_contrast: false,
             engineer_pin: None,
+            ui_scale: default_ui_scale(),
+            fullscreen: false,
         }
     }
 }
@@ -308,6 +324,8 @@ impl StationConfig {
         }
         if let Some(panel) = &self.panel {
             within("[panel] history", panel.history, 1, 1000)?;
+            let (low, high) = UI_SCALES;
+            within("[panel] ui_scale", panel.ui_scale, low, high)?;
         }
         Ok(())
     }

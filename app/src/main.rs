@@ -4,6 +4,7 @@ mod api;
 mod commands;
 mod config;
 mod engine;
+mod error_text;
 #[cfg(feature = "panel")]
 mod panel;
 mod service;
@@ -11,6 +12,8 @@ mod service;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -70,6 +73,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in journald or a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     end_on_panic();
     // Reads FAILPOINTS in builds with `--features failpoints`; does nothing otherwise.
@@ -85,7 +90,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            tracing::error!("{error:#}");
+            tracing::error!("{}", error_text::describe(&error));
             ExitCode::FAILURE
         }
     }

@@ -179,6 +179,37 @@ fn broken_manifest_is_named_in_the_error() {
     );
 }
 
+/// An error names each cause once, and a log read through a pipe (journald, a file) carries
+/// no colour codes.
+#[test]
+fn a_missing_image_is_said_once_and_without_colour_codes() {
+    let out = inspecta(&["predict", "/nonexistent/part.jpg"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/part.jpg"), "{err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in a pipe: {err:?}");
+}
+
+/// Outside a checkout, with no installed model either, the command says what it looked for.
+#[test]
+fn predict_without_a_model_anywhere_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .current_dir(dir.path())
+        .env_remove("INSPECTA_MODEL")
+        .args(["predict", &first_image("samples/casting/good")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("models/casting") && err.contains("share/inspecta/models/casting"),
+        "{err}"
+    );
+    assert!(err.contains("--model"), "{err}");
+}
+
 #[test]
 fn bad_mapping_argument_is_rejected_by_the_parser() {
     let out = inspecta(&["eval", "samples/casting", "--map", "nonsense"]);

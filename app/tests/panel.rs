@@ -88,6 +88,17 @@ fn reviews(db: &Path) -> Vec<(i64, String, String, String, String)> {
         .unwrap_or_default()
 }
 
+fn last_reason(db: &Path) -> Option<String> {
+    rusqlite::Connection::open(db)
+        .and_then(|c| {
+            c.query_row("SELECT reason FROM reviews ORDER BY id DESC", [], |r| {
+                r.get(0)
+            })
+        })
+        .ok()
+        .flatten()
+}
+
 /// Collects the child's log as it comes, so the test can wait for a line.
 fn collect(
     stderr: impl std::io::Read + Send + 'static,
@@ -117,7 +128,7 @@ fn an_operator_signs_in_and_reviews_parts_from_the_keyboard_on_a_real_display() 
         format!(
             "[station]\nname = \"panel-e2e\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
              [source]\nkind = \"folder\"\npath = \"samples/casting\"\nparts_per_second = 50.0\n\
-             [store]\ndir = \"{}\"\n",
+             [store]\ndir = \"{}\"\n[panel]\nreasons = [\"flash\", \"porosity\"]\n",
             dir.path().join("records").display()
         ),
     )
@@ -159,6 +170,13 @@ fn an_operator_signs_in_and_reviews_parts_from_the_keyboard_on_a_real_display() 
     keys(&["key", "Left"]);
     keys(&["key", "Return"]);
     wait_for("the confirmation", || reviews(&db).len() == 2);
+    // The override picker from the keys alone: O, 2 for the label, the start of a reason
+    // code (typed, so the digit also arrives as text), Enter.
+    keys(&["key", "o"]);
+    keys(&["key", "2"]);
+    keys(&["type", "--delay", "40", "fla"]);
+    keys(&["key", "Return"]);
+    wait_for("the picked override", || reviews(&db).len() == 3);
     let stored = reviews(&db);
     let row = |id: i64, action: &str, before: &str, after: &str| {
         (
@@ -173,10 +191,12 @@ fn an_operator_signs_in_and_reviews_parts_from_the_keyboard_on_a_real_display() 
         stored,
         vec![
             row(24, "override", "good", "defect"),
-            row(23, "confirm", "good", "good")
+            row(23, "confirm", "good", "good"),
+            row(23, "override", "good", "defect"),
         ],
         "the keys went into the record store, with who and what"
     );
+    assert_eq!(last_reason(&db).as_deref(), Some("flash"));
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -31,6 +31,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::{ApiSection, StationConfig};
+use crate::error_text::describe;
 use crate::service::metrics::Metrics;
 use crate::service::sinks::{PartWaiters, SharedJsonLines};
 use crate::service::{Door, Service};
@@ -74,7 +75,7 @@ pub fn open(mut service: Service, config: &StationConfig) -> anyhow::Result<Serv
         }
         Err(e) => {
             if let Err(stop) = service.stop() {
-                tracing::error!("stopping the station: {stop:#}");
+                tracing::error!("stopping the station: {}", describe(&stop));
             }
             Err(e)
         }

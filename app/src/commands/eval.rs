@@ -63,7 +63,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         target_escape_rate: args.target_escape,
     };
     let Some(pair) = &args.compare else {
-        let report = evaluate_one(&args.model.model, &dataset, &options, args.quiet)?;
+        let report = evaluate_one(&args.model.path()?, &dataset, &options, args.quiet)?;
         let (json, page) = write_reports(&report, &args.out)?;
         print_summary(&report);
         println!("report: {}\n        {}", page.display(), json.display());

@@ -11,6 +11,7 @@ use inspecta_vision::inspection::Inspection;
 use serde::Serialize;
 
 use super::ModelArg;
+use crate::error_text::describe;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -73,7 +74,7 @@ fn images_under(dir: &std::path::Path, files: &mut Vec<PathBuf>) -> anyhow::Resu
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let model = crate::engine::load_model(
-        &args.model.model,
+        &args.model.path()?,
         args.threads
             .unwrap_or_else(crate::engine::available_threads),
     )?;
@@ -87,13 +88,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .and_then(|f| Ok(session.inspect(&f)?));
         if let Err(e) = &result {
             failed += 1;
-            tracing::error!(path = %path.display(), "{e:#}");
+            tracing::error!(path = %path.display(), "{}", describe(e));
         }
         if args.json {
             let line = Line {
                 path,
                 inspection: result.as_ref().ok(),
-                error: result.as_ref().err().map(|e| format!("{e:#}")),
+                error: result.as_ref().err().map(describe),
             };
             serde_json::to_writer(&mut out, &line).context("writing JSON")?;
             writeln!(out)?;

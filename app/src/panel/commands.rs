@@ -23,6 +23,10 @@ pub enum Command {
     Thresholds,
     SwitchModel,
     SignOut,
+    /// Larger or smaller text and pictures, remembered for the station; back to the config's.
+    ZoomIn,
+    ZoomOut,
+    ZoomReset,
 }
 
 pub struct Shortcut {
@@ -43,7 +47,17 @@ const fn key(key: Key, keys: &'static str, does: &'static str, command: Command)
     }
 }
 
-const DIGITS: [Key; 9] = [
+const fn ctrl(key: Key, keys: &'static str, does: &'static str, command: Command) -> Shortcut {
+    Shortcut {
+        key,
+        modifiers: Modifiers::CTRL,
+        keys,
+        does,
+        command,
+    }
+}
+
+pub const DIGITS: [Key; 9] = [
     Key::Num1,
     Key::Num2,
     Key::Num3,
@@ -132,13 +146,31 @@ pub const SHORTCUTS: &[Shortcut] = &[
         "Save a screenshot (store folder, screenshots/)",
         Command::Screenshot,
     ),
-    Shortcut {
-        key: Key::L,
-        modifiers: Modifiers::CTRL,
-        keys: "Ctrl+L",
-        does: "Sign out",
-        command: Command::SignOut,
-    },
+    ctrl(Key::L, "Ctrl+L", "Sign out", Command::SignOut),
+    ctrl(
+        Key::Plus,
+        "Ctrl+Plus",
+        "Larger (remembered)",
+        Command::ZoomIn,
+    ),
+    ctrl(
+        Key::Equals,
+        "Ctrl+=",
+        "Larger, as Ctrl+Plus",
+        Command::ZoomIn,
+    ),
+    ctrl(
+        Key::Minus,
+        "Ctrl+Minus",
+        "Smaller (remembered)",
+        Command::ZoomOut,
+    ),
+    ctrl(
+        Key::Num0,
+        "Ctrl+0",
+        "Size from the config ([panel] ui_scale)",
+        Command::ZoomReset,
+    ),
 ];
 
 pub const OVERRIDE_HELP: (&str, &str) = ("1-9", "Override to label 1-9 of the label list");

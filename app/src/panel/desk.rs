@@ -13,6 +13,8 @@ use inspecta_vision::frame::Frame;
 
 use super::events::{Event, Events, Part};
 use super::pictures::display_image;
+use super::prefs::{self, Remembered};
+use crate::error_text::describe;
 use crate::service::Settings;
 
 /// Requests waiting for the desk. The UI never waits for room: a full queue means the desk
@@ -36,6 +38,8 @@ pub enum Request {
         who: String,
         path: PathBuf,
     },
+    /// Writes what the panel remembers for the next run (a file, so not on the UI thread).
+    Remember(Remembered),
     Stop,
 }
 
@@ -144,14 +148,20 @@ impl Worker {
                     band,
                 }) => {
                     let result = self.settings.set_thresholds(&who, threshold, band);
-                    if !self.send(Event::SettingsChanged(result.map_err(|e| format!("{e:#}")))) {
+                    if !self.send(Event::SettingsChanged(result.map_err(|e| describe(&e)))) {
                         return;
                     }
                 }
                 Ok(Request::SwitchModel { who, path }) => {
                     let result = self.settings.switch_model(&path, &who);
-                    if !self.send(Event::SettingsChanged(result.map_err(|e| format!("{e:#}")))) {
+                    if !self.send(Event::SettingsChanged(result.map_err(|e| describe(&e)))) {
                         return;
+                    }
+                }
+                Ok(Request::Remember(remembered)) => {
+                    let path = prefs::path(&self.store);
+                    if let Err(e) = prefs::save(&path, &remembered) {
+                        tracing::warn!(path = %path.display(), "panel preferences not saved: {e}");
                     }
                 }
                 Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => return,

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, OnceLock};
 
+use inspecta_pipeline::station::status::SourceState;
 use inspecta_pipeline::store::{Alarm, Kpis, Record, Review};
 
 use super::pictures::{display_image, heat_image};
@@ -28,13 +29,30 @@ pub enum Event {
         id: i64,
         result: Result<Review, String>,
     },
-    /// The source has ended (a folder or file played to its end).
-    Ended,
+    /// The line's state changed.
+    Line(LineState),
     Failed(String),
     /// The shift's latest process alarm (control charts, `[spc]`).
     Alarm(Alarm),
     /// A threshold change or model switch took effect (what changed), or why not.
     SettingsChanged(Result<String, String>),
+}
+
+/// What the line is doing, as the panel shows it: sent when it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineState {
+    pub source: SourceState,
+    /// Why the model cannot judge the latest frames, while it cannot.
+    pub model_failing: Option<String>,
+}
+
+impl Default for LineState {
+    fn default() -> Self {
+        Self {
+            source: SourceState::Connecting,
+            model_failing: None,
+        }
+    }
 }
 
 /// A stored part with its picture.
@@ -91,6 +109,14 @@ impl Events {
     /// once the panel is gone.
     pub fn send(&self, event: Event) -> bool {
         let sent = self.sender.send(event).is_ok();
+        self.waker.wake();
+        sent
+    }
+
+    /// Never waits; false when the queue is full or the panel gone. For the station's own
+    /// thread, which must not stall on a panel that is not drawing (a minimised window).
+    pub fn offer(&self, event: Event) -> bool {
+        let sent = self.sender.try_send(event).is_ok();
         self.waker.wake();
         sent
     }

@@ -8,6 +8,7 @@ mod desk;
 mod events;
 mod live;
 mod pictures;
+mod prefs;
 #[cfg(test)]
 mod ui_tests;
 
@@ -66,12 +67,15 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
         screenshots,
         engineer_pin: panel_config.engineer_pin,
         settings: settings.clone(),
+        ui_scale: panel_config.ui_scale,
+        remembered_scale: prefs::load(&prefs::path(&store)).ui_scale,
     };
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Glow,
         viewport: egui::ViewportBuilder::default()
             .with_title(format!("Inspecta: {}", setup.station))
-            .with_inner_size([1280.0, 800.0]),
+            .with_inner_size([1280.0, 800.0])
+            .with_fullscreen(panel_config.fullscreen),
         ..Default::default()
     };
     eframe::run_native(
@@ -90,7 +94,7 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
                 Desk::start(store, settings, shift_start.timestamp(), events.clone())?;
             let live = LiveWorker::start(service, events)?;
             Ok(Box::new(PanelApp {
-                panel: Panel::new(setup, inbox, requests),
+                panel: Panel::new(setup, inbox, requests).fullscreen(panel_config.fullscreen),
                 _live: live,
                 _desk: desk,
             }))

@@ -10,6 +10,7 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use inspecta_pipeline::station::ModelSwitch;
+use inspecta_pipeline::station::status::SourceState;
 use inspecta_pipeline::store::{
     Change, ChangeKind, NewAlarm, NewRecord, RecordStore, Review, StoreConfig,
 };
@@ -20,7 +21,7 @@ use inspecta_vision::model::{Model, RunnerOptions};
 use super::app::{Panel, PanelSetup};
 use super::commands::SHORTCUTS;
 use super::desk::Desk;
-use super::events::{self, Event, Events, Part, Waker};
+use super::events::{self, Event, Events, LineState, Part, Waker};
 use super::pictures::{display_image, heat_image};
 use crate::service::Settings;
 
@@ -71,6 +72,8 @@ fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
         screenshots: dir.path().join("screenshots"),
         engineer_pin: Some("4711".into()),
         settings: settings.clone(),
+        ui_scale: 1.0,
+        remembered_scale: None,
     };
     let panel = Panel::new(setup, inbox, requests);
     let harness = Harness::builder()
@@ -215,6 +218,47 @@ fn the_picker_records_the_label_and_the_reason() {
     assert_eq!(review.reason.as_deref(), Some("flash"));
 }
 
+/// The issue's own sequence: O, a digit for the label, the start of a reason code, Enter.
+#[test]
+fn the_override_picker_is_complete_from_the_keyboard() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "cleo");
+    let id = live_part(&mut harness, &rig, "good");
+    harness.key_press(egui::Key::O);
+    harness.run_steps(2);
+    harness.key_press(egui::Key::ArrowDown);
+    harness.key_press(egui::Key::ArrowUp);
+    harness.run_steps(1);
+    harness.get_by_label_contains("Enter saves: good");
+    harness.key_press(egui::Key::Num2);
+    harness.run_steps(1);
+    harness.get_by_role(Role::TextInput).type_text("FLA");
+    harness.run_steps(1);
+    harness.get_by_label_contains("Enter saves: defect, reason flash");
+    harness.key_press(egui::Key::Enter);
+    let review = stored_review(&mut harness, &rig, id);
+    assert_eq!(review.after, "defect");
+    assert_eq!(review.reason.as_deref(), Some("flash"));
+    assert!(
+        harness
+            .query_by_label("Override: the part really is")
+            .is_none()
+    );
+
+    // Esc leaves the picker without a review.
+    let next = live_part(&mut harness, &rig, "good");
+    harness.key_press(egui::Key::O);
+    harness.run_steps(2);
+    harness.key_press(egui::Key::Escape);
+    harness.run_steps(2);
+    assert!(
+        harness
+            .query_by_label("Override: the part really is")
+            .is_none()
+    );
+    assert!(rig.store.reviews(next).unwrap().is_empty());
+}
+
 #[test]
 fn uncertain_parts_wait_in_a_queue_until_labelled() {
     let (mut harness, rig) = rig(true);
@@ -236,6 +280,50 @@ fn uncertain_parts_wait_in_a_queue_until_labelled() {
         ("uncertain", "defect")
     );
     harness.get_by_label("Review queue: 0");
+    harness.key_press(egui::Key::U);
+    harness.run_steps(2);
+    harness.get_by_label("no part is waiting for review");
+}
+
+/// The camera's state is in the top bar and, while parts are not inspected, in a banner.
+#[test]
+fn a_lost_camera_is_a_banner_not_a_green_live() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "otto");
+    harness.get_by_label("CONNECTING");
+    let lost = LineState {
+        source: SourceState::Reconnecting {
+            attempt: 3,
+            error: "cannot open /dev/video7".into(),
+        },
+        model_failing: None,
+    };
+    assert!(rig.events.send(Event::Line(lost)));
+    harness.run_steps(2);
+    harness.get_by_label("CAMERA LOST: PARTS ARE NOT INSPECTED");
+    harness.get_by_label_contains("attempt 3: cannot open /dev/video7");
+    harness.get_by_label("NO SOURCE (retry 3)");
+    assert!(harness.query_by_label("LIVE").is_none());
+
+    let online = LineState {
+        source: SourceState::Online,
+        model_failing: None,
+    };
+    assert!(rig.events.send(Event::Line(online)));
+    harness.run_steps(2);
+    harness.get_by_label("LIVE");
+    assert!(harness.query_by_label_contains("CAMERA LOST").is_none());
+}
+
+/// A two-class part reads DEFECT, with its score placed against the threshold and band.
+#[test]
+fn every_part_shows_its_score_against_the_thresholds() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "pia");
+    live_part(&mut harness, &rig, "defect");
+    harness.get_by_label("DEFECT");
+    let rule = rig.model.rule();
+    harness.get_by_label_contains(&format!("reject at {:.2}", rule.defect_threshold()));
 }
 
 #[test]
@@ -263,6 +351,27 @@ fn f1_lists_every_shortcut_of_the_command_table() {
     }
 }
 
+/// Ctrl+Plus grows everything and the station remembers it; Ctrl+0 returns to the config.
+#[test]
+fn ctrl_plus_makes_the_panel_larger_and_the_station_remembers() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "ulla");
+    let remembered = rig.store.path().parent().unwrap().join("panel.toml");
+    harness.key_press_modifiers(egui::Modifiers::CTRL, egui::Key::Plus);
+    harness.key_press_modifiers(egui::Modifiers::CTRL, egui::Key::Plus);
+    harness.run_steps(2);
+    harness.get_by_label("size 120 %");
+    assert!((harness.ctx.zoom_factor() - 1.2).abs() < 1e-6);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&remembered).is_ok_and(|t| t.contains("ui_scale = 1.2")) {
+        assert!(Instant::now() < deadline, "the size was not remembered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.key_press_modifiers(egui::Modifiers::CTRL, egui::Key::Num0);
+    harness.run_steps(2);
+    assert!((harness.ctx.zoom_factor() - 1.0).abs() < 1e-6);
+}
+
 #[test]
 fn the_kpi_panel_shows_the_shifts_figures() {
     let (mut harness, rig) = rig(false);
@@ -279,6 +388,8 @@ fn the_kpi_panel_shows_the_shifts_figures() {
         harness.run_steps(1);
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The rate says what it is made of: 1 good part of 2.
+    harness.get_by_label("1 of 2");
     harness.get_by_label("Defects by class");
 }
 
@@ -306,6 +417,35 @@ fn only_an_engineer_changes_thresholds() {
     harness.run_steps(2);
     harness.get_by_label("ENGINEER");
 
+    // From the keyboard: Shift+Right twice moves the threshold 0.1; Esc drops it.
+    harness.key_press(egui::Key::T);
+    harness.run_steps(2);
+    let shift = egui::Modifiers::SHIFT;
+    harness.key_press_modifiers(shift, egui::Key::ArrowRight);
+    harness.key_press_modifiers(shift, egui::Key::ArrowRight);
+    harness.run_steps(1);
+    harness.key_press(egui::Key::Escape);
+    harness.run_steps(2);
+    assert!(harness.query_by_label("Decision thresholds").is_none());
+    harness.key_press(egui::Key::T);
+    harness.run_steps(2);
+    harness.key_press(egui::Key::ArrowDown);
+    harness.key_press(egui::Key::ArrowDown);
+    harness.key_press(egui::Key::ArrowRight);
+    harness.run_steps(1);
+    harness.key_press(egui::Key::Enter);
+    let change = stored_change(&mut harness, &rig, 1);
+    let band_end = rig.model.rule().uncertain_band()[1];
+    assert_eq!(change.who, "gus");
+    assert!(
+        change.after.contains(&format!("{band_end:.2}")),
+        "{change:?}"
+    );
+    assert!(
+        (rig.model.rule().defect_threshold() - 0.5).abs() < 1e-6,
+        "Esc kept nothing"
+    );
+
     harness.key_press(egui::Key::T);
     harness.run_steps(2);
     harness.get_by_label("Decision thresholds");
@@ -318,7 +458,7 @@ fn only_an_engineer_changes_thresholds() {
         .set_value_accesskit(0.9);
     harness.run_steps(1);
     harness.get_by_label("Apply").click();
-    let change = stored_change(&mut harness, &rig);
+    let change = stored_change(&mut harness, &rig, 2);
     let rule = rig.model.rule();
     assert!((rule.defect_threshold() - 0.9).abs() < 1e-6);
     assert!((rule.uncertain_band()[1] - 0.95).abs() < 1e-6);
@@ -329,14 +469,15 @@ fn only_an_engineer_changes_thresholds() {
     harness.get_by_label_contains("reject >= 0.500");
 }
 
-/// Steps the UI until the desk has logged a settings change; returns the newest.
-fn stored_change(harness: &mut Harness<'static, Panel>, rig: &Rig) -> Change {
+/// Steps the UI until the desk has logged the `nth` settings change; returns it.
+fn stored_change(harness: &mut Harness<'static, Panel>, rig: &Rig, nth: u32) -> Change {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         harness.run_steps(1);
-        if let Some(change) = rig.store.changes(1).unwrap().pop() {
+        let mut changes = rig.store.changes(nth).unwrap();
+        if changes.len() == nth as usize {
             harness.run_steps(3);
-            return change;
+            return changes.remove(0);
         }
         assert!(Instant::now() < deadline, "no settings change was logged");
         std::thread::sleep(Duration::from_millis(20));
@@ -359,10 +500,10 @@ fn an_engineer_switches_the_model_and_the_labels_follow() {
     harness.key_press(egui::Key::M);
     harness.run_steps(2);
     harness.get_by_label("Switch the model");
-    harness.get_by_label_contains("models/xsdd").click();
+    harness.key_press(egui::Key::Num2);
     harness.run_steps(1);
-    harness.get_by_label("Switch").click();
-    let change = stored_change(&mut harness, &rig);
+    harness.key_press(egui::Key::Enter);
+    let change = stored_change(&mut harness, &rig, 1);
     assert_eq!(change.kind, ChangeKind::Model);
     assert_eq!(change.who, "hal");
     assert_eq!(change.before, "casting-defect 1.0.0");

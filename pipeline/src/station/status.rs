@@ -125,6 +125,18 @@ impl StationStatus {
         changed
     }
 
+    /// The source's state alone, for a watcher that polls it often (the panel).
+    pub fn source(&self) -> SourceState {
+        lock(&self.source).clone()
+    }
+
+    /// Why the model cannot judge the latest frames, while it cannot.
+    pub fn model_failing(&self) -> Option<String> {
+        lock(&self.model_failing)
+            .as_ref()
+            .map(|(_, why)| why.clone())
+    }
+
     pub fn snapshot(&self) -> StatusSnapshot {
         StatusSnapshot {
             frames_in: self.frames_in.load(Ordering::Relaxed),

@@ -22,6 +22,15 @@ pub enum DatasetError {
         "{0} has no class sub-folders with images (expected <folder>/<class>/*.jpg or MVTec test/<class>/)"
     )]
     Empty(PathBuf),
+    #[error(
+        "--map names {}: no such folder in {} (its folders: {})",
+        missing.join(", "), root.display(), folders.join(", ")
+    )]
+    NoSuchFolders {
+        root: PathBuf,
+        missing: Vec<String>,
+        folders: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,17 +71,30 @@ impl Dataset {
         } else {
             (DatasetLayout::ClassFolders, root.to_owned())
         };
-        let mut samples = Vec::new();
-        for class_dir in sorted_entries(&images_root)?
+        let class_dirs: Vec<PathBuf> = sorted_entries(&images_root)?
             .into_iter()
             .filter(|p| p.is_dir())
-        {
-            let folder = file_name(&class_dir);
+            .collect();
+        let folders: Vec<String> = class_dirs.iter().map(|d| file_name(d)).collect();
+        let missing: Vec<String> = class_map
+            .keys()
+            .filter(|name| !folders.contains(name))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(DatasetError::NoSuchFolders {
+                root: images_root,
+                missing,
+                folders,
+            });
+        }
+        let mut samples = Vec::new();
+        for (class_dir, folder) in class_dirs.iter().zip(folders) {
             let class = class_map
                 .get(&folder)
                 .cloned()
                 .unwrap_or_else(|| folder.clone());
-            for path in sorted_entries(&class_dir)?
+            for path in sorted_entries(class_dir)?
                 .into_iter()
                 .filter(|p| is_image(p))
             {
@@ -184,6 +206,24 @@ mod tests {
                 .mask
                 .as_ref()
                 .is_some_and(|m| m.ends_with("001_mask.png"))
+        );
+    }
+
+    #[test]
+    fn every_mapped_folder_that_is_missing_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        touch(&dir.path().join("ok_front/a.jpeg"));
+        let map = BTreeMap::from([
+            ("ok_fornt".to_string(), "good".to_string()),
+            ("def_fornt".to_string(), "defect".to_string()),
+            ("ok_front".to_string(), "good".to_string()),
+        ]);
+        let err = Dataset::discover(dir.path(), &map).expect_err("typos");
+        let text = err.to_string();
+        assert!(
+            text.contains("folders, def_fornt, ok_fornt,")
+                && text.contains("its folders: ok_front"),
+            "{text}"
         );
     }
 

@@ -8,7 +8,7 @@ pub mod html;
 pub mod metrics;
 pub mod pixels;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,13 +28,26 @@ const UNCERTAIN: &str = "uncertain";
 /// Points kept on the ROC curve in the report; the AUROC uses every score.
 const ROC_POINTS: usize = 400;
 
+fn unknown_folders(classes: &[String]) -> String {
+    let quoted: Vec<String> = classes.iter().map(|c| format!("{c:?}")).collect();
+    match quoted.as_slice() {
+        [one] => format!("class folder {one} is"),
+        many => format!("class folders {} are", many.join(", ")),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// Every unknown folder at once, so the user fixes the command line in one go.
     #[error(
-        "class folder {class:?} is not a label of the model (labels: {labels}); \
-         rename it with --map {class}=<label>"
+        "{} not a label of the model (labels: {labels}); rename with {}",
+        unknown_folders(classes),
+        classes.iter().map(|c| format!("--map {c}=<label>")).collect::<Vec<_>>().join(" ")
     )]
-    UnknownClass { class: String, labels: String },
+    UnknownClasses {
+        classes: Vec<String>,
+        labels: String,
+    },
     #[error("cannot start {threads} worker threads: {source}")]
     Threads {
         threads: usize,
@@ -62,17 +75,15 @@ enum Truth {
 }
 
 impl Truth {
-    fn resolve(class: &str, rule: &DecisionRule, layout: DatasetLayout) -> Result<Self, EvalError> {
+    /// The truth of a class, or the class back when it is a folder the model has no label for.
+    fn resolve(class: &str, rule: &DecisionRule, layout: DatasetLayout) -> Result<Self, String> {
         if let Some(i) = rule.labels().iter().position(|l| l == class) {
             return Ok(Self::Label(i));
         }
         match layout {
             DatasetLayout::MvTec if class == MVTEC_GOOD => Ok(Self::Good),
             DatasetLayout::MvTec => Ok(Self::OtherDefect),
-            DatasetLayout::ClassFolders => Err(EvalError::UnknownClass {
-                class: class.to_owned(),
-                labels: rule.labels().join(", "),
-            }),
+            DatasetLayout::ClassFolders => Err(class.to_owned()),
         }
     }
 
@@ -212,6 +223,27 @@ impl EvalReport {
 
 /// Runs `model` on every image of `dataset`. Unreadable images are reported, never fatal.
 /// `progress` is called once per image, from worker threads.
+fn resolve_truths(dataset: &Dataset, rule: &DecisionRule) -> Result<Vec<Truth>, EvalError> {
+    let mut truths = Vec::with_capacity(dataset.samples.len());
+    let mut unknown = BTreeSet::new();
+    for sample in &dataset.samples {
+        match Truth::resolve(&sample.class, rule, dataset.layout) {
+            Ok(truth) => truths.push(truth),
+            Err(class) => {
+                unknown.insert(class);
+            }
+        }
+    }
+    if unknown.is_empty() {
+        Ok(truths)
+    } else {
+        Err(EvalError::UnknownClasses {
+            classes: unknown.into_iter().collect(),
+            labels: rule.labels().join(", "),
+        })
+    }
+}
+
 pub fn evaluate(
     model: &Arc<Model>,
     dataset: &Dataset,
@@ -219,11 +251,7 @@ pub fn evaluate(
     progress: &(dyn Fn() + Sync),
 ) -> Result<EvalReport, EvalError> {
     let rule = &*model.rule();
-    let truths = dataset
-        .samples
-        .iter()
-        .map(|s| Truth::resolve(&s.class, rule, dataset.layout))
-        .collect::<Result<Vec<_>, _>>()?;
+    let truths = resolve_truths(dataset, rule)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.threads)
         .thread_name(|i| format!("eval-{i}"))

@@ -54,7 +54,23 @@ pub(super) fn save_screenshot(dir: &std::path::Path, image: &egui::ColorImage) {
     }
 }
 
+/// Text sizes for a screen read from 1.5 m: egui's defaults (12.5 px body) are for a desk.
+const TEXT_SIZES: [(egui::TextStyle, f32); 5] = [
+    (egui::TextStyle::Small, 14.0),
+    (egui::TextStyle::Body, 18.0),
+    (egui::TextStyle::Monospace, 17.0),
+    (egui::TextStyle::Button, 20.0),
+    (egui::TextStyle::Heading, 26.0),
+];
+
 pub(super) fn apply_theme(ctx: &egui::Context, high_contrast: bool) {
+    ctx.global_style_mut(|style| {
+        for (text_style, size) in TEXT_SIZES {
+            if let Some(font) = style.text_styles.get_mut(&text_style) {
+                font.size = size;
+            }
+        }
+    });
     let mut visuals = egui::Visuals::dark();
     if high_contrast {
         visuals.override_text_color = Some(Color32::WHITE);

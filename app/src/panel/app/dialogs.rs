@@ -1,12 +1,17 @@
 //! The dialogs: sign-in, the engineer PIN, thresholds, the model switch and the override
-//! picker. Each takes the keyboard focus once and gives it back when it closes.
+//! picker. Each takes the keyboard focus once and gives it back when it closes, and each is
+//! complete from the keyboard: Up/Down (or a digit) choose, Enter saves, Esc cancels.
 
-use egui::Ui;
+use egui::{Key, Modifiers, RichText, Ui};
 use inspecta_pipeline::store::ReviewAction;
 use inspecta_vision::model::manifest::check_thresholds;
 
 use super::{ModelChoice, Panel, Thresholds};
+use crate::panel::commands::DIGITS;
 use crate::panel::desk::Request;
+
+/// Step of Left/Right on a threshold; Shift takes five.
+const NUDGE: f32 = 0.01;
 
 impl Panel {
     pub(super) fn sign_in_dialog(&mut self, ctx: &egui::Context) {
@@ -15,8 +20,7 @@ impl Panel {
             ui.label("Name or badge id");
             let field =
                 ui.add(egui::TextEdit::singleline(&mut self.sign_in).hint_text("name or badge"));
-            let entered =
-                ui.button("Sign in").clicked() || ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let entered = ui.button("Sign in").clicked() || ui.input(|i| i.key_pressed(Key::Enter));
             let name = self.sign_in.trim();
             if entered && !name.is_empty() {
                 tracing::info!(operator = %name, "operator signed in");
@@ -37,7 +41,7 @@ impl Panel {
             ui.heading("Engineer sign-in");
             ui.label("PIN");
             let field = ui.add(egui::TextEdit::singleline(&mut pin).password(true));
-            entered = ui.input(|i| i.key_pressed(egui::Key::Enter)) || ui.button("Enter").clicked();
+            entered = ui.input(|i| i.key_pressed(Key::Enter)) || ui.button("Enter").clicked();
             if entered {
                 field.surrender_focus();
             } else {
@@ -71,11 +75,23 @@ impl Panel {
         };
         let mut outcome = None;
         egui::Modal::new(egui::Id::unique("inspecta-thresholds")).show(ctx, |ui| {
+            choose_with_keys(ui, &mut edit.row, 3, false);
+            nudge_with_keys(ui, edit.value(edit.row));
             ui.heading("Decision thresholds");
-            ui.add(egui::Slider::new(&mut edit.defect, 0.0..=1.0).text("reject threshold"));
-            ui.add(egui::Slider::new(&mut edit.band[0], 0.0..=1.0).text("uncertain from"));
-            ui.add(egui::Slider::new(&mut edit.band[1], 0.0..=1.0).text("uncertain to"));
+            let rows = ["reject threshold", "uncertain from", "uncertain to"];
+            for (n, name) in rows.into_iter().enumerate() {
+                let name = if n == edit.row {
+                    RichText::new(name).strong().underline()
+                } else {
+                    RichText::new(name)
+                };
+                ui.add(egui::Slider::new(edit.value(n), 0.0..=1.0).text(name));
+            }
             ui.label("Parts scoring inside the uncertain band go to the operator.");
+            keys_hint(
+                ui,
+                "Up/Down choose, Left/Right adjust (Shift: 0.05), Enter applies",
+            );
             outcome = save_or_cancel(ui, "Apply");
         });
         match outcome {
@@ -107,6 +123,7 @@ impl Panel {
         let choices = self.setup.settings.choices();
         let mut outcome = None;
         egui::Modal::new(egui::Id::unique("inspecta-model")).show(ctx, |ui| {
+            choose_with_keys(ui, &mut chosen, choices.len(), true);
             ui.heading("Switch the model");
             let manifest = self.model.manifest();
             ui.label(format!(
@@ -114,9 +131,10 @@ impl Panel {
                 manifest.name, manifest.version
             ));
             for (n, path) in choices.iter().enumerate() {
-                ui.radio_value(&mut chosen, n, path.display().to_string());
+                ui.radio_value(&mut chosen, n, format!("{} {}", n + 1, path.display()));
             }
             ui.label("The next part is judged by the chosen model; nothing restarts.");
+            keys_hint(ui, "Up/Down or 1-9 choose, Enter switches");
             outcome = save_or_cancel(ui, "Switch");
         });
         match outcome {
@@ -147,13 +165,21 @@ impl Panel {
         };
         let labels = &self.labels;
         let mut outcome = None;
+        let reasons = &self.setup.reasons;
         egui::Modal::new(egui::Id::unique("inspecta-override")).show(ctx, |ui| {
+            // Digits pick the label until a reason is being typed; then they are text.
+            choose_with_keys(
+                ui,
+                &mut picker.label,
+                labels.len(),
+                picker.reason.is_empty(),
+            );
             ui.heading("Override: the part really is");
             for (n, label) in labels.iter().enumerate() {
                 ui.radio_value(&mut picker.label, n, format!("{} {label}", n + 1));
             }
-            ui.label("Reason");
-            for reason in &self.setup.reasons {
+            ui.label("Reason (type it, or the start of a reason code)");
+            for reason in reasons {
                 if ui
                     .selectable_label(picker.reason == *reason, reason)
                     .clicked()
@@ -161,15 +187,28 @@ impl Panel {
                     picker.reason.clone_from(reason);
                 }
             }
-            ui.text_edit_singleline(&mut picker.reason);
+            let field = ui
+                .add(egui::TextEdit::singleline(&mut picker.reason).hint_text("reason (optional)"));
+            focus_when_free(ui, &field);
+            let label = labels.get(picker.label).map_or("", String::as_str);
+            let reason = completed_reason(&picker.reason, reasons);
+            keys_hint(
+                ui,
+                &format!(
+                    "Up/Down or 1-9 choose, Enter saves: {label}{}",
+                    reason.map_or(String::new(), |r| format!(", reason {r}"))
+                ),
+            );
             outcome = save_or_cancel(ui, "Save override");
+            if outcome == Some(true) {
+                field.surrender_focus();
+            }
         });
         match outcome {
             None => self.picker = Some(picker),
             Some(false) => {}
             Some(true) => {
-                let reason = picker.reason.trim().to_owned();
-                let reason = (!reason.is_empty()).then_some(reason);
+                let reason = completed_reason(&picker.reason, &self.setup.reasons);
                 if let Some(label) = self.labels.get(picker.label).cloned() {
                     self.review(ReviewAction::Override, Some(label), reason);
                 }
@@ -178,10 +217,75 @@ impl Panel {
     }
 }
 
-/// A dialog's closing buttons: `Some(true)` saved, `Some(false)` cancelled, `None` still open.
+/// The reason to store: the one reason code the typed text starts (ignoring case), else
+/// the text itself; None when nothing was typed.
+fn completed_reason(typed: &str, codes: &[String]) -> Option<String> {
+    let typed = typed.trim();
+    if typed.is_empty() {
+        return None;
+    }
+    let lower = typed.to_lowercase();
+    let mut matching = codes
+        .iter()
+        .filter(|c| c.to_lowercase().starts_with(&lower));
+    match (matching.next(), matching.next()) {
+        (Some(only), None) => Some(only.clone()),
+        _ => Some(typed.to_owned()),
+    }
+}
+
+/// Up/Down move `chosen` within `0..count`; with `digits`, 1-9 pick directly (and are not
+/// typed into a text field).
+fn choose_with_keys(ui: &mut Ui, chosen: &mut usize, count: usize, digits: bool) {
+    if count == 0 {
+        return;
+    }
+    ui.input_mut(|i| {
+        if i.consume_key(Modifiers::NONE, Key::ArrowDown) {
+            *chosen = (*chosen + 1).min(count - 1);
+        }
+        if i.consume_key(Modifiers::NONE, Key::ArrowUp) {
+            *chosen = chosen.saturating_sub(1);
+        }
+        if digits {
+            for (n, key) in DIGITS.iter().enumerate().take(count) {
+                if i.consume_key(Modifiers::NONE, *key) {
+                    *chosen = n;
+                }
+            }
+            i.events.retain(
+                |e| !matches!(e, egui::Event::Text(t) if t.chars().all(|c| c.is_ascii_digit())),
+            );
+        }
+    });
+}
+
+/// Left/Right change `value` by [`NUDGE`], five times that with Shift.
+fn nudge_with_keys(ui: &mut Ui, value: &mut f32) {
+    ui.input_mut(|i| {
+        for (modifiers, step) in [(Modifiers::NONE, NUDGE), (Modifiers::SHIFT, 5.0 * NUDGE)] {
+            if i.consume_key(modifiers, Key::ArrowRight) {
+                *value += step;
+            }
+            if i.consume_key(modifiers, Key::ArrowLeft) {
+                *value -= step;
+            }
+        }
+    });
+    *value = (*value * 1000.0).round() / 1000.0;
+    *value = value.clamp(0.0, 1.0);
+}
+
+fn keys_hint(ui: &mut Ui, text: &str) {
+    ui.label(RichText::new(format!("{text}, Esc cancels")).weak());
+}
+
+/// A dialog's closing buttons and keys: `Some(true)` saved (the button or Enter),
+/// `Some(false)` cancelled, `None` still open.
 fn save_or_cancel(ui: &mut Ui, save: &str) -> Option<bool> {
+    let enter = ui.input(|i| i.key_pressed(Key::Enter));
     ui.horizontal(|ui| {
-        if ui.button(save).clicked() {
+        if ui.button(save).clicked() || enter {
             Some(true)
         } else if ui.button("Cancel (Esc)").clicked() {
             Some(false)

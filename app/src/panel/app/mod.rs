@@ -5,7 +5,9 @@
 mod chrome;
 mod dialogs;
 mod kpis;
+mod line;
 mod part_view;
+mod score_bar;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,9 +20,14 @@ use inspecta_vision::model::Model;
 
 use super::commands::{self, Command};
 use super::desk::{Request, Requests};
-use super::events::{Event, Part};
+use super::events::{Event, LineState, Part};
+use super::prefs::Remembered;
 use super::review_labels;
+use crate::config::UI_SCALES;
 use crate::service::Settings;
+
+/// One Ctrl+Plus: a tenth larger.
+const ZOOM_STEP: f32 = 1.1;
 use chrome::{apply_theme, help_overlay, save_screenshot};
 
 /// How long one frame may spend taking in worker events before it draws.
@@ -41,6 +48,10 @@ pub struct PanelSetup {
     pub engineer_pin: Option<String>,
     /// The model in charge, and what an engineer may change about it.
     pub settings: Settings,
+    /// `[panel] ui_scale`, where Ctrl+0 returns.
+    pub ui_scale: f32,
+    /// The size the operators chose on this station last time (Ctrl+Plus/Minus).
+    pub remembered_scale: Option<f32>,
 }
 
 struct Shown {
@@ -65,6 +76,18 @@ impl std::fmt::Debug for Shown {
 struct Thresholds {
     defect: f32,
     band: [f32; 2],
+    /// The value the arrow keys change: 0 the threshold, 1 and 2 the band's ends.
+    row: usize,
+}
+
+impl Thresholds {
+    fn value(&mut self, row: usize) -> &mut f32 {
+        match row {
+            0 => &mut self.defect,
+            1 => &mut self.band[0],
+            _ => &mut self.band[1],
+        }
+    }
 }
 
 /// The model an engineer is about to switch to (index into the station's choices).
@@ -108,16 +131,19 @@ pub struct Panel {
     high_contrast: bool,
     /// The theme last handed to egui; set again only when it changes.
     theme_applied: Option<bool>,
+    scale: f32,
+    scale_applied: Option<f32>,
     kpis: Kpis,
     /// The shift's latest process alarm, shown until the shift ends.
     alarm: Option<Alarm>,
     message: Option<(String, bool)>,
-    source_ended: bool,
+    line: LineState,
 }
 
 impl Panel {
     pub fn new(setup: PanelSetup, events: Receiver<Event>, requests: Requests) -> Self {
         let high_contrast = setup.high_contrast;
+        let scale = setup.remembered_scale.unwrap_or(setup.ui_scale);
         let model = setup.settings.model();
         let labels = review_labels(&model);
         Self {
@@ -142,11 +168,19 @@ impl Panel {
             fullscreen: false,
             high_contrast,
             theme_applied: None,
+            scale,
+            scale_applied: None,
             kpis: Kpis::default(),
             alarm: None,
             message: None,
-            source_ended: false,
+            line: LineState::default(),
         }
+    }
+
+    /// Whether the window opens fullscreen, so F11 toggles from there.
+    pub fn fullscreen(mut self, fullscreen: bool) -> Self {
+        self.fullscreen = fullscreen;
+        self
     }
 
     #[cfg(test)]
@@ -171,7 +205,7 @@ impl Panel {
             Event::Kpis(kpis) => self.kpis = kpis,
             Event::Alarm(alarm) => self.alarm = Some(alarm),
             Event::Reviewed { id, result } => self.reviewed(id, result),
-            Event::Ended => self.source_ended = true,
+            Event::Line(line) => self.line = line,
             Event::Failed(message) => self.message = Some((message, true)),
             Event::SettingsChanged(Ok(summary)) => {
                 self.model = self.setup.settings.model();
@@ -267,7 +301,10 @@ impl Panel {
                     self.picker = Some(Picker::default());
                 }
             }
-            Command::NextInQueue => self.selected = self.queue.front().copied(),
+            Command::NextInQueue => match self.queue.front() {
+                Some(id) => self.selected = Some(*id),
+                None => self.message = Some(("no part is waiting for review".into(), false)),
+            },
             Command::Previous => self.step_history(-1),
             Command::Next => self.step_history(1),
             Command::FollowLive => {
@@ -315,6 +352,7 @@ impl Panel {
                     self.thresholds = Some(Thresholds {
                         defect: rule.defect_threshold(),
                         band: rule.uncertain_band(),
+                        row: 0,
                     });
                 } else {
                     self.message = Some((
@@ -338,8 +376,13 @@ impl Panel {
                     self.model_choice = Some(ModelChoice(0));
                 }
             }
+            Command::ZoomIn => self.zoom(Some(ZOOM_STEP)),
+            Command::ZoomOut => self.zoom(Some(1.0 / ZOOM_STEP)),
+            Command::ZoomReset => self.zoom(None),
             Command::SignOut => {
-                self.operator = None;
+                if let Some(operator) = self.operator.take() {
+                    tracing::info!(%operator, engineer = self.engineer, "operator signed out");
+                }
                 self.engineer = false;
                 self.thresholds = None;
                 self.model_choice = None;
@@ -347,6 +390,21 @@ impl Panel {
             }
         }
         None
+    }
+
+    /// Scales by `factor` and remembers it for the station; None goes back to the config's
+    /// size and forgets.
+    fn zoom(&mut self, factor: Option<f32>) {
+        let (low, high) = UI_SCALES;
+        self.scale = match factor {
+            Some(factor) => ((self.scale * factor * 20.0).round() / 20.0).clamp(low, high),
+            None => self.setup.ui_scale,
+        };
+        self.message = Some((format!("size {:.0} %", self.scale * 100.0), false));
+        let remembered = Remembered {
+            ui_scale: factor.map(|_| self.scale),
+        };
+        self.ask_desk(Request::Remember(remembered));
     }
 
     fn step_history(&mut self, delta: isize) {
@@ -411,6 +469,12 @@ impl Panel {
         if self.theme_applied != Some(self.high_contrast) {
             apply_theme(ui.ctx(), self.high_contrast);
             self.theme_applied = Some(self.high_contrast);
+        }
+        if self.scale_applied != Some(self.scale) {
+            // The panel's own Ctrl+Plus/Minus, which remember; not egui's, which do not.
+            ui.ctx().options_mut(|o| o.zoom_with_keyboard = false);
+            ui.ctx().set_zoom_factor(self.scale);
+            self.scale_applied = Some(self.scale);
         }
         let dialog_open = self.picker.is_some()
             || self.pin_entry.is_some()

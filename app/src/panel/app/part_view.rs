@@ -5,7 +5,14 @@ use egui::{Color32, RichText, TextureHandle, Ui};
 use inspecta_pipeline::store::Record;
 use inspecta_vision::inspection::UncertainReason;
 
-use super::{Panel, Shown};
+use super::{Panel, Shown, line, score_bar};
+
+/// Wider than tall by this much, the verdict goes beside the picture.
+const WIDE: f32 = 1.3;
+/// The least width of the verdict column beside the picture.
+const VERDICT_COLUMN: f32 = 320.0;
+/// Height kept under the picture for the review buttons when they form a row.
+const BUTTON_ROW: f32 = 56.0;
 use crate::panel::commands::Command;
 
 impl Panel {
@@ -16,12 +23,7 @@ impl Panel {
                 let manifest = self.model.manifest();
                 ui.label(format!("model {} {}", manifest.name, manifest.version));
                 ui.separator();
-                let mode = match (self.paused.is_some(), self.source_ended) {
-                    (true, _) => RichText::new("PAUSED").color(Color32::YELLOW),
-                    (false, true) => RichText::new("SOURCE ENDED"),
-                    (false, false) => RichText::new("LIVE").color(Color32::LIGHT_GREEN),
-                };
-                ui.label(mode.strong());
+                ui.label(line::mode(&self.line, self.paused.is_some()));
                 ui.separator();
                 let queue = format!("Review queue: {}", self.queue.len());
                 let queue = if self.queue.is_empty() {
@@ -67,18 +69,43 @@ impl Panel {
         });
     }
 
+    /// The part fills the room it has: beside its verdict when the screen is wide, under
+    /// it when it is tall.
     pub(super) fn part_view(&mut self, ui: &mut Ui) {
-        let ctx = ui.ctx().clone();
-        let labels = self.labels.clone();
+        line::line_banner(ui, &self.line);
         let Some(id) = self.shown_id() else {
             ui.centered_and_justified(|ui| ui.heading("Waiting for the first part..."));
             return;
         };
-        let Some(shown) = self.history.iter_mut().find(|s| s.part.record.id == id) else {
+        let room = ui.available_size();
+        if room.x > room.y * WIDE {
+            let column = (room.x - room.y).max(VERDICT_COLUMN);
+            let picture = egui::vec2(room.x - column - ui.spacing().item_spacing.x, room.y);
+            ui.horizontal_top(|ui| {
+                ui.allocate_ui(picture, |ui| self.picture(ui, id, picture));
+                ui.allocate_ui(egui::vec2(column, room.y), |ui| {
+                    ui.vertical(|ui| {
+                        self.verdict(ui, id);
+                        ui.add_space(12.0);
+                        self.review_buttons(ui, id, true);
+                    });
+                });
+            });
+        } else {
+            self.verdict(ui, id);
+            let picture = ui.available_size() - egui::vec2(0.0, BUTTON_ROW);
+            self.picture(ui, id, picture);
+            ui.horizontal_wrapped(|ui| self.review_buttons(ui, id, false));
+        }
+    }
+
+    /// The verdict banner, the score against the thresholds, and what is known of the part.
+    fn verdict(&self, ui: &mut Ui, id: i64) {
+        let Some(shown) = self.history.iter().find(|s| s.part.record.id == id) else {
             return;
         };
         let record = &shown.part.record;
-        let (text, colour) = banner(record);
+        let (text, colour) = banner(record, &self.labels);
         egui::Frame::new()
             .fill(colour)
             .inner_margin(12.0)
@@ -93,6 +120,15 @@ impl Panel {
                     );
                 });
             });
+        let rule = self.model.rule();
+        if rule.has_good_label() {
+            score_bar::show(
+                ui,
+                record.defect_score as f32,
+                rule.defect_threshold(),
+                rule.uncertain_band(),
+            );
+        }
         let reviewed = record.review.as_ref().map_or(String::new(), |r| {
             format!("  ·  reviewed by {} ({})", r.reviewer, r.after)
         });
@@ -122,10 +158,15 @@ impl Panel {
             ))
             .size(18.0),
         );
-        let pending = shown.pending;
+    }
+
+    /// The part's picture scaled into `room`, with the model's region and heat map on it.
+    fn picture(&mut self, ui: &mut Ui, id: i64, room: egui::Vec2) {
+        let ctx = ui.ctx().clone();
+        let Some(shown) = self.history.iter_mut().find(|s| s.part.record.id == id) else {
+            return;
+        };
         let texture = part_texture(&ctx, shown);
-        let buttons = 64.0;
-        let room = ui.available_size() - egui::vec2(0.0, buttons);
         let size = texture.size_vec2();
         let scale = (room.x / size.x).min(room.y / size.y).max(0.1);
         let response = ui.add(egui::Image::new((texture.id(), size * scale)));
@@ -153,31 +194,39 @@ impl Panel {
             egui::Stroke::new(2.0, Color32::from_rgb(0, 200, 255)),
             egui::StrokeKind::Inside,
         );
-        ui.horizontal(|ui| {
-            ui.add_enabled_ui(!pending && self.operator.is_some(), |ui| {
-                if ui
-                    .button(RichText::new("Confirm (Enter)").size(22.0))
-                    .clicked()
-                {
-                    self.run(Command::Confirm);
+    }
+
+    /// Confirm, one button per label, and the override picker; a column or a row.
+    fn review_buttons(&mut self, ui: &mut Ui, id: i64, column: bool) {
+        let pending = self
+            .history
+            .iter()
+            .find(|s| s.part.record.id == id)
+            .is_some_and(|s| s.pending);
+        let labels = self.labels.clone();
+        let width = if column { ui.available_width() } else { 0.0 };
+        let button = |ui: &mut Ui, text: String| {
+            ui.add(
+                egui::Button::new(RichText::new(text).size(22.0)).min_size(egui::vec2(width, 40.0)),
+            )
+            .clicked()
+        };
+        ui.add_enabled_ui(!pending && self.operator.is_some(), |ui| {
+            if button(ui, "Confirm (Enter)".into()) {
+                self.run(Command::Confirm);
+            }
+            for (n, label) in labels.iter().enumerate().take(9) {
+                if button(ui, format!("{} {label}", n + 1)) {
+                    self.run(Command::OverrideTo(n));
                 }
-                for (n, label) in labels.iter().enumerate().take(9) {
-                    let text = RichText::new(format!("{} {label}", n + 1)).size(22.0);
-                    if ui.button(text).clicked() {
-                        self.run(Command::OverrideTo(n));
-                    }
-                }
-                if ui
-                    .button(RichText::new("Override... (O)").size(22.0))
-                    .clicked()
-                {
-                    self.run(Command::OpenPicker);
-                }
-            });
-            if pending {
-                ui.spinner();
+            }
+            if button(ui, "Override... (O)".into()) {
+                self.run(Command::OpenPicker);
             }
         });
+        if pending {
+            ui.spinner();
+        }
     }
 
     pub(super) fn history_strip(&mut self, ui: &mut Ui) {
@@ -192,7 +241,7 @@ impl Panel {
                         let texture = part_texture(&ctx, item).id();
                         let record = &item.part.record;
                         let id = record.id;
-                        let (_, colour) = banner(record);
+                        let (_, colour) = banner(record, &self.labels);
                         let image = egui::Image::new((texture, egui::vec2(88.0, 88.0)));
                         let stroke = if Some(id) == shown { 5.0 } else { 3.0 };
                         let response = egui::Frame::new()
@@ -250,8 +299,9 @@ fn inspected_region(
 }
 
 /// Banner text and colour for a part's current label: colours chosen to read from 2 m.
-/// An uncertain part says why, so the inspector checks the camera when nothing is in view.
-pub(super) fn banner(record: &Record) -> (String, Color32) {
+/// An uncertain part says why, so the inspector checks the camera when nothing is in view;
+/// a defect names its class when the model has more than one (`labels`: good first).
+pub(super) fn banner(record: &Record, labels: &[String]) -> (String, Color32) {
     let class = record.class.as_deref();
     match record.label.as_str() {
         "good" => ("GOOD".into(), Color32::from_rgb(40, 200, 80)),
@@ -267,6 +317,7 @@ pub(super) fn banner(record: &Record) -> (String, Color32) {
                 Color32::from_rgb(255, 190, 0),
             )
         }
+        _ if labels.len() <= 2 => ("DEFECT".into(), Color32::from_rgb(235, 50, 50)),
         other => (
             format!("DEFECT: {}", class.filter(|c| *c == other).unwrap_or(other)).to_uppercase(),
             Color32::from_rgb(235, 50, 50),
