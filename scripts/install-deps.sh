@@ -1,29 +1,52 @@
 #!/usr/bin/env bash
-# Installs what building and testing Inspecta needs on Debian/Ubuntu, and only what is
-# missing: a machine that already has everything is not touched (no apt-get update).
+# Installs what Inspecta needs on Debian/Ubuntu, and only what is missing: a machine that
+# already has everything is not touched (no apt-get update). Sets: `run` (build and the
+# demo, the default), `test` (adds the servers and display the tests start), `python` (adds
+# Python for the benchmarks and model recipes).
 set -euo pipefail
 
-APT_PACKAGES=(
-  pkg-config gcc make python3 python3-venv
+# What building Inspecta and running the demo need.
+RUN_PACKAGES=(
+  pkg-config gcc make
   # make demo talks to the station's HTTP API
   curl
-  # the operator panel's end-to-end test: a real X server, Mesa's software OpenGL, xdotool
-  xvfb libgl1-mesa-dri libegl1 xdotool
   # GStreamer sources: headers for gstreamer-rs, plugins for cameras, RTSP, files and decoding
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-libav
-  # tests: a real RTSP server to lose and get back
-  libgstrtspserver-1.0-dev gstreamer1.0-rtsp
-  # tests: a real MQTT broker to lose and get back
-  mosquitto
-  # tests: unshare, for a private tmpfs (full or read-only) under a station's store
-  util-linux
   # gst-launch-1.0, which makes the demo's sample clip (scripts/make-clip.sh)
   gstreamer1.0-tools
   # UVC cameras through nokhwa: bindgen needs libclang for the V4L2 headers; nasm gives its
   # MJPEG decoder (mozjpeg) its SIMD code
   libclang-dev clang nasm
 )
+# What only the tests need: the real servers and displays they start.
+TEST_PACKAGES=(
+  # the operator panel's end-to-end test: a real X server, Mesa's software OpenGL, xdotool
+  xvfb libgl1-mesa-dri libegl1 xdotool
+  # a real RTSP server to lose and get back
+  libgstrtspserver-1.0-dev gstreamer1.0-rtsp
+  # a real MQTT broker to lose and get back; openssl makes the TLS test's certificates
+  mosquitto openssl
+  # unshare, for a private tmpfs (full or read-only) under a station's store
+  util-linux
+)
+# What the benchmarks and model recipes need (ONNX Runtime reference, training).
+PYTHON_PACKAGES=(python3 python3-venv)
+
+sets=("$@")
+((${#sets[@]})) || sets=(run)
+APT_PACKAGES=()
+for set in "${sets[@]}"; do
+  case "$set" in
+    run) APT_PACKAGES+=("${RUN_PACKAGES[@]}") ;;
+    test) APT_PACKAGES+=("${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+    python) APT_PACKAGES+=("${RUN_PACKAGES[@]}" "${PYTHON_PACKAGES[@]}") ;;
+    *)
+      echo "usage: $0 [run|test|python]... (default: run)" >&2
+      exit 2
+      ;;
+  esac
+done
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -117,11 +117,28 @@ fn default_threads() -> usize {
     crate::engine::available_threads()
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
     /// Append every verdict as one JSON line to this file.
     pub jsonl: Option<PathBuf>,
+    /// One log line per this many seconds says what the line did; each part is logged at
+    /// debug level only (`--log inspecta=debug`).
+    #[serde(default = "default_summary_every_s")]
+    pub summary_every_s: u64,
+}
+
+fn default_summary_every_s() -> u64 {
+    10
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        Self {
+            jsonl: None,
+            summary_every_s: default_summary_every_s(),
+        }
+    }
 }
 
 /// Inspect every frame, or one frame per part when a trigger says a part is in view.
@@ -322,6 +339,12 @@ impl StationConfig {
             within("[mqtt] keep_alive_s", mqtt.keep_alive_s, 5, 3600)?;
             within("[mqtt] kpi_every_s", mqtt.kpi_every_s, 1, 86_400)?;
         }
+        within(
+            "[output] summary_every_s",
+            self.output.summary_every_s,
+            1,
+            86_400,
+        )?;
         if let Some(panel) = &self.panel {
             within("[panel] history", panel.history, 1, 1000)?;
             let (low, high) = UI_SCALES;

@@ -65,6 +65,29 @@ fn folder_line_runs_to_the_end_and_records_every_part() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("station stopped"));
 }
 
+/// A line logs one summary per interval, not one INFO line per part.
+#[test]
+fn the_log_says_what_the_line_did_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "kind = \"folder\"\npath = \"{}\"\nparts_per_second = 10.0",
+        repo().join("samples/casting").display()
+    );
+    let (config, _) = write_config(dir.path(), &source);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}summary_every_s = 1\n")).unwrap();
+    let out = station(&config).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let summaries: Vec<&str> = log.lines().filter(|l| l.contains("parts (")).collect();
+    assert!(summaries.len() >= 2, "{log}");
+    assert!(summaries.iter().any(|l| l.contains("source online")), "{log}");
+    assert!(
+        !log.lines().any(|l| l.contains("INFO") && l.contains(" verdict ")),
+        "a line per part at INFO: {log}"
+    );
+}
+
 #[test]
 fn sigterm_stops_a_live_station_cleanly() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod recorder;
 mod settings;
 pub mod sinks;
+mod summary;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
@@ -30,8 +31,8 @@ use recorder::Recorder;
 pub use recorder::Sink;
 pub use settings::Settings;
 use sinks::{JsonLines, JsonLinesSink, PartWaiters, ShadowSink, SharedJsonLines, WaitersSink};
+use summary::LineSummary;
 
-const STATUS_EVERY: Duration = Duration::from_secs(10);
 /// How often the control charts are redrawn from the store.
 const SPC_EVERY: Duration = Duration::from_secs(5);
 
@@ -57,7 +58,7 @@ pub struct Service {
     watch: Option<(ProcessWatch, Instant)>,
     /// Tells API clients that a finite source has been judged and stored to the end.
     finished: Arc<AtomicBool>,
-    last_status: Instant,
+    summary: LineSummary,
 }
 
 /// What one [`Service::step`] did.
@@ -147,7 +148,7 @@ impl Service {
                 .clone()
                 .map(|spc| (ProcessWatch::new(spc), Instant::now())),
             finished: Arc::new(AtomicBool::new(false)),
-            last_status: Instant::now(),
+            summary: LineSummary::new(Duration::from_secs(config.output.summary_every_s)),
         })
     }
 
@@ -193,10 +194,8 @@ impl Service {
 
     /// Records the next verdict, waiting at most `timeout` for it.
     pub fn step(&mut self, timeout: Duration) -> anyhow::Result<Step> {
-        if self.last_status.elapsed() >= STATUS_EVERY {
-            let status = self.handles.status.snapshot();
-            tracing::info!(frames = status.frames_in, dropped = status.frames_dropped, inspected = status.inspected(), source = ?status.source, "status");
-            self.last_status = Instant::now();
+        if self.summary.due() {
+            self.summary.log(self.handles.status.snapshot());
         }
         self.watch_process();
         #[cfg(feature = "mqtt")]

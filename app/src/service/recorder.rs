@@ -66,7 +66,7 @@ impl Recorder {
         let id = record.as_ref().map(|r| r.id);
         let name = v.inspection.verdict.name();
         let latency_ms = v.latency.as_secs_f64() * 1e3;
-        tracing::info!(id, part_id = v.part_id, sequence = v.sequence, verdict = name, score = v.inspection.scores.defect_score, latency_ms, origin = ?v.origin, "verdict");
+        tracing::debug!(id, part_id = v.part_id, sequence = v.sequence, verdict = name, score = v.inspection.scores.defect_score, latency_ms, origin = ?v.origin, "verdict");
         let delivery = Delivery {
             verdict: v,
             record: record.as_ref(),
