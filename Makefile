@@ -6,7 +6,7 @@ DATASETS ?= ../shared/datasets
 BACKBONE ?= ../shared/backbones/efficientnet_lite0_imagenet_224.onnx
 INSPECTA := target/release/inspecta
 
-.PHONY: deps deps-test deps-python build demo test lint bench bench-live bench-api bench-opcua models eval-casting backbone trunk anomaly-mt classifiers clean
+.PHONY: deps deps-test deps-python build package package-test demo test lint bench bench-live bench-api bench-opcua models eval-casting backbone trunk anomaly-mt classifiers clean
 
 deps:
 	@scripts/install-deps.sh run
@@ -45,6 +45,15 @@ demo: build
 	@echo "Verdicts recorded in out/station/clip-verdicts.jsonl: $$(wc -l < out/station/clip-verdicts.jsonl)"
 	@echo
 	@echo "Open out/demo/casting/report.html in a browser."
+
+## package: the .deb a plant installs (target/debian/): stripped binary, models, unit, config.
+package: deps
+	command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked --version '^3.8'
+	$(CARGO) deb -p inspecta --locked --strip
+
+## package-test: install the .deb on this machine, check it, remove it (CI runs this).
+package-test: package
+	scripts/package-test.sh
 
 ## test: formatting, lints, and every unit and integration test.
 test: deps-test

@@ -42,6 +42,8 @@ enum Command {
     Train(commands::train::Args),
     /// Copy reviewed parts from the record store into a class-folder data set for training.
     ExportDataset(commands::export_dataset::Args),
+    /// List the cameras this machine has, their modes, and the [source] section for each.
+    Cameras(commands::cameras::Args),
     /// Teach a model what its training images look like, so frames unlike them go to the operator.
     Familiarize(commands::familiarize::Args),
 }
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(&args),
         Command::ExportDataset(args) => commands::export_dataset::run(&args),
         Command::Familiarize(args) => commands::familiarize::run(&args),
+        Command::Cameras(args) => commands::cameras::run(&args),
     };
     match result {
         Ok(code) => code,

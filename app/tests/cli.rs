@@ -210,6 +210,24 @@ fn predict_without_a_model_anywhere_says_where_it_looked() {
     assert!(err.contains("--model"), "{err}");
 }
 
+/// The camera list runs on any machine; on one without cameras (CI) it says what to check.
+#[test]
+fn cameras_lists_what_the_machine_has() {
+    let out = inspecta(&["cameras"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("no cameras found") || text.contains("[source]") || text.contains("V4L2"),
+        "{text}"
+    );
+    let out = inspecta(&["cameras", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for line in stdout(&out).lines() {
+        let camera: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(camera["modes"].is_array(), "{camera}");
+    }
+}
+
 #[test]
 fn bad_mapping_argument_is_rejected_by_the_parser() {
     let out = inspecta(&["eval", "samples/casting", "--map", "nonsense"]);

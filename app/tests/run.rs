@@ -81,9 +81,13 @@ fn the_log_says_what_the_line_did_once_per_interval() {
     assert!(out.status.success(), "{log}");
     let summaries: Vec<&str> = log.lines().filter(|l| l.contains("parts (")).collect();
     assert!(summaries.len() >= 2, "{log}");
-    assert!(summaries.iter().any(|l| l.contains("source online")), "{log}");
     assert!(
-        !log.lines().any(|l| l.contains("INFO") && l.contains(" verdict ")),
+        summaries.iter().any(|l| l.contains("source online")),
+        "{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("INFO") && l.contains(" verdict ")),
         "a line per part at INFO: {log}"
     );
 }

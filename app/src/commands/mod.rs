@@ -1,5 +1,6 @@
 //! One module per subcommand; what several of them take lives here.
 
+pub mod cameras;
 pub mod eval;
 pub mod export_dataset;
 pub mod familiarize;
@@ -23,25 +24,35 @@ pub struct ModelArg {
 const DEFAULT_MODEL: &str = "casting";
 
 impl ModelArg {
-    /// The model named, or the bundled one: from a checkout first, then from the install.
+    /// The model named, or the bundled one.
     pub fn path(&self) -> anyhow::Result<PathBuf> {
-        if let Some(path) = &self.model {
-            return Ok(path.clone());
+        match &self.model {
+            Some(path) => Ok(path.clone()),
+            None => bundled(
+                Path::new(DEFAULT_MODEL),
+                "--model DIR (or set INSPECTA_MODEL)",
+            ),
         }
-        let candidates = [
-            Some(Path::new("models").join(DEFAULT_MODEL)),
-            installed_models().map(|dir| dir.join(DEFAULT_MODEL)),
-        ];
-        let candidates: Vec<PathBuf> = candidates.into_iter().flatten().collect();
-        if let Some(found) = candidates.iter().find(|p| p.exists()) {
-            return Ok(found.clone());
-        }
-        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        anyhow::bail!(
-            "no model named and no bundled one at {}; pass --model DIR (or set INSPECTA_MODEL)",
-            tried.join(" or ")
-        )
     }
+}
+
+/// A file of the bundled `models/` folder: from a checkout (the working directory) first,
+/// then from the install; an error that says where it looked and what to pass instead.
+pub fn bundled(relative: &Path, instead: &str) -> anyhow::Result<PathBuf> {
+    let candidates = [
+        Some(Path::new("models").join(relative)),
+        installed_models().map(|dir| dir.join(relative)),
+    ];
+    let candidates: Vec<PathBuf> = candidates.into_iter().flatten().collect();
+    if let Some(found) = candidates.iter().find(|p| p.exists()) {
+        return Ok(found.clone());
+    }
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    anyhow::bail!(
+        "nothing named and no bundled {} at {}; pass {instead}",
+        relative.display(),
+        tried.join(" or ")
+    )
 }
 
 /// `<prefix>/share/inspecta/models` beside the binary's `<prefix>/bin`, where the package

@@ -41,9 +41,10 @@ struct Common {
     /// Model version in the manifest (default: the UTC time of training, YYYY.MM.DD-HHMMSS).
     #[arg(long)]
     version: Option<String>,
-    /// Frozen feature trunk (ONNX) with outputs add_77, add_171 and add_234.
-    #[arg(long, default_value_os_t = default_backbone())]
-    backbone: PathBuf,
+    /// Frozen feature trunk (ONNX) with outputs add_77, add_171 and add_234
+    /// [default: the bundled models/backbone/efficientnet_lite0_trunk.onnx, here or installed].
+    #[arg(long)]
+    backbone: Option<PathBuf>,
     /// Replace --out if it exists.
     #[arg(long)]
     force: bool,
@@ -95,11 +96,6 @@ struct ClassifierArgs {
     l2: f32,
     #[command(flatten)]
     common: Common,
-}
-
-/// The bundled trunk, relative to the working directory like the default model.
-fn default_backbone() -> PathBuf {
-    Path::new("models/backbone").join(TRUNK_FILE)
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -307,10 +303,14 @@ pub fn print_familiarity(r: &FamiliarityReport) {
 }
 
 fn load_backbone(common: &Common, outputs: &[&str]) -> anyhow::Result<Backbone> {
-    Backbone::load(&common.backbone, outputs).with_context(|| {
+    let path = match &common.backbone {
+        Some(path) => path.clone(),
+        None => super::bundled(&Path::new("backbone").join(TRUNK_FILE), "--backbone FILE")?,
+    };
+    Backbone::load(&path, outputs).with_context(|| {
         format!(
             "cannot load the backbone {} (rebuild it with `make backbone`, or pass --backbone)",
-            common.backbone.display()
+            path.display()
         )
     })
 }

@@ -25,7 +25,6 @@ use inspecta_pipeline::store::RecordStore;
 use inspecta_vision::model::Model;
 
 use crate::config::StationConfig;
-use crate::error_text::describe;
 use metrics::Metrics;
 use recorder::Recorder;
 pub use recorder::Sink;
@@ -261,7 +260,7 @@ impl Service {
                 match self.settings.switch_model(path, who) {
                     Ok(_) => CommandReply::accepted(message, None),
                     Err(e) => {
-                        let reason = describe(&e);
+                        let reason = crate::error_text::describe(&e);
                         tracing::warn!(path = %path.display(), "MQTT model switch refused: {reason}");
                         CommandReply::refused(message, None, reason)
                     }

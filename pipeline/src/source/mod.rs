@@ -4,6 +4,8 @@
 //! module. GStreamer and UVC are cargo features: a build without one says so when a config
 //! asks for it.
 
+#[cfg(feature = "gstreamer")]
+pub mod cameras;
 pub mod folder;
 #[cfg(feature = "gstreamer")]
 pub mod gstreamer;
