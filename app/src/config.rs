@@ -55,6 +55,9 @@ pub struct PanelSection {
     pub high_contrast: bool,
     /// PIN for the engineer role (thresholds); without it nobody can change them here.
     pub engineer_pin: Option<String>,
+    /// Named operators and engineers, each with their own PIN (`inspecta users add`);
+    /// replaces the free-text name and the shared `engineer_pin`.
+    pub users: Option<PathBuf>,
     /// Size of text and pictures (1.0 = egui's own; 1.5 reads from 2 m on a 24" screen).
     /// Ctrl+Plus/Minus change it for the station and are remembered; Ctrl+0 returns here.
     #[serde(default = "default_ui_scale")]
@@ -83,6 +86,7 @@ impl Default for PanelSection {
             reasons: Vec::new(),
             high_contrast: false,
             engineer_pin: None,
+            users: None,
             ui_scale: default_ui_scale(),
             fullscreen: false,
         }
@@ -349,6 +353,12 @@ impl StationConfig {
             within("[panel] history", panel.history, 1, 1000)?;
             let (low, high) = UI_SCALES;
             within("[panel] ui_scale", panel.ui_scale, low, high)?;
+            if panel.users.is_some() && panel.engineer_pin.is_some() {
+                bail!(
+                    "[panel] users and engineer_pin: with a users file, engineers sign in with \
+                     their own PIN; remove engineer_pin"
+                );
+            }
         }
         Ok(())
     }
@@ -386,6 +396,14 @@ mod tests {
         assert!(config.store.is_some());
         assert!(config.api.is_some());
         config.check().expect("consistent");
+    }
+
+    #[test]
+    fn users_and_a_shared_engineer_pin_are_one_too_many() {
+        let text = "[station]\nname = \"s\"\n[model]\npath = \"m\"\n[source]\nkind = \"folder\"\n\
+                    path = \"p\"\n[panel]\nusers = \"u.toml\"\nengineer_pin = \"4711\"\n";
+        let err = parse(text).expect("parses").check().expect_err("both");
+        assert!(err.to_string().contains("remove engineer_pin"), "{err}");
     }
 
     #[test]

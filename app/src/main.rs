@@ -8,6 +8,7 @@ mod error_text;
 #[cfg(feature = "panel")]
 mod panel;
 mod service;
+mod users;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ enum Command {
     Train(commands::train::Args),
     /// Copy reviewed parts from the record store into a class-folder data set for training.
     ExportDataset(commands::export_dataset::Args),
+    /// The panel's named operators and engineers with hashed PINs ([panel] users).
+    Users(commands::users::Args),
     /// List the cameras this machine has, their modes, and the [source] section for each.
     Cameras(commands::cameras::Args),
     /// Teach a model what its training images look like, so frames unlike them go to the operator.
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::ExportDataset(args) => commands::export_dataset::run(&args),
         Command::Familiarize(args) => commands::familiarize::run(&args),
         Command::Cameras(args) => commands::cameras::run(&args),
+        Command::Users(args) => commands::users::run(&args),
     };
     match result {
         Ok(code) => code,

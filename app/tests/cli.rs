@@ -228,6 +228,54 @@ fn cameras_lists_what_the_machine_has() {
     }
 }
 
+/// The PIN comes on standard input and only its hash reaches the file, which only its owner
+/// may read; a second add replaces the person's role.
+#[test]
+fn users_add_keeps_only_a_hash_of_the_pin() {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    let add = |name: &str, role: &str, pin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+            .args([
+                "users",
+                "add",
+                file.to_str().unwrap(),
+                "--name",
+                name,
+                "--role",
+                role,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{pin}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(add("anna", "operator", "4711").status.success());
+    assert!(add("anna", "engineer", "4712").status.success());
+    let short = add("bert", "operator", "12");
+    assert!(!short.status.success());
+    assert!(stderr(&short).contains("at least 4"), "{}", stderr(&short));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains("4712") && text.contains("$argon2id$"),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let list = inspecta(&["users", "list", file.to_str().unwrap()]);
+    assert!(list.status.success());
+    assert_eq!(
+        stdout(&list).split_whitespace().collect::<Vec<_>>(),
+        ["anna", "Engineer"]
+    );
+}
+
 #[test]
 fn bad_mapping_argument_is_rejected_by_the_parser() {
     let out = inspecta(&["eval", "samples/casting", "--map", "nonsense"]);

@@ -7,6 +7,7 @@ pub mod familiarize;
 pub mod predict;
 pub mod run;
 pub mod train;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 

@@ -16,6 +16,7 @@ use super::pictures::display_image;
 use super::prefs::{self, Remembered};
 use crate::error_text::describe;
 use crate::service::Settings;
+use crate::users::Users;
 
 /// Requests waiting for the desk. The UI never waits for room: a full queue means the desk
 /// is stuck, and the operator is told.
@@ -37,6 +38,11 @@ pub enum Request {
     SwitchModel {
         who: String,
         path: PathBuf,
+    },
+    /// Checks a name and PIN against the users file (a deliberately slow hash).
+    SignIn {
+        name: String,
+        pin: String,
     },
     /// Writes what the panel remembers for the next run (a file, so not on the UI thread).
     Remember(Remembered),
@@ -74,6 +80,7 @@ impl Desk {
         store: Arc<RecordStore>,
         settings: Settings,
         shift_start: jiff::Timestamp,
+        users: Option<Arc<Users>>,
         events: Events,
     ) -> std::io::Result<(Self, Requests)> {
         let (requests, inbox) = sync_channel(REQUEST_QUEUE);
@@ -82,6 +89,7 @@ impl Desk {
             store,
             settings,
             shift_start,
+            users,
             events,
         };
         let thread = std::thread::Builder::new()
@@ -123,6 +131,7 @@ struct Worker {
     store: Arc<RecordStore>,
     settings: Settings,
     shift_start: jiff::Timestamp,
+    users: Option<Arc<Users>>,
     events: Events,
 }
 
@@ -155,6 +164,16 @@ impl Worker {
                 Ok(Request::SwitchModel { who, path }) => {
                     let result = self.settings.switch_model(&path, &who);
                     if !self.send(Event::SettingsChanged(result.map_err(|e| describe(&e)))) {
+                        return;
+                    }
+                }
+                Ok(Request::SignIn { name, pin }) => {
+                    let known = self.users.as_ref().and_then(|u| u.sign_in(&name, &pin));
+                    if known.is_none() {
+                        tracing::warn!(%name, "panel sign-in refused: unknown name or wrong PIN");
+                    }
+                    let result = known.ok_or_else(|| "unknown name or wrong PIN".to_owned());
+                    if !self.send(Event::SignedIn(result)) {
                         return;
                     }
                 }

@@ -12,6 +12,7 @@ use inspecta_pipeline::store::{Alarm, Kpis, Record, Review};
 
 use super::pictures::{display_image, heat_image};
 use crate::service::recorder::{Delivery, Sink};
+use crate::users::Role;
 
 /// Events waiting for the UI: at most this many pictures are in flight (about 24 MB).
 const EVENT_QUEUE: usize = 16;
@@ -34,6 +35,8 @@ pub enum Event {
     Failed(String),
     /// The shift's latest process alarm (control charts, `[spc]`).
     Alarm(Alarm),
+    /// A name and PIN matched a person of the users file (their name and role), or not.
+    SignedIn(Result<(String, Role), String>),
     /// A threshold change or model switch took effect (what changed), or why not.
     SettingsChanged(Result<String, String>),
 }

@@ -58,6 +58,10 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
         .parent()
         .map_or_else(|| "screenshots".into(), |dir| dir.join("screenshots"));
     let settings = service.settings().clone();
+    let users = match &panel_config.users {
+        Some(path) => Some(Arc::new(crate::users::Users::load(path)?)),
+        None => None,
+    };
     let setup = PanelSetup {
         station: service.name().to_owned(),
         reasons: panel_config.reasons.clone(),
@@ -69,6 +73,7 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
         settings: settings.clone(),
         ui_scale: panel_config.ui_scale,
         remembered_scale: prefs::load(&prefs::path(&store)).ui_scale,
+        named_users: users.is_some(),
     };
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Glow,
@@ -90,8 +95,13 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
                 closer.send_viewport_cmd(egui::ViewportCommand::Close);
                 closer.request_repaint();
             })?;
-            let (desk, requests) =
-                Desk::start(store, settings, shift_start.timestamp(), events.clone())?;
+            let (desk, requests) = Desk::start(
+                store,
+                settings,
+                shift_start.timestamp(),
+                users,
+                events.clone(),
+            )?;
             let live = LiveWorker::start(service, events)?;
             Ok(Box::new(PanelApp {
                 panel: Panel::new(setup, inbox, requests).fullscreen(panel_config.fullscreen),

@@ -24,6 +24,7 @@ use super::desk::Desk;
 use super::events::{self, Event, Events, LineState, Part, Waker};
 use super::pictures::{display_image, heat_image};
 use crate::service::Settings;
+use crate::users::{Role as UserRole, Users};
 
 struct Rig {
     store: Arc<RecordStore>,
@@ -40,6 +41,11 @@ fn repo() -> &'static Path {
 
 /// A panel over a fresh store with the review desk running, operator not signed in.
 fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
+    rig_with_users(setup_uncertain, None)
+}
+
+fn rig_with_users(setup_uncertain: bool, users: Option<Users>) -> (Harness<'static, Panel>, Rig) {
+    let named_users = users.is_some();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap());
     let model =
@@ -60,6 +66,7 @@ fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
         Arc::clone(&store),
         settings.clone(),
         shift_start,
+        users.map(Arc::new),
         events.clone(),
     )
     .unwrap();
@@ -70,10 +77,11 @@ fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
         high_contrast: false,
         shift: "06:00".into(),
         screenshots: dir.path().join("screenshots"),
-        engineer_pin: Some("4711".into()),
+        engineer_pin: (!named_users).then(|| "4711".into()),
         settings: settings.clone(),
         ui_scale: 1.0,
         remembered_scale: None,
+        named_users,
     };
     let panel = Panel::new(setup, inbox, requests);
     let harness = Harness::builder()
@@ -467,6 +475,63 @@ fn only_an_engineer_changes_thresholds() {
     assert!(change.before.starts_with("reject >= 0.500"), "{change:?}");
     assert!(change.after.starts_with("reject >= 0.900"), "{change:?}");
     harness.get_by_label_contains("reject >= 0.500");
+}
+
+/// With a users file, each person signs in with their own PIN, which gives their role; the
+/// engineer's name is on the settings change.
+#[test]
+fn named_users_sign_in_with_their_pin_and_get_their_role() {
+    let mut users = Users::default();
+    users.set("anna", UserRole::Engineer, "4711").unwrap();
+    users.set("bert", UserRole::Operator, "0815").unwrap();
+    let (mut harness, rig) = rig_with_users(false, Some(users));
+    harness.run_steps(2);
+    let enter = |harness: &mut Harness<'static, Panel>, name: &str, pin: &str, ok: bool| {
+        // As at the panel: the name, Enter (on to the PIN), the PIN, Enter.
+        if !name.is_empty() {
+            harness.get_by_role(Role::TextInput).type_text(name);
+            harness.key_press(egui::Key::Enter);
+            harness.run_steps(2);
+        }
+        harness.get_by_role(Role::PasswordInput).type_text(pin);
+        harness.key_press(egui::Key::Enter);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            harness.run_steps(1);
+            let refused = harness
+                .query_by_label("unknown name or wrong PIN")
+                .is_some();
+            if harness.state().operator().is_some() || (refused && !ok) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no answer to the sign-in of {name:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    enter(&mut harness, "bert", "4711", false);
+    assert_eq!(harness.state().operator(), None, "another's PIN");
+    harness.get_by_label("unknown name or wrong PIN");
+    enter(&mut harness, "", "0815", true);
+    assert_eq!(harness.state().operator(), Some("bert"));
+    harness.key_press(egui::Key::T);
+    harness.run_steps(2);
+    harness.get_by_label_contains("needs the engineer role");
+
+    harness.key_press_modifiers(egui::Modifiers::CTRL, egui::Key::L);
+    harness.run_steps(2);
+    enter(&mut harness, "anna", "4711", true);
+    assert_eq!(harness.state().operator(), Some("anna"));
+    harness.get_by_label("ENGINEER");
+    harness.key_press(egui::Key::T);
+    harness.run_steps(2);
+    harness.key_press(egui::Key::ArrowRight);
+    harness.run_steps(1);
+    harness.key_press(egui::Key::Enter);
+    let change = stored_change(&mut harness, &rig, 1);
+    assert_eq!(change.who, "anna");
 }
 
 /// Steps the UI until the desk has logged the `nth` settings change; returns it.

@@ -15,19 +15,43 @@ const NUDGE: f32 = 0.01;
 
 impl Panel {
     pub(super) fn sign_in_dialog(&mut self, ctx: &egui::Context) {
+        let named = self.setup.named_users;
         egui::Modal::new(egui::Id::unique("inspecta-sign-in")).show(ctx, |ui| {
             ui.heading("Operator sign-in");
             ui.label("Name or badge id");
             let field =
                 ui.add(egui::TextEdit::singleline(&mut self.sign_in).hint_text("name or badge"));
+            let pin = named.then(|| {
+                ui.label("PIN");
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.sign_in_pin)
+                        .password(true)
+                        .hint_text("PIN"),
+                )
+            });
             let entered = ui.button("Sign in").clicked() || ui.input(|i| i.key_pressed(Key::Enter));
-            let name = self.sign_in.trim();
-            if entered && !name.is_empty() {
+            let name = self.sign_in.trim().to_owned();
+            if self.checking_sign_in {
+                ui.spinner();
+            } else if entered && !name.is_empty() && !named {
                 tracing::info!(operator = %name, "operator signed in");
-                self.operator = Some(name.to_owned());
+                self.operator = Some(name);
                 field.surrender_focus();
+            } else if entered && !name.is_empty() && !self.sign_in_pin.is_empty() {
+                // The hash check takes a while on purpose: the desk does it.
+                let pin = std::mem::take(&mut self.sign_in_pin);
+                self.checking_sign_in = self.ask_desk(Request::SignIn { name, pin });
+            } else if entered && !name.is_empty() {
+                if let Some(pin) = &pin {
+                    pin.request_focus();
+                }
             } else {
-                focus_when_free(ui, &field);
+                // A name is there (typed, or kept after a refused PIN): the PIN is next.
+                let next = match &pin {
+                    Some(pin) if !name.is_empty() => pin,
+                    _ => &field,
+                };
+                focus_when_free(ui, next);
             }
         });
     }
@@ -153,9 +177,14 @@ impl Panel {
         }
     }
 
-    pub(super) fn ask_desk(&mut self, request: Request) {
-        if let Err(why) = self.requests.send(request) {
-            self.message = Some((why.into(), true));
+    /// Hands `request` to the desk; false (and the operator told why) when it cannot.
+    pub(super) fn ask_desk(&mut self, request: Request) -> bool {
+        match self.requests.send(request) {
+            Ok(()) => true,
+            Err(why) => {
+                self.message = Some((why.into(), true));
+                false
+            }
         }
     }
 

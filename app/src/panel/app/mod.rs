@@ -25,6 +25,7 @@ use super::prefs::Remembered;
 use super::review_labels;
 use crate::config::UI_SCALES;
 use crate::service::Settings;
+use crate::users::Role;
 
 /// One Ctrl+Plus: a tenth larger.
 const ZOOM_STEP: f32 = 1.1;
@@ -52,6 +53,8 @@ pub struct PanelSetup {
     pub ui_scale: f32,
     /// The size the operators chose on this station last time (Ctrl+Plus/Minus).
     pub remembered_scale: Option<f32>,
+    /// People sign in with a name and PIN from the users file, which gives their role.
+    pub named_users: bool,
 }
 
 struct Shown {
@@ -114,6 +117,9 @@ pub struct Panel {
     paused: Option<i64>,
     operator: Option<String>,
     sign_in: String,
+    /// The PIN typed at sign-in (named users only), and whether the desk is checking it.
+    sign_in_pin: String,
+    checking_sign_in: bool,
     /// The operator has entered the engineer PIN.
     engineer: bool,
     /// The engineer PIN being typed.
@@ -156,6 +162,8 @@ impl Panel {
             paused: None,
             operator: None,
             sign_in: String::new(),
+            sign_in_pin: String::new(),
+            checking_sign_in: false,
             engineer: false,
             pin_entry: None,
             thresholds: None,
@@ -213,6 +221,22 @@ impl Panel {
                 self.message = Some((summary, false));
             }
             Event::SettingsChanged(Err(reason)) => self.message = Some((reason, true)),
+            Event::SignedIn(result) => self.signed_in(result),
+        }
+    }
+
+    fn signed_in(&mut self, result: Result<(String, Role), String>) {
+        self.checking_sign_in = false;
+        self.sign_in_pin.clear();
+        match result {
+            Ok((name, role)) => {
+                let engineer = role == Role::Engineer;
+                tracing::info!(operator = %name, engineer, "operator signed in");
+                self.engineer = engineer;
+                self.message = Some((format!("{name} signed in ({role:?})"), false));
+                self.operator = Some(name);
+            }
+            Err(reason) => self.message = Some((reason, true)),
         }
     }
 
@@ -337,7 +361,14 @@ impl Panel {
                 ));
             }
             Command::EngineerSignIn => {
-                if self.setup.engineer_pin.is_some() {
+                if self.setup.named_users {
+                    let text = if self.engineer {
+                        "you have the engineer role"
+                    } else {
+                        "the engineer role comes with an engineer's own sign-in (Ctrl+L, then name and PIN)"
+                    };
+                    self.message = Some((text.into(), !self.engineer));
+                } else if self.setup.engineer_pin.is_some() {
                     self.pin_entry = Some(String::new());
                 } else {
                     self.message = Some((
