@@ -6,7 +6,7 @@ DATASETS ?= ../shared/datasets
 BACKBONE ?= ../shared/backbones/efficientnet_lite0_imagenet_224.onnx
 INSPECTA := target/release/inspecta
 
-.PHONY: deps deps-test deps-python build package package-test demo test lint bench bench-live bench-api bench-opcua models eval-casting backbone trunk anomaly-mt classifiers clean
+.PHONY: deps deps-test deps-python build package package-test demo test lint bench bench-live bench-api bench-opcua bench-panel models eval-casting backbone trunk anomaly-mt classifiers clean
 
 deps:
 	@scripts/install-deps.sh run
@@ -76,6 +76,10 @@ bench-live: deps
 ## bench-opcua: a PLC's Trigger -> ResultReady at a 10 ms scan, and the Trigger method, beside model time (docs/BENCHMARKS.md).
 bench-opcua: deps
 	$(CARGO) bench -p inspecta --bench opcua --locked
+
+## bench-panel: the CPU the operator panel costs on top of the same station headless, at 30 parts/s (docs/BENCHMARKS.md).
+bench-panel: build deps-test
+	scripts/bench-panel-cpu.sh $(INSPECTA)
 
 ## bench-api: the live line's parts/s unloaded and under a burst of 2,000 API requests (docs/BENCHMARKS.md).
 bench-api: build

@@ -12,7 +12,6 @@ use inspecta_pipeline::store::{NewReview, Query, RecordStore, Review};
 use inspecta_vision::frame::Frame;
 
 use super::events::{Event, Events, Part};
-use super::pictures::display_image;
 use super::prefs::{self, Remembered};
 use crate::error_text::describe;
 use crate::service::Settings;
@@ -213,18 +212,13 @@ impl Worker {
             }
         };
         for record in page.items.into_iter().rev() {
-            let image = self
+            let frame = self
                 .store
                 .image_path(record.id)
                 .ok()
                 .flatten()
-                .and_then(|path| Frame::open(&path).ok())
-                .map(|f| display_image(&f));
-            let part = Part {
-                record,
-                image,
-                heat_map: None,
-            };
+                .and_then(|path| Frame::open(&path).ok());
+            let part = Part::new(record, frame.as_ref(), None);
             if !self.send(Event::Part(Box::new(part))) {
                 return;
             }

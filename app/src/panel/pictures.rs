@@ -6,13 +6,25 @@ use inspecta_vision::inspection::HeatMap;
 
 /// Largest side of the picture kept for the panel: sharp on a 1080p screen, small in memory.
 const DISPLAY_SIDE: u32 = 720;
+/// Largest side of a history-strip thumbnail (drawn at 88 px).
+const THUMBNAIL_SIDE: u32 = 96;
 
 pub fn display_image(frame: &Frame) -> egui::ColorImage {
+    scaled(frame, DISPLAY_SIDE)
+}
+
+/// The strip's picture: the strip shows every part, so it gets a texture this small rather
+/// than the 2 MB of the full picture.
+pub fn thumbnail(frame: &Frame) -> egui::ColorImage {
+    scaled(frame, THUMBNAIL_SIDE)
+}
+
+fn scaled(frame: &Frame, side: u32) -> egui::ColorImage {
     let (w, h) = (frame.width(), frame.height());
     let rgb = image::RgbImage::from_raw(w, h, frame.rgb().to_vec());
     let scaled = match rgb {
-        Some(rgb) if w.max(h) > DISPLAY_SIDE => {
-            let scale = DISPLAY_SIDE as f32 / w.max(h) as f32;
+        Some(rgb) if w.max(h) > side => {
+            let scale = side as f32 / w.max(h) as f32;
             let (nw, nh) = (
                 ((w as f32 * scale) as u32).max(1),
                 ((h as f32 * scale) as u32).max(1),

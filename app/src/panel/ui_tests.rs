@@ -22,7 +22,7 @@ use super::app::{Panel, PanelSetup};
 use super::commands::SHORTCUTS;
 use super::desk::Desk;
 use super::events::{self, Event, Events, LineState, Part, Waker};
-use super::pictures::{display_image, heat_image};
+use super::pictures::heat_image;
 use crate::service::Settings;
 use crate::users::{Role as UserRole, Users};
 
@@ -127,11 +127,7 @@ fn judge_and_store(store: &RecordStore, model: &Arc<Model>, class: &str, uncerta
             frame: Some(&frame),
         })
         .unwrap();
-    Part {
-        record: store.get(id).unwrap(),
-        image: Some(display_image(&frame)),
-        heat_map: None,
-    }
+    Part::new(store.get(id).unwrap(), Some(&frame), None)
 }
 
 /// A real part judged by the real model and kept in a fresh store (for the event queue's

@@ -59,7 +59,9 @@ pub struct PanelSetup {
 
 struct Shown {
     part: Part,
+    /// Uploaded while the part is on screen, let go when another takes its place.
     texture: Option<TextureHandle>,
+    thumbnail_texture: Option<TextureHandle>,
     heat_texture: Option<TextureHandle>,
     /// A review was sent and has not been answered yet.
     pending: bool,
@@ -251,9 +253,20 @@ impl Panel {
         self.history.push_back(Shown {
             part,
             texture: None,
+            thumbnail_texture: None,
             heat_texture: None,
             pending: false,
         });
+        // Only the part on screen keeps its full-size textures (2 MB each).
+        let shown = self.shown_id();
+        for other in self
+            .history
+            .iter_mut()
+            .filter(|s| Some(s.part.record.id) != shown)
+        {
+            other.texture = None;
+            other.heat_texture = None;
+        }
         // Parts still waiting for review stay, however long the history.
         while self.history.len() > self.setup.history.max(1) {
             let Some(pos) = self

@@ -238,7 +238,7 @@ impl Panel {
             .show(ui, |ui| {
                 ui.horizontal(|ui| {
                     for item in &mut self.history {
-                        let texture = part_texture(&ctx, item).id();
+                        let texture = thumbnail_texture(&ctx, item).id();
                         let record = &item.part.record;
                         let id = record.id;
                         let (_, colour) = banner(record, &self.labels);
@@ -266,17 +266,31 @@ impl Panel {
     }
 }
 
-/// The part's picture as a texture, uploaded the first time it is drawn; a grey stand-in
-/// when the picture was dropped on the way.
+/// The part's picture as a texture, uploaded the first time it is drawn (parts that came
+/// and went between two frames never are); the thumbnail, else grey, when the picture was
+/// dropped on the way.
 fn part_texture<'a>(ctx: &egui::Context, shown: &'a mut Shown) -> &'a TextureHandle {
     let id = shown.part.record.id;
-    let image = &shown.part.image;
-    shown.texture.get_or_insert_with(|| {
-        let picture = image
-            .clone()
-            .unwrap_or_else(|| egui::ColorImage::filled([64, 48], Color32::DARK_GRAY));
-        ctx.load_texture(format!("part-{id}"), picture, egui::TextureOptions::LINEAR)
-    })
+    let picture = shown.part.image.as_ref().or(shown.part.thumbnail.as_ref());
+    shown
+        .texture
+        .get_or_insert_with(|| load(ctx, format!("part-{id}"), picture))
+}
+
+/// The strip's small texture for a part.
+fn thumbnail_texture<'a>(ctx: &egui::Context, shown: &'a mut Shown) -> &'a TextureHandle {
+    let id = shown.part.record.id;
+    let picture = shown.part.thumbnail.as_ref();
+    shown
+        .thumbnail_texture
+        .get_or_insert_with(|| load(ctx, format!("thumbnail-{id}"), picture))
+}
+
+fn load(ctx: &egui::Context, name: String, picture: Option<&egui::ColorImage>) -> TextureHandle {
+    let picture = picture
+        .cloned()
+        .unwrap_or_else(|| egui::ColorImage::filled([64, 48], Color32::DARK_GRAY));
+    ctx.load_texture(name, picture, egui::TextureOptions::LINEAR)
 }
 
 /// The part of the shown image the model looks at: all of it when the model stretches the
