@@ -37,6 +37,24 @@ pub struct StationConfig {
     pub spc: Option<SpcConfig>,
     /// An OPC UA server for the PLC and SCADA; needs a store.
     pub opcua: Option<OpcUaConfig>,
+    /// Products' settings an engineer switches the station between (panel: M).
+    #[serde(default, rename = "recipe")]
+    pub recipes: Vec<Recipe>,
+}
+
+/// What a product needs from the station: its model and thresholds, under a name an
+/// engineer picks instead of a file path.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub name: String,
+    /// What the recipe inspects; a switch to another product's recipe must be confirmed.
+    pub product: String,
+    pub model: PathBuf,
+    /// The reject threshold, when not the model manifest's.
+    pub threshold: Option<f32>,
+    /// The uncertain band, when not the model manifest's.
+    pub uncertain_band: Option<[f32; 2]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -343,6 +361,31 @@ impl StationConfig {
             within("[mqtt] keep_alive_s", mqtt.keep_alive_s, 5, 3600)?;
             within("[mqtt] kpi_every_s", mqtt.kpi_every_s, 1, 86_400)?;
         }
+        for (n, recipe) in self.recipes.iter().enumerate() {
+            if self.recipes[..n].iter().any(|r| r.name == recipe.name) {
+                bail!("[[recipe]] name = {:?} is there twice", recipe.name);
+            }
+            if let Some(threshold) = recipe.threshold {
+                within(
+                    &format!("recipe {:?} threshold", recipe.name),
+                    threshold,
+                    0.0,
+                    1.0,
+                )?;
+            }
+            if let Some([low, high]) = recipe.uncertain_band
+                && !(0.0 <= low && low <= high && high <= 1.0)
+            {
+                bail!(
+                    "recipe {:?} uncertain_band = [{low}, {high}]: it must be [low, high] within 0..=1",
+                    recipe.name
+                );
+            }
+            if let (Some(threshold), Some(band)) = (recipe.threshold, recipe.uncertain_band) {
+                inspecta_vision::model::manifest::check_thresholds(threshold, band)
+                    .map_err(|reason| anyhow::anyhow!("recipe {:?}: {reason}", recipe.name))?;
+            }
+        }
         within(
             "[output] summary_every_s",
             self.output.summary_every_s,
@@ -396,6 +439,19 @@ mod tests {
         assert!(config.store.is_some());
         assert!(config.api.is_some());
         config.check().expect("consistent");
+    }
+
+    #[test]
+    fn a_recipe_whose_threshold_is_outside_its_band_is_refused() {
+        let base = "[station]\nname = \"s\"\n[model]\npath = \"m\"\n[source]\nkind = \"folder\"\n\
+                    path = \"p\"\n[[recipe]]\nname = \"a\"\nproduct = \"x\"\nmodel = \"m\"\n";
+        let good = format!("{base}threshold = 0.6\nuncertain_band = [0.4, 0.7]\n");
+        let config = parse(&good).expect("parses");
+        config.check().expect("a good recipe");
+        assert_eq!(config.recipes[0].product, "x");
+        let bad = format!("{base}threshold = 0.8\nuncertain_band = [0.4, 0.7]\n");
+        let err = parse(&bad).expect("parses").check().expect_err("outside");
+        assert!(err.to_string().contains("recipe \"a\""), "{err}");
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub enum Request {
         who: String,
         path: PathBuf,
     },
+    /// Puts recipe `recipe` (its index) in charge; `confirmed` when it is for another product.
+    SwitchRecipe {
+        who: String,
+        recipe: usize,
+        confirmed: bool,
+    },
     /// Checks a name and PIN against the users file (a deliberately slow hash).
     SignIn {
         name: String,
@@ -162,6 +168,16 @@ impl Worker {
                 }
                 Ok(Request::SwitchModel { who, path }) => {
                     let result = self.settings.switch_model(&path, &who);
+                    if !self.send(Event::SettingsChanged(result.map_err(|e| describe(&e)))) {
+                        return;
+                    }
+                }
+                Ok(Request::SwitchRecipe {
+                    who,
+                    recipe,
+                    confirmed,
+                }) => {
+                    let result = self.settings.switch_recipe(recipe, &who, confirmed);
                     if !self.send(Event::SettingsChanged(result.map_err(|e| describe(&e)))) {
                         return;
                     }

@@ -23,6 +23,7 @@ use super::commands::SHORTCUTS;
 use super::desk::Desk;
 use super::events::{self, Event, Events, LineState, Part, Waker};
 use super::pictures::heat_image;
+use crate::config::Recipe;
 use crate::service::Settings;
 use crate::users::{Role as UserRole, Users};
 
@@ -41,10 +42,14 @@ fn repo() -> &'static Path {
 
 /// A panel over a fresh store with the review desk running, operator not signed in.
 fn rig(setup_uncertain: bool) -> (Harness<'static, Panel>, Rig) {
-    rig_with_users(setup_uncertain, None)
+    rig_with(setup_uncertain, None, Vec::new())
 }
 
-fn rig_with_users(setup_uncertain: bool, users: Option<Users>) -> (Harness<'static, Panel>, Rig) {
+fn rig_with(
+    setup_uncertain: bool,
+    users: Option<Users>,
+    recipes: Vec<Recipe>,
+) -> (Harness<'static, Panel>, Rig) {
     let named_users = users.is_some();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(RecordStore::open(&StoreConfig::in_dir(dir.path())).unwrap());
@@ -59,6 +64,7 @@ fn rig_with_users(setup_uncertain: bool, users: Option<Users>) -> (Harness<'stat
     let settings = Settings::new(
         models,
         vec![repo().join("models/casting"), repo().join("models/xsdd")],
+        recipes,
         1,
         Some(Arc::clone(&store)),
     );
@@ -480,7 +486,7 @@ fn named_users_sign_in_with_their_pin_and_get_their_role() {
     let mut users = Users::default();
     users.set("anna", UserRole::Engineer, "4711").unwrap();
     users.set("bert", UserRole::Operator, "0815").unwrap();
-    let (mut harness, rig) = rig_with_users(false, Some(users));
+    let (mut harness, rig) = rig_with(false, Some(users), Vec::new());
     harness.run_steps(2);
     let enter = |harness: &mut Harness<'static, Panel>, name: &str, pin: &str, ok: bool| {
         // As at the panel: the name, Enter (on to the PIN), the PIN, Enter.
@@ -528,6 +534,64 @@ fn named_users_sign_in_with_their_pin_and_get_their_role() {
     harness.key_press(egui::Key::Enter);
     let change = stored_change(&mut harness, &rig, 1);
     assert_eq!(change.who, "anna");
+}
+
+/// Recipes by name: one for the same product switches at once and brings its threshold;
+/// one for another product says so and takes a second Enter.
+#[test]
+fn an_engineer_switches_recipes_and_another_product_needs_a_second_enter() {
+    let recipe = |name: &str, product: &str, model: &str, threshold: Option<f32>| Recipe {
+        name: name.into(),
+        product: product.into(),
+        model: repo().join(model),
+        threshold,
+        uncertain_band: threshold.map(|t| [t - 0.2, t + 0.1]),
+    };
+    let recipes = vec![
+        recipe("impeller", "pump impeller", "models/casting", None),
+        recipe(
+            "impeller-strict",
+            "pump impeller",
+            "models/casting",
+            Some(0.8),
+        ),
+        recipe("strip", "steel strip", "models/xsdd", None),
+    ];
+    let (mut harness, rig) = rig_with(false, None, recipes);
+    sign_in(&mut harness, "ken");
+    harness.key_press(egui::Key::E);
+    harness.run_steps(2);
+    harness.get_by_role(Role::PasswordInput).type_text("4711");
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+
+    harness.key_press(egui::Key::M);
+    harness.run_steps(2);
+    harness.get_by_label("Switch the recipe");
+    harness.get_by_label_contains("recipe impeller (pump impeller)");
+    harness.key_press(egui::Key::Num2);
+    harness.run_steps(1);
+    harness.key_press(egui::Key::Enter);
+    stored_change(&mut harness, &rig, 2);
+    assert!((rig.settings.model().rule().defect_threshold() - 0.8).abs() < 1e-6);
+
+    harness.key_press(egui::Key::M);
+    harness.run_steps(2);
+    harness.key_press(egui::Key::Num3);
+    harness.run_steps(1);
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    harness.get_by_label_contains("is for steel strip; the line runs pump impeller");
+    assert_eq!(rig.store.changes(10).unwrap().len(), 2, "not switched yet");
+    harness.key_press(egui::Key::Enter);
+    let change = stored_change(&mut harness, &rig, 3);
+    assert_eq!(change.kind, ChangeKind::Model);
+    assert_eq!(change.who, "ken");
+    assert_ne!(rig.settings.model().manifest().name, "casting-defect");
+    assert_eq!(
+        rig.settings.recipe().map(|r| r.name.as_str()),
+        Some("strip")
+    );
 }
 
 /// Steps the UI until the desk has logged the `nth` settings change; returns it.

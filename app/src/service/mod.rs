@@ -113,6 +113,7 @@ impl Service {
                 .chain(&config.model.alternatives)
                 .cloned()
                 .collect(),
+            config.recipes.clone(),
             config.model.threads,
             store,
         );

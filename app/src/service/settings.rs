@@ -4,7 +4,7 @@
 #![cfg_attr(not(feature = "panel"), allow(dead_code))]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use inspecta_pipeline::station::ModelSwitch;
@@ -12,14 +12,20 @@ use inspecta_pipeline::store::{ChangeKind, NewChange, RecordStore};
 use inspecta_vision::decision::DecisionRule;
 use inspecta_vision::model::Model;
 
+use crate::config::Recipe;
+
 /// What an engineer may change on a running station: its model (among the configured
 /// ones) and the model's decision thresholds. Every change lands in the store's settings
 /// log with who made it. Cheap to clone; the panel and plant commands each hold one.
 #[derive(Debug, Clone)]
 pub struct Settings {
     models: ModelSwitch,
-    /// `[model] path` first, then the alternatives.
+    /// `[model] path` first, then the alternatives and the recipes' models.
     choices: Vec<PathBuf>,
+    recipes: Arc<[Recipe]>,
+    /// The recipe in charge: the last one switched to, at start the first whose model is
+    /// `[model] path`.
+    recipe: Arc<Mutex<Option<usize>>>,
     threads: usize,
     store: Option<Arc<RecordStore>>,
 }
@@ -29,15 +35,78 @@ impl Settings {
     pub fn new(
         models: ModelSwitch,
         choices: Vec<PathBuf>,
+        recipes: Vec<Recipe>,
         threads: usize,
         store: Option<Arc<RecordStore>>,
     ) -> Self {
+        let recipe = choices
+            .first()
+            .and_then(|path| recipes.iter().position(|r| r.model == *path));
+        let mut choices = choices;
+        for recipe in &recipes {
+            if !choices.contains(&recipe.model) {
+                choices.push(recipe.model.clone());
+            }
+        }
         Self {
             models,
             choices,
+            recipes: recipes.into(),
+            recipe: Arc::new(Mutex::new(recipe)),
             threads,
             store,
         }
+    }
+
+    pub fn recipes(&self) -> &[Recipe] {
+        &self.recipes
+    }
+
+    /// The recipe in charge, if any.
+    pub fn recipe(&self) -> Option<&Recipe> {
+        let current = *lock(&self.recipe);
+        current.and_then(|n| self.recipes.get(n))
+    }
+
+    /// `(running, new)` products when switching to recipe `n` changes the product.
+    pub fn product_change(&self, n: usize) -> Option<(String, String)> {
+        let to = self.recipes.get(n)?;
+        let from = self.recipe()?;
+        (from.product != to.product).then(|| (from.product.clone(), to.product.clone()))
+    }
+
+    /// Puts recipe `n` in charge: its model, then its thresholds, each in the settings log.
+    /// A recipe for another product needs `confirmed`: the wrong model on a line passes
+    /// everything it does not know. Loads a model: call it from a worker.
+    pub fn switch_recipe(&self, n: usize, who: &str, confirmed: bool) -> anyhow::Result<String> {
+        let Some(recipe) = self.recipes.get(n) else {
+            bail!("there is no recipe {}", n + 1);
+        };
+        if let Some((from, to)) = self.product_change(n)
+            && !confirmed
+        {
+            bail!(
+                "recipe {} is for {to}, the line runs {from}: confirm the switch",
+                recipe.name
+            );
+        }
+        let mut done = vec![self.switch_model(&recipe.model, who)?];
+        let rule = self.model().rule();
+        let threshold = recipe.threshold.unwrap_or_else(|| rule.defect_threshold());
+        let band = recipe
+            .uncertain_band
+            .unwrap_or_else(|| rule.uncertain_band());
+        if recipe.threshold.is_some() || recipe.uncertain_band.is_some() {
+            done.push(self.set_thresholds(who, threshold, band)?);
+        }
+        *lock(&self.recipe) = Some(n);
+        tracing::warn!(%who, recipe = %recipe.name, product = %recipe.product, "recipe switched at the station");
+        Ok(format!(
+            "recipe {} ({}): {}",
+            recipe.name,
+            recipe.product,
+            done.join("; ")
+        ))
     }
 
     /// The model judging the parts now.
@@ -105,6 +174,13 @@ impl Settings {
         }
         Ok(summary)
     }
+}
+
+/// The recipe index is only ever replaced whole, so it stays good after a panic elsewhere.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn describe_model(model: &Model) -> String {

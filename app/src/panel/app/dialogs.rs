@@ -6,7 +6,7 @@ use egui::{Key, Modifiers, RichText, Ui};
 use inspecta_pipeline::store::ReviewAction;
 use inspecta_vision::model::manifest::check_thresholds;
 
-use super::{ModelChoice, Panel, Thresholds};
+use super::{Panel, Thresholds};
 use crate::panel::commands::DIGITS;
 use crate::panel::desk::Request;
 
@@ -140,38 +140,87 @@ impl Panel {
         });
     }
 
+    /// Recipes by name when the station has them, else the model paths; a recipe for
+    /// another product takes a second Enter.
     pub(super) fn model_dialog(&mut self, ctx: &egui::Context) {
-        let Some(ModelChoice(mut chosen)) = self.model_choice.take() else {
+        let Some(mut choice) = self.model_choice.take() else {
             return;
         };
-        let choices = self.setup.settings.choices();
+        let settings = self.setup.settings.clone();
+        let recipes = settings.recipes();
+        let entries: Vec<String> = if recipes.is_empty() {
+            settings
+                .choices()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect()
+        } else {
+            recipes
+                .iter()
+                .map(|r| format!("{} ({}): {}", r.name, r.product, r.model.display()))
+                .collect()
+        };
+        let before = choice.chosen;
         let mut outcome = None;
         egui::Modal::new(egui::Id::unique("inspecta-model")).show(ctx, |ui| {
-            choose_with_keys(ui, &mut chosen, choices.len(), true);
-            ui.heading("Switch the model");
+            choose_with_keys(ui, &mut choice.chosen, entries.len(), true);
+            ui.heading(if recipes.is_empty() {
+                "Switch the model"
+            } else {
+                "Switch the recipe"
+            });
             let manifest = self.model.manifest();
+            let recipe = settings.recipe().map_or(String::new(), |r| {
+                format!(", recipe {} ({})", r.name, r.product)
+            });
             ui.label(format!(
-                "Judging now: {} {}",
+                "Judging now: {} {}{recipe}",
                 manifest.name, manifest.version
             ));
-            for (n, path) in choices.iter().enumerate() {
-                ui.radio_value(&mut chosen, n, format!("{} {}", n + 1, path.display()));
+            for (n, entry) in entries.iter().enumerate() {
+                ui.radio_value(&mut choice.chosen, n, format!("{} {entry}", n + 1));
+            }
+            if choice.confirming
+                && let Some((from, to)) = settings.product_change(choice.chosen)
+            {
+                ui.label(
+                    RichText::new(format!(
+                        "This recipe is for {to}; the line runs {from}. Enter again to switch."
+                    ))
+                    .strong()
+                    .color(egui::Color32::from_rgb(255, 170, 0)),
+                );
             }
             ui.label("The next part is judged by the chosen model; nothing restarts.");
             keys_hint(ui, "Up/Down or 1-9 choose, Enter switches");
             outcome = save_or_cancel(ui, "Switch");
         });
+        if choice.chosen != before {
+            choice.confirming = false;
+        }
+        let who = self.operator.clone().unwrap_or_default();
         match outcome {
-            None => self.model_choice = Some(ModelChoice(chosen)),
+            None => self.model_choice = Some(choice),
             Some(false) => {}
-            Some(true) => {
-                let Some(path) = choices.get(chosen).cloned() else {
+            Some(true) if recipes.is_empty() => {
+                let Some(path) = settings.choices().get(choice.chosen).cloned() else {
                     return;
                 };
                 self.message = Some((format!("loading {}", path.display()), false));
-                self.ask_desk(Request::SwitchModel {
-                    who: self.operator.clone().unwrap_or_default(),
-                    path,
+                self.ask_desk(Request::SwitchModel { who, path });
+            }
+            Some(true) => {
+                let other_product = settings.product_change(choice.chosen).is_some();
+                if other_product && !choice.confirming {
+                    choice.confirming = true;
+                    self.model_choice = Some(choice);
+                    return;
+                }
+                self.message = Some((format!("switching to {}", entries[choice.chosen]), false));
+                self.ask_desk(Request::SwitchRecipe {
+                    who,
+                    recipe: choice.chosen,
+                    confirmed: other_product,
                 });
             }
         }

@@ -97,7 +97,12 @@ impl Thresholds {
 
 /// The model an engineer is about to switch to (index into the station's choices).
 #[derive(Debug, Clone, Copy)]
-struct ModelChoice(usize);
+struct ModelChoice {
+    chosen: usize,
+    /// The chosen recipe is for another product and Enter was pressed once: the dialog
+    /// says so, and the next Enter switches.
+    confirming: bool,
+}
 
 #[derive(Debug, Default)]
 struct Picker {
@@ -411,13 +416,19 @@ impl Panel {
                         "switching the model needs the engineer role (E)".into(),
                         true,
                     ));
-                } else if self.setup.settings.choices().len() < 2 {
+                } else if self.setup.settings.recipes().is_empty()
+                    && self.setup.settings.choices().len() < 2
+                {
                     self.message = Some((
-                        "no other model is configured ([model] alternatives)".into(),
+                        "no recipe or other model is configured ([[recipe]], [model] alternatives)"
+                            .into(),
                         true,
                     ));
                 } else {
-                    self.model_choice = Some(ModelChoice(0));
+                    self.model_choice = Some(ModelChoice {
+                        chosen: 0,
+                        confirming: false,
+                    });
                 }
             }
             Command::ZoomIn => self.zoom(Some(ZOOM_STEP)),
