@@ -221,7 +221,7 @@ mod tests {
         let err = Dataset::discover(dir.path(), &map).expect_err("typos");
         let text = err.to_string();
         assert!(
-            text.contains("folders, def_fornt, ok_fornt,")
+            text.contains("--map names def_fornt, ok_fornt: no such folder")
                 && text.contains("its folders: ok_front"),
             "{text}"
         );
