@@ -155,6 +155,15 @@ fn sign_in(harness: &mut Harness<'static, Panel>, name: &str) {
     assert_eq!(harness.state().operator(), Some(name));
 }
 
+/// E, the engineer PIN, Enter.
+fn engineer_sign_in(harness: &mut Harness<'static, Panel>, pin: &str) {
+    harness.key_press(egui::Key::E);
+    harness.run_steps(2);
+    harness.get_by_role(Role::PasswordInput).type_text(pin);
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+}
+
 fn live_part(harness: &mut Harness<'static, Panel>, rig: &Rig, class: &str) -> i64 {
     let part = judge_and_store(&rig.store, &rig.model, class, false);
     let id = part.record.id;
@@ -420,11 +429,7 @@ fn only_an_engineer_changes_thresholds() {
     harness.run_steps(2);
     harness.get_by_label("wrong engineer PIN");
 
-    harness.key_press(egui::Key::E);
-    harness.run_steps(2);
-    harness.get_by_role(Role::PasswordInput).type_text("4711");
-    harness.key_press(egui::Key::Enter);
-    harness.run_steps(2);
+    engineer_sign_in(&mut harness, "4711");
     harness.get_by_label("ENGINEER");
 
     // From the keyboard: Shift+Right twice moves the threshold 0.1; Esc drops it.
@@ -559,11 +564,7 @@ fn an_engineer_switches_recipes_and_another_product_needs_a_second_enter() {
     ];
     let (mut harness, rig) = rig_with(false, None, recipes);
     sign_in(&mut harness, "ken");
-    harness.key_press(egui::Key::E);
-    harness.run_steps(2);
-    harness.get_by_role(Role::PasswordInput).type_text("4711");
-    harness.key_press(egui::Key::Enter);
-    harness.run_steps(2);
+    engineer_sign_in(&mut harness, "4711");
 
     harness.key_press(egui::Key::M);
     harness.run_steps(2);
@@ -617,11 +618,7 @@ fn an_engineer_switches_the_model_and_the_labels_follow() {
     harness.run_steps(2);
     harness.get_by_label_contains("needs the engineer role");
 
-    harness.key_press(egui::Key::E);
-    harness.run_steps(2);
-    harness.get_by_role(Role::PasswordInput).type_text("4711");
-    harness.key_press(egui::Key::Enter);
-    harness.run_steps(2);
+    engineer_sign_in(&mut harness, "4711");
     harness.key_press(egui::Key::M);
     harness.run_steps(2);
     harness.get_by_label("Switch the model");
