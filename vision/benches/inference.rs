@@ -273,6 +273,7 @@ fn main() -> Result<()> {
         let options = EvalOptions {
             threads,
             target_escape_rate: 0.0,
+            target_false_reject_rate: 0.01,
         };
         let started = Instant::now();
         let mut images = 0;

@@ -15,6 +15,7 @@ fn options() -> EvalOptions {
     EvalOptions {
         threads: 2,
         target_escape_rate: 0.0,
+        target_false_reject_rate: 0.01,
     }
 }
 
@@ -88,8 +89,27 @@ fn report_counts_add_up_and_bad_images_are_listed() {
     assert_eq!((binary.good_images, binary.defect_images), (12, 12));
     assert!(binary.auroc > 0.95, "auroc {}", binary.auroc);
     assert_eq!(
-        binary.recommended.escape_rate, 0.0,
+        binary.recommended.point.escape_rate, 0.0,
         "target escape rate 0 must be met"
+    );
+    let rec = &binary.recommended;
+    let nearest = report
+        .samples
+        .iter()
+        .map(|s| (s.defect_score - rec.point.threshold).abs())
+        .fold(f32::INFINITY, f32::min);
+    assert!(
+        rec.margin > 0.0 && (rec.margin - nearest).abs() < 1e-6,
+        "the threshold keeps its stated margin to every score: {} vs {nearest}",
+        rec.margin
+    );
+    assert_eq!((rec.escapes.count, rec.escapes.of), (0, 12));
+    assert!(
+        rec.warnings
+            .iter()
+            .any(|w| w.starts_with("12 defective parts cannot show")),
+        "12 defects cannot support a 0 % escape target: {:?}",
+        rec.warnings
     );
     assert_eq!(binary.sweep.len(), 101);
     assert_eq!(report.per_class["good"].support, 12);

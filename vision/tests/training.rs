@@ -105,6 +105,11 @@ fn an_anomaly_model_from_good_tiles_flags_defects_and_points_at_them() {
     assert_eq!(report.images, 26);
     assert!(report.calibration_images > 0 && report.bank > 0);
     assert_eq!(report.features_per_patch, 112 + 192);
+    // A handful of held-out tiles cannot show a 1 % false-reject rate, and training says so.
+    assert_eq!(report.false_rejects.of, report.calibration_images);
+    assert!(report.false_rejects.upper_bound > 0.01);
+    let warning = report.warning.as_deref().expect("too few held-out tiles");
+    assert!(warning.contains("299 held-out good images"), "{warning}");
 
     let model = Arc::new(Model::load(dir, RunnerOptions::default()).unwrap());
     assert_eq!(model.fingerprint().len(), 64);
@@ -112,6 +117,7 @@ fn an_anomaly_model_from_good_tiles_flags_defects_and_points_at_them() {
     let options = EvalOptions {
         threads: 2,
         target_escape_rate: 0.0,
+        target_false_reject_rate: 0.01,
     };
     let eval = evaluate(&model, &dataset, &options, &|| {}).unwrap();
     assert_eq!(eval.evaluated, 12);

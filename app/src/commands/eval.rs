@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use inspecta_vision::evaluation::dataset::Dataset;
+use inspecta_vision::evaluation::threshold::{BoundedRate, CONFIDENCE, Recommendation};
 use inspecta_vision::evaluation::{EvalOptions, EvalReport, compare, evaluate, html};
 
 use super::ModelArg;
@@ -29,6 +30,9 @@ pub struct Args {
     /// Escape rate (defects passed) the recommended threshold must stay within.
     #[arg(long, default_value_t = 0.005)]
     target_escape: f64,
+    /// False-reject rate (good parts rejected) the proposed uncertain band aims for.
+    #[arg(long, default_value_t = 0.01)]
+    target_false_reject: f64,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -45,11 +49,13 @@ fn parse_mapping(text: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if !(0.0..=1.0).contains(&args.target_escape) {
-        bail!(
-            "--target-escape must be within 0..=1, got {}",
-            args.target_escape
-        );
+    for (flag, rate) in [
+        ("--target-escape", args.target_escape),
+        ("--target-false-reject", args.target_false_reject),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            bail!("{flag} must be within 0..=1, got {rate}");
+        }
     }
     let mappings: BTreeMap<String, String> = args.mappings.iter().cloned().collect();
     let dataset = Dataset::discover(&args.folder, &mappings)?;
@@ -61,6 +67,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let options = EvalOptions {
         threads,
         target_escape_rate: args.target_escape,
+        target_false_reject_rate: args.target_false_reject,
     };
     let Some(pair) = &args.compare else {
         let report = evaluate_one(&args.model.path()?, &dataset, &options, args.quiet)?;
@@ -143,6 +150,47 @@ fn write_reports(report: &EvalReport, out: &Path) -> anyhow::Result<(PathBuf, Pa
     Ok((json, page))
 }
 
+fn print_recommendation(r: &Recommendation) {
+    let pct = |v: f64| format!("{:.2}%", v * 100.0);
+    let bounded = |b: &BoundedRate| {
+        format!(
+            "{} ({} of {}, at most {} at {:.0}% confidence)",
+            pct(b.rate),
+            b.count,
+            b.of,
+            pct(b.upper_bound),
+            CONFIDENCE * 100.0
+        )
+    };
+    println!(
+        "threshold {:.4} (recommended for escape <= {}, margin {:.4} to the nearest score)",
+        r.point.threshold,
+        pct(r.target_escape_rate),
+        r.margin
+    );
+    println!("          escape {}", bounded(&r.escapes));
+    println!("          false reject {}", bounded(&r.false_rejects));
+    match &r.band {
+        Some(band) => println!(
+            "band      uncertain from {:.4} to {:.4}: {} of parts to the operator ({} good, {} defective), \
+             false reject above it {}",
+            band.low,
+            band.high,
+            pct(band.uncertain_rate),
+            band.good_inside,
+            band.defect_inside,
+            bounded(&band.false_rejects)
+        ),
+        None => println!(
+            "band      none needed: good parts stay below the threshold at false reject <= {}",
+            pct(r.target_false_reject_rate)
+        ),
+    }
+    for warning in &r.warnings {
+        println!("warning   {warning}");
+    }
+}
+
 fn print_summary(r: &EvalReport) {
     let pct = |v: f64| format!("{:.2}%", v * 100.0);
     println!("model     {} {}", r.model.name, r.model.version);
@@ -169,13 +217,7 @@ fn print_summary(r: &EvalReport) {
             pct(b.at_manifest_threshold.escape_rate),
             pct(b.at_manifest_threshold.false_reject_rate)
         );
-        println!(
-            "threshold {:.4} (recommended for escape <= {}): escape {}, false reject {}",
-            b.recommended.threshold,
-            pct(b.target_escape_rate),
-            pct(b.recommended.escape_rate),
-            pct(b.recommended.false_reject_rate)
-        );
+        print_recommendation(&b.recommended);
     }
     if let Some(t) = r.latency_ms.total {
         println!(

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use inspecta_vision::anomaly::{MapShape, defect_score};
 use inspecta_vision::evaluation::dataset::Dataset;
+use inspecta_vision::evaluation::threshold::CONFIDENCE;
 use inspecta_vision::model::familiarity::{FamiliarityReport, FamiliaritySpec};
 use inspecta_vision::model::head::{ANOMALY_LABELS, HeadSpec};
 use inspecta_vision::model::manifest::{DecisionSpec, Manifest, OutputSpec};
@@ -189,6 +190,18 @@ fn train_anomaly(args: &AnomalyArgs) -> anyhow::Result<ExitCode> {
         "held-out good scores: min {:.3}  median {:.3}  max {:.3}; reference distance (defect score 0.5) {:.3}",
         r.calibration_scores.min, r.calibration_scores.median, r.calibration_scores.max, reference
     );
+    let f = &r.false_rejects;
+    println!(
+        "false reject on held-out good images: {:.2}% ({} of {}), at most {:.2}% at {:.0}% confidence",
+        f.rate * 100.0,
+        f.count,
+        f.of,
+        f.upper_bound * 100.0,
+        CONFIDENCE * 100.0
+    );
+    if let Some(warning) = &r.warning {
+        println!("warning: {warning}");
+    }
     print_time_and_memory(r.extract_seconds, r.total_seconds);
     Ok(ExitCode::SUCCESS)
 }

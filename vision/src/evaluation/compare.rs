@@ -55,8 +55,8 @@ pub fn compare(a: &EvalReport, b: &EvalReport) -> Comparison {
     if let (Some(x), Some(y)) = (&a.binary, &b.binary) {
         criteria.push(Criterion {
             name: "false-reject rate at the target escape rate",
-            a: x.recommended.false_reject_rate,
-            b: y.recommended.false_reject_rate,
+            a: x.recommended.point.false_reject_rate,
+            b: y.recommended.point.false_reject_rate,
             higher_is_better: false,
             tolerance: 0.005,
         });

@@ -10,6 +10,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use super::EvalReport;
 use super::charts::{self, Marker, Series};
 use super::metrics::Percentiles;
+use super::threshold::{BoundedRate, CONFIDENCE};
 use crate::frame::Frame;
 
 /// Most error thumbnails embedded; the JSON lists every misclassified image.
@@ -18,6 +19,7 @@ const THUMBNAIL_SIDE: u32 = 128;
 const GOOD_COLOR: &str = "#2e7d32";
 const DEFECT_COLOR: &str = "#c62828";
 const ACCENT: &str = "#1565c0";
+const BAND_COLOR: &str = "#e65100";
 
 const STYLE: &str = r#"
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
@@ -29,6 +31,7 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:
 th{background:#f5f5f5}td.l,th.l{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:16px}
 .thumbs{display:flex;flex-wrap:wrap;gap:10px}.thumb{width:140px;font-size:12px}
 .thumb img{width:128px;height:128px;object-fit:contain;border:3px solid #c62828;background:#eee}
+.warn{background:#fff3e0;border-left:4px solid #e65100;padding:6px 10px;margin:6px 0}
 "#;
 
 pub fn render(report: &EvalReport) -> String {
@@ -115,18 +118,26 @@ fn binary(r: &EvalReport) -> Markup {
         return html! { p.muted { "No good-vs-defect analysis: the folder or the model lacks a good class." } };
     };
     let current = r.model.defect_threshold;
-    let markers = [
+    let rec = &b.recommended;
+    let mut markers = vec![
         Marker {
             x: f64::from(current),
             label: "manifest",
             color: "#555",
         },
         Marker {
-            x: f64::from(b.recommended.threshold),
+            x: f64::from(rec.point.threshold),
             label: "recommended",
             color: ACCENT,
         },
     ];
+    if let Some(band) = &rec.band {
+        markers.push(Marker {
+            x: f64::from(band.high),
+            label: "band top",
+            color: BAND_COLOR,
+        });
+    }
     let roc = charts::line_chart(
         "false-reject rate (good parts rejected)",
         "defects caught",
@@ -200,14 +211,41 @@ fn binary(r: &EvalReport) -> Markup {
         table {
             tr { th.l { "operating point" } th { "threshold" } th { "escape rate" } th { "false-reject rate" } }
             tr { td.l { "manifest threshold" } td { (format!("{:.4}", b.at_manifest_threshold.threshold)) } td { (pct(b.at_manifest_threshold.escape_rate)) } td { (pct(b.at_manifest_threshold.false_reject_rate)) } }
-            tr { td.l { "recommended for escape rate ≤ " (pct(b.target_escape_rate)) } td { (format!("{:.4}", b.recommended.threshold)) } td { (pct(b.recommended.escape_rate)) } td { (pct(b.recommended.false_reject_rate)) } }
+            tr { td.l { "recommended for escape rate ≤ " (pct(rec.target_escape_rate)) } td { (format!("{:.4}", rec.point.threshold)) } td { (bounded(&rec.escapes)) } td { (bounded(&rec.false_rejects)) } }
+            @if let Some(band) = &rec.band {
+                tr { td.l { "with the uncertain band " (format!("{:.4} – {:.4}", band.low, band.high)) } td { "" } td { (bounded(&rec.escapes)) } td { (bounded(&band.false_rejects)) } }
+            }
         }
+        p {
+            "The recommended threshold lies " (format!("{:.4}", rec.margin)) " from the nearest score, in the middle of the gap below the lowest defect score it must catch. "
+            "Each rate is followed by its exact upper bound at " (pct(CONFIDENCE)) " confidence (Clopper-Pearson): what the true rate may be, given how few parts were seen."
+        }
+        @match &rec.band {
+            Some(band) => p {
+                "Good and defect scores overlap: scores from " (format!("{:.4}", band.low)) " up to " (format!("{:.4}", band.high))
+                " would go to the operator as uncertain (" (pct(band.uncertain_rate)) " of these parts: " (band.good_inside) " good, " (band.defect_inside) " defective), "
+                "keeping automatic false rejects within " (pct(rec.target_false_reject_rate)) ". Set it as " code { "uncertain_band = [" (format!("{:.4}, {:.4}", band.low, band.high)) "]" } " with " code { "defect_threshold = " (format!("{:.4}", band.low)) } "."
+            },
+            None => p.muted { "No uncertain band is needed: good parts stay below the threshold at a false-reject rate within " (pct(rec.target_false_reject_rate)) "." },
+        }
+        @for warning in &rec.warnings { p.warn { (warning) } }
         div.charts {
             figure { (PreEscaped(roc)) figcaption { "ROC curve" } }
             figure { (PreEscaped(sweep)) figcaption { "Threshold sweep" } }
             figure { (PreEscaped(histogram)) figcaption { "Defect-score histogram" } }
         }
     }
+}
+
+/// A rate with its count and upper bound, e.g. `0.00 % (0 of 12, ≤ 22.1 %)`.
+fn bounded(rate: &BoundedRate) -> String {
+    format!(
+        "{} ({} of {}, ≤ {})",
+        pct(rate.rate),
+        rate.count,
+        rate.of,
+        pct(rate.upper_bound)
+    )
 }
 
 fn latency(r: &EvalReport) -> Markup {

@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod html;
 pub mod metrics;
 pub mod pixels;
+pub mod threshold;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use crate::model::{Model, ModelError};
 use dataset::{Dataset, DatasetLayout, MVTEC_GOOD, Sample};
 use metrics::{BinaryScores, ClassMetrics, OperatingPoint, Percentiles, RocPoint};
 use pixels::PixelScores;
+use threshold::Recommendation;
 
 const UNCERTAIN: &str = "uncertain";
 /// Points kept on the ROC curve in the report; the AUROC uses every score.
@@ -62,6 +64,8 @@ pub struct EvalOptions {
     pub threads: usize,
     /// Escape rate the recommended threshold must not exceed.
     pub target_escape_rate: f64,
+    /// False-reject rate above the proposed uncertain band.
+    pub target_false_reject_rate: f64,
 }
 
 /// Ground truth of one sample, resolved against the model's labels.
@@ -174,8 +178,7 @@ pub struct BinaryReport {
     pub auroc: f64,
     /// The manifest's threshold, band ignored.
     pub at_manifest_threshold: OperatingPoint,
-    pub target_escape_rate: f64,
-    pub recommended: OperatingPoint,
+    pub recommended: Recommendation,
     pub sweep: Vec<OperatingPoint>,
     pub roc: Vec<RocPoint>,
 }
@@ -429,13 +432,7 @@ fn build_report(
     };
     let binary = BinaryScores::new(scores_of(false), scores_of(true))
         .filter(|_| rule.has_good_label())
-        .map(|b| {
-            binary_report(
-                &b,
-                manifest.decision.defect_threshold,
-                options.target_escape_rate,
-            )
-        });
+        .map(|b| binary_report(&b, manifest.decision.defect_threshold, options));
 
     let stage = |f: fn(&SampleOutcome) -> f64| Percentiles::of(samples.iter().map(f).collect());
     let latency_ms = Latency {
@@ -499,7 +496,11 @@ fn verdict_columns(rule: &DecisionRule) -> Vec<String> {
         .collect()
 }
 
-fn binary_report(scores: &BinaryScores, manifest_threshold: f32, target: f64) -> BinaryReport {
+fn binary_report(
+    scores: &BinaryScores,
+    manifest_threshold: f32,
+    options: &EvalOptions,
+) -> BinaryReport {
     let roc = scores.roc();
     let step = roc.len().div_ceil(ROC_POINTS).max(1);
     let last = roc.len() - 1;
@@ -508,8 +509,11 @@ fn binary_report(scores: &BinaryScores, manifest_threshold: f32, target: f64) ->
         defect_images: scores.defect().len(),
         auroc: scores.auroc(),
         at_manifest_threshold: scores.at(manifest_threshold),
-        target_escape_rate: target,
-        recommended: scores.threshold_for_escape_rate(target),
+        recommended: threshold::recommend(
+            scores,
+            options.target_escape_rate,
+            options.target_false_reject_rate,
+        ),
         sweep: scores.sweep(100),
         roc: roc
             .iter()

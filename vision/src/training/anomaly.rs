@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{Backbone, TrainError, bucket};
 use crate::anomaly::{MapShape, PatchCore, coreset, gaussian_blur, patches};
+use crate::evaluation::threshold::{BoundedRate, shortfall};
 
 #[derive(Debug, Clone)]
 pub struct AnomalyOptions {
@@ -57,6 +58,10 @@ pub struct AnomalyReport {
     /// Image scores (largest patch distance) of the held-out good images.
     pub calibration_scores: ScoreSummary,
     pub reference_distance: f32,
+    /// Held-out good images at or above the reference distance, with the bound on the rate.
+    pub false_rejects: BoundedRate,
+    /// Why the held-out images cannot show the false-reject target, when they cannot.
+    pub warning: Option<String>,
     pub grid: usize,
     pub smoothing: f32,
     pub extract_seconds: f64,
@@ -137,6 +142,8 @@ pub fn train(
         .collect();
     scores.sort_by(f32::total_cmp);
     let reference_distance = quantile(&scores, 1.0 - options.false_reject_target);
+    let rejected = scores.len() - scores.partition_point(|&s| s < reference_distance);
+    let false_rejects = BoundedRate::new(rejected, scores.len());
     let report = AnomalyReport {
         images: images.len(),
         calibration_images: scores.len(),
@@ -150,6 +157,13 @@ pub fn train(
             max: scores[scores.len() - 1],
         },
         reference_distance,
+        false_rejects,
+        warning: shortfall(
+            &false_rejects,
+            options.false_reject_target,
+            "held-out good images",
+            "a false-reject rate",
+        ),
         grid,
         smoothing: options.shape.smoothing,
         extract_seconds,
