@@ -92,6 +92,10 @@ fn an_anomaly_model_is_trained_from_good_tiles_and_evaluated_with_masks() {
     let stdout = stdout_of(&trained);
     assert!(stdout.contains("24 good images"), "{stdout}");
     assert!(stdout.contains("peak memory"), "{stdout}");
+    assert!(
+        stdout.contains("false reject on held-out good images") && stdout.contains("warning:"),
+        "a handful of held-out tiles cannot show 1 % and training says so: {stdout}"
+    );
 
     let report = dir.path().join("eval");
     let evaluated = inspecta(&[
@@ -105,6 +109,28 @@ fn an_anomaly_model_is_trained_from_good_tiles_and_evaluated_with_masks() {
     ]);
     let stdout = stdout_of(&evaluated);
     assert!(stdout.contains("pixel AUC"), "{stdout}");
+
+    // Each tile comes back as a PNG of its own size with the heat map drawn on.
+    let overlays = dir.path().join("overlays");
+    let blowholes = repo().join("samples/magnetic_tile/test/blowhole");
+    let predicted = inspecta(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--overlays",
+        overlays.to_str().unwrap(),
+        blowholes.to_str().unwrap(),
+    ]);
+    stdout_of(&predicted);
+    for tile in std::fs::read_dir(&blowholes).unwrap() {
+        let tile = tile.unwrap().path();
+        let drawn = overlays.join(tile.with_extension("png").file_name().unwrap());
+        let (original, drawn) = (image::open(&tile).unwrap(), image::open(&drawn).unwrap());
+        assert_eq!(
+            (drawn.width(), drawn.height()),
+            (original.width(), original.height())
+        );
+    }
 
     let missing = inspecta(&["train", "anomaly", "--good", "no/such/folder", "--out", "x"]);
     assert!(!missing.status.success());

@@ -68,6 +68,16 @@ impl DecisionRule {
         self.band
     }
 
+    /// The lowest defect score a part is not passed at: the band's bottom, or the threshold.
+    pub fn flag_level(&self) -> f32 {
+        let [low, high] = self.band;
+        if low < high {
+            low.min(self.defect_threshold)
+        } else {
+            self.defect_threshold
+        }
+    }
+
     pub fn labels(&self) -> &[String] {
         &self.labels
     }

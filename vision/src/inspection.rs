@@ -91,8 +91,9 @@ impl Verdict {
 }
 
 /// Where in the inspected region a model saw something wrong: a grid laid over the region
-/// the model looks at, row-major, 0 for normal and 1 for "at the defect threshold or
-/// worse". Anomaly models give one; plain classifiers do not.
+/// the model looks at, row-major, each cell a defect score on the part's own scale (the
+/// part's score is its highest cell), so the decision rule's threshold applies to cells too.
+/// Anomaly models give one; plain classifiers do not.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeatMap {
     width: usize,

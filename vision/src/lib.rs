@@ -9,4 +9,5 @@ pub mod evaluation;
 pub mod frame;
 pub mod inspection;
 pub mod model;
+pub mod overlay;
 pub mod training;

@@ -77,6 +77,9 @@ struct AnomalyArgs {
     /// Gaussian blur of each anomaly map, in patches (0: none).
     #[arg(long, default_value_t = 2.0)]
     smoothing: f32,
+    /// Do not scale each map position by its typical distance on held-out good parts.
+    #[arg(long)]
+    keep_positions: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -127,6 +130,7 @@ fn train_anomaly(args: &AnomalyArgs) -> anyhow::Result<ExitCode> {
             grid: ANOMALY_GRID,
             smoothing: args.smoothing.max(0.0),
         },
+        even_out_positions: !args.keep_positions,
         seed: 0,
         threads: threads(common),
     };
@@ -167,11 +171,7 @@ fn train_anomaly(args: &AnomalyArgs) -> anyhow::Result<ExitCode> {
         &common.out,
         &manifest,
         &backbone.path,
-        &[
-            ("mean", model.mean().clone().into_dyn()),
-            ("inv_std", model.inv_std().clone().into_dyn()),
-            ("bank", model.bank().patches().to_owned().into_dyn()),
-        ],
+        &model.tensors(),
         // An anomaly model's score already is its distance to the training images.
         None,
         common.force,

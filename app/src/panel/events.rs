@@ -12,7 +12,7 @@ use inspecta_pipeline::store::{Alarm, Kpis, Record, Review};
 use inspecta_vision::frame::Frame;
 use inspecta_vision::inspection::HeatMap;
 
-use super::pictures::{display_image, heat_image, thumbnail};
+use super::pictures::{display_image, thumbnail};
 use crate::service::recorder::{Delivery, Sink};
 use crate::users::Role;
 
@@ -68,8 +68,8 @@ pub struct Part {
     pub image: Option<egui::ColorImage>,
     /// For the history strip; kept when the picture is dropped (a few KB).
     pub thumbnail: Option<egui::ColorImage>,
-    /// The model's heat map, coloured for the overlay, when it gave one.
-    pub heat_map: Option<egui::ColorImage>,
+    /// The model's heat map, when it gave one; coloured when shown, against the rule then.
+    pub heat_map: Option<HeatMap>,
 }
 
 impl Part {
@@ -79,7 +79,7 @@ impl Part {
             record,
             image: frame.map(display_image),
             thumbnail: frame.map(thumbnail),
-            heat_map: heat_map.map(heat_image),
+            heat_map: heat_map.cloned(),
         }
     }
 

@@ -1,8 +1,9 @@
 //! The pictures the panel shows: a part's image at screen size, and a heat map coloured as
-//! an overlay.
+//! an overlay with the outline of its flagged region.
 
 use inspecta_vision::frame::Frame;
 use inspecta_vision::inspection::HeatMap;
+use inspecta_vision::overlay;
 
 /// Largest side of the picture kept for the panel: sharp on a 1080p screen, small in memory.
 const DISPLAY_SIDE: u32 = 720;
@@ -38,23 +39,17 @@ fn scaled(frame: &Frame, side: u32) -> egui::ColorImage {
     egui::ColorImage::from_rgb(size, scaled.as_raw())
 }
 
-/// The heat map as an overlay: clear where the part looks normal, from yellow to opaque
-/// red as a cell nears and passes the defect threshold.
-pub fn heat_image(heat: &HeatMap) -> egui::ColorImage {
-    let pixels = heat
-        .values()
+/// The heat map coloured for a rule that flags parts from `level`, and the outline of the
+/// flagged region (0..1 of the inspected region).
+pub fn heat_overlay(heat: &HeatMap, level: f32) -> (egui::ColorImage, Vec<[[f32; 2]; 2]>) {
+    let drawn = overlay::overlay(heat, level);
+    let pixels = drawn
+        .rgba
         .iter()
-        .map(|v| {
-            let v = v.clamp(0.0, 1.0);
-            let alpha = ((v - 0.25) / 0.75).clamp(0.0, 1.0) * 200.0;
-            let green = (1.0 - v) * 2.0 * 220.0;
-            egui::Color32::from_rgba_unmultiplied(
-                255,
-                green.clamp(0.0, 220.0) as u8,
-                0,
-                alpha as u8,
-            )
-        })
+        .map(|&[r, g, b, a]| egui::Color32::from_rgba_unmultiplied(r, g, b, a))
         .collect();
-    egui::ColorImage::new(heat.size(), pixels)
+    (
+        egui::ColorImage::new([drawn.width, drawn.height], pixels),
+        drawn.outline,
+    )
 }

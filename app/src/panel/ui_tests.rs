@@ -22,7 +22,7 @@ use super::app::{Panel, PanelSetup};
 use super::commands::SHORTCUTS;
 use super::desk::Desk;
 use super::events::{self, Event, Events, LineState, Part, Waker};
-use super::pictures::heat_image;
+use super::pictures::heat_overlay;
 use crate::config::Recipe;
 use crate::service::Settings;
 use crate::users::{Role as UserRole, Users};
@@ -652,22 +652,24 @@ fn a_heat_map_is_laid_over_the_part_and_v_hides_it() {
     let (mut harness, rig) = rig(false);
     sign_in(&mut harness, "ida");
     let mut part = judge_and_store(&rig.store, &rig.model, "defect", false);
-    // A hot spot in the top-left corner of a 4x4 grid.
+    // A hot spot in the top-left corner of a 4x4 grid, over the rule's flag level.
     let mut values = vec![0.0; 16];
     values[0] = 1.0;
     values[1] = 0.6;
-    let heat = HeatMap::new(4, 4, values).unwrap();
-    part.heat_map = Some(heat_image(&heat));
+    part.heat_map = Some(HeatMap::new(4, 4, values).unwrap());
     assert!(rig.events.send(Event::Part(Box::new(part))));
     harness.run_steps(3);
     harness.get_by_label_contains("heat map shown (V hides)");
+    let level = rig.model.rule().flag_level();
+    harness.get_by_label(&format!("outlined: at or over {level:.2}, where to look"));
+    harness.get_by_label("at or over the flag level");
     let overlays = |harness: &Harness<'static, Panel>| {
         harness
             .ctx
             .tex_manager()
             .read()
             .allocated()
-            .filter(|(_, meta)| meta.name.starts_with("heat-") && meta.size == [4, 4])
+            .filter(|(_, meta)| meta.name.starts_with("heat-") && meta.size == [16, 16])
             .count()
     };
     assert_eq!(
@@ -678,21 +680,32 @@ fn a_heat_map_is_laid_over_the_part_and_v_hides_it() {
     harness.key_press(egui::Key::V);
     harness.run_steps(2);
     harness.get_by_label_contains("heat map hidden (V shows)");
+    assert!(
+        harness.query_by_label_contains("outlined").is_none(),
+        "no legend without the overlay"
+    );
     // A part without one says nothing about heat maps.
     live_part(&mut harness, &rig, "good");
     assert!(harness.query_by_label_contains("heat map").is_none());
 }
 
 #[test]
-fn the_overlay_is_clear_where_the_part_is_normal_and_red_where_it_is_not() {
-    let heat = HeatMap::new(3, 1, vec![0.1, 0.6, 1.0]).unwrap();
-    let image = heat_image(&heat);
-    assert_eq!(image.size, [3, 1]);
-    let [normal, near, over] = [image.pixels[0], image.pixels[1], image.pixels[2]];
-    assert_eq!(normal.a(), 0, "normal cells leave the part visible");
-    assert!(near.a() > 0 && near.a() < over.a());
-    assert!(near.g() > over.g(), "yellow turns red as the score rises");
-    assert_eq!(over.to_srgba_unmultiplied()[..3], [255, 0, 0]);
+fn the_overlay_follows_the_rule_and_outlines_what_is_over_it() {
+    let heat = HeatMap::new(3, 1, vec![0.1, 0.45, 0.9]).unwrap();
+    let (image, outline) = heat_overlay(&heat, 0.5);
+    assert_eq!(image.size, [12, 4]);
+    assert_eq!(
+        image.pixels[0].a(),
+        0,
+        "normal cells leave the part visible"
+    );
+    assert!(!outline.is_empty(), "the cell over 0.5 is outlined");
+    assert!(
+        outline.iter().flatten().all(|[x, _]| *x >= 0.5),
+        "only the right-hand, hot side: {outline:?}"
+    );
+    let (_, nothing) = heat_overlay(&heat, 0.95);
+    assert!(nothing.is_empty(), "nothing over a higher flag level");
     assert!(
         HeatMap::new(3, 2, vec![0.0; 5]).is_none(),
         "a grid it does not fill"

@@ -10,13 +10,36 @@ use ndarray::{Array1, Array2, ArrayView3, Axis};
 
 use bank::MemoryBank;
 
+/// Name of the per-cell scale tensor in a model's weights, for models that have one.
+pub const CELL_SCALE: &str = "cell_scale";
+
 /// A fitted model: per-channel standardisation (so the 40 fine and 112 coarse channels weigh
-/// alike) and the bank of standardised good patches.
+/// alike), the bank of standardised good patches, and optionally a scale per map cell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchCore {
     mean: Array1<f32>,
     inv_std: Array1<f32>,
     bank: MemoryBank,
+    /// Brings each position's typical distance on good parts to the map's average: borders and
+    /// corners (the trunk's zero padding) are far from the bank on every part, and would
+    /// otherwise outshine a real defect in the middle.
+    cell_scale: Option<Array1<f32>>,
+}
+
+/// The scale that evens out the mean distance per cell of good parts' `maps` (each row-major,
+/// all the same size), bounded so a few noisy cells cannot silence a position.
+pub fn fit_cell_scale(maps: &[Vec<f32>]) -> Option<Array1<f32>> {
+    let cells = maps.first()?.len();
+    if cells == 0 || maps.iter().any(|m| m.len() != cells) {
+        return None;
+    }
+    let mut mean = Array1::<f32>::zeros(cells);
+    for map in maps {
+        mean += &ndarray::ArrayView1::from(map.as_slice());
+    }
+    mean /= maps.len() as f32;
+    let overall = mean.mean()?;
+    Some(mean.mapv(|m| (overall / m.max(1e-6)).clamp(0.5, 2.0)))
 }
 
 /// How an image's feature maps become its anomaly map.
@@ -58,6 +81,7 @@ impl PatchCore {
             mean,
             inv_std,
             bank: MemoryBank::new(bank),
+            cell_scale: None,
         }
     }
 
@@ -81,7 +105,36 @@ impl PatchCore {
             mean,
             inv_std,
             bank: MemoryBank::new(bank),
+            cell_scale: None,
         })
+    }
+
+    /// The same model with a scale per cell of its `grid` x `grid` map.
+    pub fn with_cell_scale(mut self, scale: Array1<f32>, grid: usize) -> Result<Self, String> {
+        if scale.len() != grid * grid || scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(format!(
+                "{CELL_SCALE} must hold {} positive values (a {grid} x {grid} map), it holds {}",
+                grid * grid,
+                scale.len()
+            ));
+        }
+        self.cell_scale = Some(scale);
+        Ok(self)
+    }
+
+    pub fn cell_scale(&self) -> Option<&Array1<f32>> {
+        self.cell_scale.as_ref()
+    }
+
+    /// The tensors of the model's weights file, by the names loading expects.
+    pub fn tensors(&self) -> Vec<(&'static str, ndarray::ArrayD<f32>)> {
+        let mut tensors = vec![
+            ("mean", self.mean.clone().into_dyn()),
+            ("inv_std", self.inv_std.clone().into_dyn()),
+            ("bank", self.bank.patches().to_owned().into_dyn()),
+        ];
+        tensors.extend(self.cell_scale.clone().map(|s| (CELL_SCALE, s.into_dyn())));
+        tensors
     }
 
     pub fn mean(&self) -> &Array1<f32> {
@@ -126,8 +179,20 @@ impl PatchCore {
         Ok(PatchScores {
             width: side,
             height: side,
-            distances: gaussian_blur(&distances, side, side, shape.smoothing),
+            distances: self.scaled(gaussian_blur(&distances, side, side, shape.smoothing)),
         })
+    }
+}
+
+impl PatchCore {
+    /// A blurred distance map with the cell scale applied, when the model has one.
+    pub fn scaled(&self, mut map: Vec<f32>) -> Vec<f32> {
+        if let Some(scale) = &self.cell_scale {
+            for (d, s) in map.iter_mut().zip(scale) {
+                *d *= s;
+            }
+        }
+        map
     }
 }
 
@@ -240,6 +305,18 @@ mod tests {
         let blurred = gaussian_blur(&peak, 5, 5, 1.0);
         assert!(blurred[12] < 1.0 && blurred[11] > 0.0 && blurred[11] == blurred[13]);
         assert_eq!(gaussian_blur(&peak, 5, 5, 0.0), peak);
+    }
+
+    #[test]
+    fn the_cell_scale_evens_out_a_border_that_is_always_far() {
+        // Cell 0 is twice as far as the others on every good part.
+        let maps = vec![vec![2.0, 1.0, 1.0, 1.0], vec![4.0, 2.0, 2.0, 2.0]];
+        let scale = fit_cell_scale(&maps).expect("same-sized maps");
+        let evened: Vec<f32> = maps[0].iter().zip(&scale).map(|(d, s)| d * s).collect();
+        assert!((evened[0] - evened[1]).abs() < 1e-5, "{evened:?}");
+        assert!(fit_cell_scale(&[vec![1.0; 4], vec![1.0; 3]]).is_none());
+        let bounded = fit_cell_scale(&[vec![100.0, 1.0, 1.0, 1.0]]).expect("one map");
+        assert_eq!(bounded[0], 0.5, "a noisy cell is not silenced");
     }
 
     #[test]

@@ -7,11 +7,13 @@ use std::path::Path;
 use base64::Engine as _;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::EvalReport;
 use super::charts::{self, Marker, Series};
 use super::metrics::Percentiles;
 use super::threshold::{BoundedRate, CONFIDENCE};
+use super::{EvalReport, ModelInfo};
 use crate::frame::Frame;
+use crate::inspection::HeatMap;
+use crate::overlay;
 
 /// Most error thumbnails embedded; the JSON lists every misclassified image.
 const MAX_THUMBNAILS: usize = 60;
@@ -31,6 +33,7 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:
 th{background:#f5f5f5}td.l,th.l{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:16px}
 .thumbs{display:flex;flex-wrap:wrap;gap:10px}.thumb{width:140px;font-size:12px}
 .thumb img{width:128px;height:128px;object-fit:contain;border:3px solid #c62828;background:#eee}
+.swatch{display:inline-block;width:14px;height:14px;vertical-align:middle;margin:0 4px 0 8px;background:#bbb}
 .warn{background:#fff3e0;border-left:4px solid #e65100;padding:6px 10px;margin:6px 0}
 "#;
 
@@ -274,15 +277,37 @@ fn errors(r: &EvalReport) -> Markup {
     html! {
         h2 { "Misclassified (" (wrong.len()) ")" }
         @if wrong.len() > MAX_THUMBNAILS { p.muted { "The first " (MAX_THUMBNAILS) " are shown; the JSON report lists all." } }
+        @if wrong.iter().any(|s| s.heat_map.is_some()) { (heat_legend(r.model.flag_level)) }
         div.thumbs {
             @for s in wrong.iter().take(MAX_THUMBNAILS) {
                 div.thumb {
-                    @if let Some(uri) = thumbnail(&s.path) { img src=(uri) alt=(s.path.display()); }
+                    @if let Some(uri) = thumbnail(&s.path, s.heat_map.as_ref(), &r.model) { img src=(uri) alt=(s.path.display()); }
                     div { "truth " b { (s.truth) } }
                     div { "verdict " b { (s.verdict) } " (" (format!("{:.3}", s.defect_score)) ")" }
                     div.muted title=(s.path.display()) { (s.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()) }
                 }
             }
+        }
+    }
+}
+
+/// What the colours on the thumbnails mean.
+fn heat_legend(level: f32) -> Markup {
+    let css = |[r, g, b, a]: [u8; 4]| {
+        format!(
+            "background:rgba({r},{g},{b},{:.2})",
+            f32::from(a.max(140)) / 255.0
+        )
+    };
+    let [r, g, b] = overlay::OUTLINE_RGB;
+    html! {
+        p.legend {
+            "Heat map: "
+            @for stop in &overlay::legend(level)[1..3] {
+                span.swatch style=(css(stop.rgba)) {} (stop.label) " "
+            }
+            span.swatch style=(format!("border:2px solid rgb({r},{g},{b})")) {}
+            "outlined: defect score " (format!("{level:.2}")) " or more (the flag level), where to look."
         }
     }
 }
@@ -300,12 +325,22 @@ fn failures(r: &EvalReport) -> Markup {
 }
 
 /// A small JPEG of the image as a data URI; `None` if it cannot be read.
-fn thumbnail(path: &Path) -> Option<String> {
+/// A small JPEG of the image as a data URI, with the heat map drawn on when there is one.
+fn thumbnail(path: &Path, heat: Option<&HeatMap>, model: &ModelInfo) -> Option<String> {
     let frame = Frame::open(path).ok()?;
     let image = image::RgbImage::from_raw(frame.width(), frame.height(), frame.rgb().to_vec())?;
     let scale = f64::from(THUMBNAIL_SIDE) / f64::from(frame.width().max(frame.height()));
     let side = |v: u32| ((f64::from(v) * scale).round() as u32).max(1);
-    let small = image::imageops::thumbnail(&image, side(frame.width()), side(frame.height()));
+    let mut small = image::imageops::thumbnail(&image, side(frame.width()), side(frame.height()));
+    if let Some(heat) = heat {
+        let region = model.input.region(frame.width(), frame.height());
+        overlay::draw_on(
+            &mut small,
+            region,
+            &overlay::overlay(heat, model.flag_level),
+            2,
+        );
+    }
     let mut jpeg = Cursor::new(Vec::new());
     small.write_to(&mut jpeg, image::ImageFormat::Jpeg).ok()?;
     Some(format!(

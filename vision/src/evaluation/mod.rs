@@ -19,7 +19,8 @@ use serde::Serialize;
 
 use crate::decision::DecisionRule;
 use crate::frame::Frame;
-use crate::inspection::Verdict;
+use crate::inspection::{HeatMap, Verdict};
+use crate::model::manifest::InputSpec;
 use crate::model::{Model, ModelError};
 use dataset::{Dataset, DatasetLayout, MVTEC_GOOD, Sample};
 use metrics::{BinaryScores, ClassMetrics, OperatingPoint, Percentiles, RocPoint};
@@ -143,6 +144,9 @@ pub struct SampleOutcome {
     pub decode_ms: f64,
     pub preprocess_ms: f64,
     pub inference_ms: f64,
+    /// Kept for misjudged images only, to draw on their thumbnails; not in the JSON.
+    #[serde(skip)]
+    pub heat_map: Option<HeatMap>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +164,9 @@ pub struct ModelInfo {
     pub good: Vec<String>,
     pub defect_threshold: f32,
     pub uncertain_band: [f32; 2],
+    /// The lowest defect score not passed: heat-map cells from here on are outlined.
+    pub flag_level: f32,
+    pub input: InputSpec,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -332,18 +339,20 @@ fn inspect_sample(
     }
     .transpose()
     .map_err(|e| failure(sample, &e))?;
+    let correct = truth.accepts(rule, &inspection.verdict);
     let outcome = SampleOutcome {
         path: sample.path.clone(),
         truth: sample.class.clone(),
         truth_is_defect: truth.is_defect(rule),
         verdict: inspection.verdict.name().to_owned(),
-        correct: truth.accepts(rule, &inspection.verdict),
+        correct,
         defect_score: inspection.scores.defect_score,
         top_label: rule.labels()[top].clone(),
         top_probability: inspection.scores.probabilities[top],
         decode_ms: ms(decode),
         preprocess_ms: ms(inspection.timings_ms.preprocess),
         inference_ms: ms(inspection.timings_ms.inference),
+        heat_map: inspection.heat_map.filter(|_| !correct),
     };
     Ok((outcome, pixels))
 }
@@ -452,6 +461,8 @@ fn build_report(
             good: manifest.good.clone(),
             defect_threshold: manifest.decision.defect_threshold,
             uncertain_band: manifest.decision.uncertain_band,
+            flag_level: rule.flag_level(),
+            input: manifest.input.clone(),
         },
         dataset_root: dataset.root.clone(),
         layout: dataset.layout,

@@ -9,7 +9,7 @@ use ndarray::{Array1, Array2, ArrayView3, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::weights::Weights;
-use crate::anomaly::{MapShape, PatchCore, defect_score};
+use crate::anomaly::{CELL_SCALE, MapShape, PatchCore, defect_score};
 use crate::inspection::HeatMap;
 
 /// Labels of an anomaly model: it knows good parts, and everything else.
@@ -101,8 +101,11 @@ impl Head {
                 if !(1..=256).contains(grid) {
                     return Err(format!("`head.grid` must be within 1..=256, got {grid}"));
                 }
-                let model =
+                let mut model =
                     PatchCore::from_parts(vector("mean")?, vector("inv_std")?, matrix("bank")?)?;
+                if weights.has(CELL_SCALE) {
+                    model = model.with_cell_scale(vector(CELL_SCALE)?, *grid)?;
+                }
                 Ok(Self::PatchCore {
                     model,
                     reference_distance: *reference_distance,
@@ -142,14 +145,15 @@ impl Head {
             } => {
                 let scores = model.score(maps, *shape)?;
                 let defect = defect_score(scores.max(), *reference_distance);
-                let relative = scores
+                // Each cell on the part's own scale: the part's score is its highest cell.
+                let cells = scores
                     .distances
                     .iter()
-                    .map(|d| d / reference_distance)
+                    .map(|d| defect_score(*d, *reference_distance))
                     .collect();
                 Ok(HeadOutput {
                     probabilities: vec![1.0 - defect, defect],
-                    heat_map: HeatMap::new(scores.width, scores.height, relative),
+                    heat_map: HeatMap::new(scores.width, scores.height, cells),
                 })
             }
             Self::Linear(head) => Ok(HeadOutput {

@@ -62,6 +62,25 @@ pub struct InputSpec {
     pub std: [f32; 3],
 }
 
+impl InputSpec {
+    /// The part of a `width` x `height` frame the model sees, as (x, y, width, height) in 0..1:
+    /// all of it when stretched, else the centred crop of the input's aspect ratio.
+    pub fn region(&self, width: u32, height: u32) -> [f32; 4] {
+        if self.resize == ResizeMode::Stretch || width == 0 || height == 0 {
+            return [0.0, 0.0, 1.0, 1.0];
+        }
+        let input = self.width as f32 / self.height.max(1) as f32;
+        let frame = width as f32 / height as f32;
+        if frame > input {
+            let w = input / frame;
+            [(1.0 - w) / 2.0, 0.0, w, 1.0]
+        } else {
+            let h = frame / input;
+            [0.0, (1.0 - h) / 2.0, 1.0, h]
+        }
+    }
+}
+
 fn zeros() -> [f32; 3] {
     [0.0; 3]
 }

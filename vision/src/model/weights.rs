@@ -59,6 +59,11 @@ impl Weights {
         ArrayD::from_shape_vec(IxDyn(view.shape()), values).map_err(|e| e.to_string())
     }
 
+    /// Whether the file holds tensor `name` (for tensors a model may or may not have).
+    pub fn has(&self, name: &str) -> bool {
+        SafeTensors::deserialize(&self.bytes).is_ok_and(|file| file.tensor(name).is_ok())
+    }
+
     /// Tensor `name`, which must be a vector.
     pub fn vector(&self, name: &str) -> Result<Array1<f32>, String> {
         self.tensor(name)?

@@ -10,7 +10,7 @@ use ndarray::{Axis, concatenate};
 use serde::Serialize;
 
 use super::{Backbone, TrainError, bucket};
-use crate::anomaly::{MapShape, PatchCore, coreset, gaussian_blur, patches};
+use crate::anomaly::{MapShape, PatchCore, coreset, fit_cell_scale, gaussian_blur, patches};
 use crate::evaluation::threshold::{BoundedRate, shortfall};
 
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct AnomalyOptions {
     pub false_reject_target: f64,
     /// Patch grid and blur of each distance map.
     pub shape: MapShape,
+    /// Scale each map cell by its typical distance on the held-out good parts.
+    pub even_out_positions: bool,
     pub seed: u64,
     pub threads: usize,
 }
@@ -40,6 +42,7 @@ impl Default for AnomalyOptions {
                 grid: super::ANOMALY_GRID,
                 smoothing: 2.0,
             },
+            even_out_positions: true,
             seed: 0,
             threads: 1,
         }
@@ -128,17 +131,29 @@ pub fn train(
     let target = ((training.nrows() as f64 * options.coreset_ratio).ceil() as usize)
         .clamp(1, options.max_bank.max(1));
     let keep = coreset::greedy_coreset(&training.view(), target, options.seed);
-    let model = PatchCore::fit(&training, &keep);
+    let mut model = PatchCore::fit(&training, &keep);
     let coreset_seconds = coreset_started.elapsed().as_secs_f64();
 
-    let mut scores: Vec<f32> = calibration
+    let maps: Vec<Vec<f32>> = calibration
         .into_iter()
         .map(|mut patches| {
             let distances = model.distances(&mut patches);
             gaussian_blur(&distances, grid, grid, options.shape.smoothing)
-                .into_iter()
-                .fold(0.0, f32::max)
         })
+        .collect();
+    if options.even_out_positions
+        && let Some(scale) = fit_cell_scale(&maps)
+    {
+        model = model
+            .with_cell_scale(scale, grid)
+            .map_err(|reason| TrainError::Data {
+                what: "cell scale".into(),
+                reason,
+            })?;
+    }
+    let mut scores: Vec<f32> = maps
+        .into_iter()
+        .map(|map| model.scaled(map).into_iter().fold(0.0, f32::max))
         .collect();
     scores.sort_by(f32::total_cmp);
     let reference_distance = quantile(&scores, 1.0 - options.false_reject_target);

@@ -62,9 +62,16 @@ struct Shown {
     /// Uploaded while the part is on screen, let go when another takes its place.
     texture: Option<TextureHandle>,
     thumbnail_texture: Option<TextureHandle>,
-    heat_texture: Option<TextureHandle>,
+    heat: Option<HeatDrawing>,
     /// A review was sent and has not been answered yet.
     pending: bool,
+}
+
+/// A shown part's heat map as drawn: for the flag level it was coloured at.
+struct HeatDrawing {
+    level: f32,
+    texture: TextureHandle,
+    outline: Vec<[[f32; 2]; 2]>,
 }
 
 impl std::fmt::Debug for Shown {
@@ -259,7 +266,7 @@ impl Panel {
             part,
             texture: None,
             thumbnail_texture: None,
-            heat_texture: None,
+            heat: None,
             pending: false,
         });
         // Only the part on screen keeps its full-size textures (2 MB each).
@@ -270,7 +277,7 @@ impl Panel {
             .filter(|s| Some(s.part.record.id) != shown)
         {
             other.texture = None;
-            other.heat_texture = None;
+            other.heat = None;
         }
         // Parts still waiting for review stay, however long the history.
         while self.history.len() > self.setup.history.max(1) {

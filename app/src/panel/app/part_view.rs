@@ -5,7 +5,10 @@ use egui::{Color32, RichText, TextureHandle, Ui};
 use inspecta_pipeline::store::Record;
 use inspecta_vision::inspection::UncertainReason;
 
-use super::{Panel, Shown, line, score_bar};
+use inspecta_vision::overlay::{OUTLINE_RGB, legend};
+
+use super::{HeatDrawing, Panel, Shown, line, score_bar};
+use crate::panel::pictures::heat_overlay;
 
 /// Wider than tall by this much, the verdict goes beside the picture.
 const WIDE: f32 = 1.3;
@@ -13,6 +16,8 @@ const WIDE: f32 = 1.3;
 const VERDICT_COLUMN: f32 = 320.0;
 /// Height kept under the picture for the review buttons when they form a row.
 const BUTTON_ROW: f32 = 56.0;
+/// Height kept under the picture for the heat map's legend.
+const LEGEND_ROW: f32 = 28.0;
 use crate::panel::commands::Command;
 
 impl Panel {
@@ -166,6 +171,9 @@ impl Panel {
         let Some(shown) = self.history.iter_mut().find(|s| s.part.record.id == id) else {
             return;
         };
+        let heat_shown = shown.part.heat_map.is_some() && !self.heat_map_hidden;
+        // The legend's row comes out of the picture's room.
+        let room = room - egui::vec2(0.0, if heat_shown { LEGEND_ROW } else { 0.0 });
         let texture = part_texture(&ctx, shown);
         let size = texture.size_vec2();
         let scale = (room.x / size.x).min(room.y / size.y).max(0.1);
@@ -177,16 +185,35 @@ impl Panel {
             .as_ref()
             .filter(|_| !self.heat_map_hidden)
         {
-            let overlay = shown.heat_texture.get_or_insert_with(|| {
-                ctx.load_texture(
-                    format!("heat-{id}"),
-                    heat.clone(),
-                    egui::TextureOptions::LINEAR,
-                )
-            });
+            let level = self.model.rule().flag_level();
+            let drawing = match shown.heat.take() {
+                Some(drawing) if drawing.level == level => drawing,
+                _ => {
+                    let (colours, outline) = heat_overlay(heat, level);
+                    let texture = ctx.load_texture(
+                        format!("heat-{id}"),
+                        colours,
+                        egui::TextureOptions::LINEAR,
+                    );
+                    HeatDrawing {
+                        level,
+                        texture,
+                        outline,
+                    }
+                }
+            };
             let whole = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
-            ui.painter()
-                .image(overlay.id(), region, whole, Color32::WHITE);
+            let painter = ui.painter();
+            painter.image(drawing.texture.id(), region, whole, Color32::WHITE);
+            let at =
+                |[x, y]: [f32; 2]| region.min + egui::vec2(x * region.width(), y * region.height());
+            let [r, g, b] = OUTLINE_RGB;
+            let stroke = egui::Stroke::new(2.5, Color32::from_rgb(r, g, b));
+            for [from, to] in &drawing.outline {
+                painter.line_segment([at(*from), at(*to)], stroke);
+            }
+            shown.heat = Some(drawing);
+            heat_legend(ui, level);
         }
         ui.painter().rect_stroke(
             region,
@@ -269,6 +296,34 @@ impl Panel {
 /// The part's picture as a texture, uploaded the first time it is drawn (parts that came
 /// and went between two frames never are); the thumbnail, else grey, when the picture was
 /// dropped on the way.
+/// What the overlay's colours mean, under the picture: text a person can read, swatches in
+/// the overlay's own colours.
+fn heat_legend(ui: &mut Ui, level: f32) {
+    ui.horizontal(|ui| {
+        for stop in &legend(level)[1..3] {
+            let [r, g, b, a] = stop.rgba;
+            swatch(ui, Color32::from_rgba_unmultiplied(r, g, b, a.max(140)));
+            ui.label(RichText::new(stop.label).size(16.0));
+        }
+        let [r, g, b] = OUTLINE_RGB;
+        let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 18.0), egui::Sense::hover());
+        ui.painter().rect_stroke(
+            rect.shrink(2.0),
+            0.0,
+            egui::Stroke::new(2.5, Color32::from_rgb(r, g, b)),
+            egui::StrokeKind::Inside,
+        );
+        ui.label(
+            RichText::new(format!("outlined: at or over {level:.2}, where to look")).size(16.0),
+        );
+    });
+}
+
+fn swatch(ui: &mut Ui, colour: Color32) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 18.0), egui::Sense::hover());
+    ui.painter().rect_filled(rect, 2.0, colour);
+}
+
 fn part_texture<'a>(ctx: &egui::Context, shown: &'a mut Shown) -> &'a TextureHandle {
     let id = shown.part.record.id;
     let picture = shown.part.image.as_ref().or(shown.part.thumbnail.as_ref());
@@ -299,17 +354,13 @@ fn inspected_region(
     image: egui::Rect,
     manifest: &inspecta_vision::model::manifest::Manifest,
 ) -> egui::Rect {
-    use inspecta_vision::model::manifest::ResizeMode;
-    if manifest.input.resize == ResizeMode::Stretch {
-        return image;
-    }
-    let aspect = manifest.input.width as f32 / manifest.input.height as f32;
-    let size = if image.width() / image.height() > aspect {
-        egui::vec2(image.height() * aspect, image.height())
-    } else {
-        egui::vec2(image.width(), image.width() / aspect)
-    };
-    egui::Rect::from_center_size(image.center(), size)
+    let [x, y, w, h] = manifest
+        .input
+        .region(image.width() as u32, image.height() as u32);
+    egui::Rect::from_min_size(
+        image.min + egui::vec2(x * image.width(), y * image.height()),
+        egui::vec2(w * image.width(), h * image.height()),
+    )
 }
 
 /// Banner text and colour for a part's current label: colours chosen to read from 2 m.
