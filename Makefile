@@ -34,6 +34,8 @@ demo: build
 	@echo "== An anomaly model trained on the box from 24 good magnetic tiles, evaluated against the defect masks =="
 	$(INSPECTA) train anomaly --good samples/magnetic_tile --out out/demo/models/tiles --coreset 0.1 --force --quiet
 	$(INSPECTA) eval --model out/demo/models/tiles samples/magnetic_tile --out out/demo/tiles --quiet
+	$(INSPECTA) predict --model out/demo/models/tiles --overlays out/demo/tiles/overlays samples/magnetic_tile/test
+	@echo "Each test tile with its heat map drawn on (flagged region outlined): out/demo/tiles/overlays/"
 	@echo
 	@echo "== A headless station judging the sample parts as a line, with its HTTP API (samples/station.example.toml) =="
 	scripts/demo-station.sh $(INSPECTA)
