@@ -96,6 +96,10 @@ fn an_anomaly_model_is_trained_from_good_tiles_and_evaluated_with_masks() {
         stdout.contains("false reject on held-out good images") && stdout.contains("warning:"),
         "a handful of held-out tiles cannot show 1 % and training says so: {stdout}"
     );
+    assert!(
+        stdout.contains("map positions not evened out"),
+        "too few held-out tiles to even out positions, and training says so: {stdout}"
+    );
 
     let report = dir.path().join("eval");
     let evaluated = inspecta(&[

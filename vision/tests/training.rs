@@ -67,6 +67,7 @@ fn anomaly_model() -> &'static (PathBuf, anomaly::AnomalyReport) {
             &images,
             &anomaly::AnomalyOptions {
                 coreset_ratio: 0.1,
+                // Enough held-out tiles to even out map positions (see the blowhole test).
                 calibration_percent: 20,
                 ..anomaly::AnomalyOptions::default()
             },
@@ -102,6 +103,11 @@ fn an_anomaly_model_from_good_tiles_flags_defects_and_points_at_them() {
     assert_eq!(report.images, 26);
     assert!(report.calibration_images > 0 && report.bank > 0);
     assert_eq!(report.features_per_patch, 112 + 192);
+    assert!(
+        report.evened_out_positions,
+        "{} held-out tiles are enough to even out positions",
+        report.calibration_images
+    );
     // A handful of held-out tiles cannot show a 1 % false-reject rate, and training says so.
     assert_eq!(report.false_rejects.of, report.calibration_images);
     assert!(report.false_rejects.upper_bound > 0.01);

@@ -202,6 +202,14 @@ fn train_anomaly(args: &AnomalyArgs) -> anyhow::Result<ExitCode> {
     if let Some(warning) = &r.warning {
         println!("warning: {warning}");
     }
+    if !r.evened_out_positions && !args.keep_positions {
+        println!(
+            "note: map positions not evened out: {} held-out good images, {} needed \
+             (more good images, or a larger --calibration-percent)",
+            r.calibration_images,
+            anomaly::MIN_SCALE_IMAGES
+        );
+    }
     print_time_and_memory(r.extract_seconds, r.total_seconds);
     Ok(ExitCode::SUCCESS)
 }

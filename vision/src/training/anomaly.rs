@@ -61,6 +61,8 @@ pub struct AnomalyReport {
     /// Image scores (largest patch distance) of the held-out good images.
     pub calibration_scores: ScoreSummary,
     pub reference_distance: f32,
+    /// Whether each map position was scaled by its mean on the held-out good images.
+    pub evened_out_positions: bool,
     /// Held-out good images at or above the reference distance, with the bound on the rate.
     pub false_rejects: BoundedRate,
     /// Why the held-out images cannot show the false-reject target, when they cannot.
@@ -88,6 +90,10 @@ pub struct AnomalyModel {
 
 /// Fewer good images than this cannot give both a bank and a threshold.
 const MIN_IMAGES: usize = 8;
+/// Held-out good images needed to even out map positions: from 4 the per-cell means were noise
+/// (the 24 sample tiles' image AUROC fell from 0.89 to 0.78); from 75 they lifted the full
+/// magnetic-tile split's (docs/BENCHMARKS.md).
+pub const MIN_SCALE_IMAGES: usize = 5;
 
 pub fn train(
     backbone: &Backbone,
@@ -141,9 +147,15 @@ pub fn train(
             gaussian_blur(&distances, grid, grid, options.shape.smoothing)
         })
         .collect();
-    if options.even_out_positions
-        && let Some(scale) = fit_cell_scale(&maps)
-    {
+    let even_out = options.even_out_positions && maps.len() >= MIN_SCALE_IMAGES;
+    if options.even_out_positions && !even_out {
+        tracing::warn!(
+            held_out = maps.len(),
+            needed = MIN_SCALE_IMAGES,
+            "too few held-out good images to even out map positions; left as they are"
+        );
+    }
+    if even_out && let Some(scale) = fit_cell_scale(&maps) {
         model = model
             .with_cell_scale(scale, grid)
             .map_err(|reason| TrainError::Data {
@@ -172,6 +184,7 @@ pub fn train(
             max: scores[scores.len() - 1],
         },
         reference_distance,
+        evened_out_positions: model.cell_scale().is_some(),
         false_rejects,
         warning: shortfall(
             &false_rejects,
