@@ -163,44 +163,46 @@ fn outline(flagged: &[bool], width: usize, height: usize) -> Vec<[[f32; 2]; 2]> 
             && flagged[y as usize * width + x as usize]
     };
     let (fw, fh) = (width as f32, height as f32);
-    let mut segments = Vec::new();
+    let (w, h) = (width as isize, height as isize);
     // Horizontal edges: above row y, between cells (x, y - 1) and (x, y).
-    for y in 0..=height as isize {
-        let mut start = None;
-        for x in 0..=width as isize {
-            let edge = x < width as isize && at(x, y - 1) != at(x, y);
-            match (edge, start) {
-                (true, None) => start = Some(x),
-                (false, Some(s)) => {
-                    segments.push([
-                        [s as f32 / fw, y as f32 / fh],
-                        [x as f32 / fw, y as f32 / fh],
-                    ]);
-                    start = None;
-                }
-                _ => {}
-            }
-        }
-    }
+    let rows = runs(h, w, |y, x| at(x, y - 1) != at(x, y)).map(|(y, x0, x1)| {
+        [
+            [x0 as f32 / fw, y as f32 / fh],
+            [x1 as f32 / fw, y as f32 / fh],
+        ]
+    });
     // Vertical edges: left of column x.
-    for x in 0..=width as isize {
+    let columns = runs(w, h, |x, y| at(x - 1, y) != at(x, y)).map(|(x, y0, y1)| {
+        [
+            [x as f32 / fw, y0 as f32 / fh],
+            [x as f32 / fw, y1 as f32 / fh],
+        ]
+    });
+    rows.chain(columns).collect()
+}
+
+/// Along each of the `lines + 1` grid lines, the stretches `(line, start, end)` of the `len`
+/// cells where `edge(line, cell)` holds, each stretch once.
+fn runs(
+    lines: isize,
+    len: isize,
+    edge: impl Fn(isize, isize) -> bool,
+) -> impl Iterator<Item = (isize, isize, isize)> {
+    (0..=lines).flat_map(move |line| {
+        let mut stretches = Vec::new();
         let mut start = None;
-        for y in 0..=height as isize {
-            let edge = y < height as isize && at(x - 1, y) != at(x, y);
-            match (edge, start) {
-                (true, None) => start = Some(y),
+        for cell in 0..=len {
+            match (cell < len && edge(line, cell), start) {
+                (true, None) => start = Some(cell),
                 (false, Some(s)) => {
-                    segments.push([
-                        [x as f32 / fw, s as f32 / fh],
-                        [x as f32 / fw, y as f32 / fh],
-                    ]);
+                    stretches.push((line, s, cell));
                     start = None;
                 }
                 _ => {}
             }
         }
-    }
-    segments
+        stretches
+    })
 }
 
 #[cfg(test)]
