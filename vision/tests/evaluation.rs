@@ -133,6 +133,13 @@ fn html_and_json_reports_are_complete() {
     let json: serde_json::Value = serde_json::to_value(&report).unwrap();
     assert_eq!(json["samples"].as_array().unwrap().len(), 24);
     assert!(json["binary"]["auroc"].as_f64().unwrap() > 0.95);
+    let recommended = &json["binary"]["recommended"];
+    assert!(
+        recommended["threshold"].is_number() && recommended["escape_rate"].is_number(),
+        "the operating point reads as before: {recommended}"
+    );
+    assert_eq!(recommended["escapes"]["of"], 12);
+    assert!(recommended["escapes"]["upper_bound"].as_f64().unwrap() > 0.2);
 }
 
 #[test]

@@ -77,7 +77,9 @@ pub struct UncertainBand {
 /// The threshold a report recommends, why, and how sure it is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
-    /// Rates at the recommended threshold, band ignored.
+    /// Rates at the recommended threshold, band ignored; flattened in JSON, so
+    /// `recommended.threshold` reads as it did before the bounds came.
+    #[serde(flatten)]
     pub point: OperatingPoint,
     pub escapes: BoundedRate,
     pub false_rejects: BoundedRate,
