@@ -106,11 +106,17 @@ pub fn recommend(
 ) -> Recommendation {
     let edge = scores.threshold_for_escape_rate(target_escape).threshold;
     let threshold = midpoint_below(scores, edge);
-    let point = scores.at(threshold);
-    let escapes = count_below(scores.defect(), threshold);
-    let false_rejects = scores.good().len() - count_below(scores.good(), threshold);
-    let escapes = BoundedRate::new(escapes, scores.defect().len());
-    let false_rejects = BoundedRate::new(false_rejects, scores.good().len());
+    let escapes = BoundedRate::new(
+        count_below(scores.defect(), threshold),
+        scores.defect().len(),
+    );
+    let good = scores.good().len();
+    let false_rejects = BoundedRate::new(good - count_below(scores.good(), threshold), good);
+    let point = OperatingPoint {
+        threshold,
+        escape_rate: escapes.rate,
+        false_reject_rate: false_rejects.rate,
+    };
     let band = band_above(scores, threshold, target_false_reject);
     let reject_side = band.map_or(false_rejects, |b| b.false_rejects);
     let warnings = [
