@@ -4,7 +4,6 @@
 use egui::{Color32, RichText, TextureHandle, Ui};
 use inspecta_pipeline::store::Record;
 use inspecta_vision::inspection::UncertainReason;
-
 use inspecta_vision::overlay::{OUTLINE_RGB, legend};
 
 use super::{HeatDrawing, Panel, Shown, line, score_bar};
@@ -207,10 +206,8 @@ impl Panel {
             painter.image(drawing.texture.id(), region, whole, Color32::WHITE);
             let at =
                 |[x, y]: [f32; 2]| region.min + egui::vec2(x * region.width(), y * region.height());
-            let [r, g, b] = OUTLINE_RGB;
-            let stroke = egui::Stroke::new(2.5, Color32::from_rgb(r, g, b));
             for [from, to] in &drawing.outline {
-                painter.line_segment([at(*from), at(*to)], stroke);
+                painter.line_segment([at(*from), at(*to)], outline_stroke());
             }
             shown.heat = Some(drawing);
             heat_legend(ui, level);
@@ -293,9 +290,6 @@ impl Panel {
     }
 }
 
-/// The part's picture as a texture, uploaded the first time it is drawn (parts that came
-/// and went between two frames never are); the thumbnail, else grey, when the picture was
-/// dropped on the way.
 /// What the overlay's colours mean, under the picture: text a person can read, swatches in
 /// the overlay's own colours.
 fn heat_legend(ui: &mut Ui, level: f32) {
@@ -305,12 +299,11 @@ fn heat_legend(ui: &mut Ui, level: f32) {
             swatch(ui, Color32::from_rgba_unmultiplied(r, g, b, a.max(140)));
             ui.label(RichText::new(stop.label).size(16.0));
         }
-        let [r, g, b] = OUTLINE_RGB;
         let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 18.0), egui::Sense::hover());
         ui.painter().rect_stroke(
             rect.shrink(2.0),
             0.0,
-            egui::Stroke::new(2.5, Color32::from_rgb(r, g, b)),
+            outline_stroke(),
             egui::StrokeKind::Inside,
         );
         ui.label(
@@ -319,11 +312,20 @@ fn heat_legend(ui: &mut Ui, level: f32) {
     });
 }
 
+/// The flagged region's outline, on the picture and in the legend.
+fn outline_stroke() -> egui::Stroke {
+    let [r, g, b] = OUTLINE_RGB;
+    egui::Stroke::new(2.5, Color32::from_rgb(r, g, b))
+}
+
 fn swatch(ui: &mut Ui, colour: Color32) {
     let (rect, _) = ui.allocate_exact_size(egui::vec2(18.0, 18.0), egui::Sense::hover());
     ui.painter().rect_filled(rect, 2.0, colour);
 }
 
+/// The part's picture as a texture, uploaded the first time it is drawn (parts that came
+/// and went between two frames never are); the thumbnail, else grey, when the picture was
+/// dropped on the way.
 fn part_texture<'a>(ctx: &egui::Context, shown: &'a mut Shown) -> &'a TextureHandle {
     let id = shown.part.record.id;
     let picture = shown.part.image.as_ref().or(shown.part.thumbnail.as_ref());
