@@ -147,14 +147,8 @@ pub fn train(
             gaussian_blur(&distances, grid, grid, options.shape.smoothing)
         })
         .collect();
+    // Too few held-out images leave positions as they are; the report says so.
     let even_out = options.even_out_positions && maps.len() >= MIN_SCALE_IMAGES;
-    if options.even_out_positions && !even_out {
-        tracing::warn!(
-            held_out = maps.len(),
-            needed = MIN_SCALE_IMAGES,
-            "too few held-out good images to even out map positions; left as they are"
-        );
-    }
     if even_out && let Some(scale) = fit_cell_scale(&maps) {
         model = model
             .with_cell_scale(scale, grid)
