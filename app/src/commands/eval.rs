@@ -90,7 +90,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let json = args.out.join("compare.json");
     let text = serde_json::to_string_pretty(&comparison).context("serialising the comparison")?;
     std::fs::write(&json, text).with_context(|| format!("cannot write {}", json.display()))?;
-    println!("comparison: {}", json.display());
+    let page = args.out.join("compare.html");
+    std::fs::write(&page, html::render_comparison(&comparison))
+        .with_context(|| format!("cannot write {}", page.display()))?;
+    println!(
+        "comparison: {}\n            {}",
+        page.display(),
+        json.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -132,6 +139,15 @@ fn print_comparison(c: &compare::Comparison) {
         "images only A judged right: {}; only B: {}",
         c.only_a_right.len(),
         c.only_b_right.len()
+    );
+    println!(
+        "paired test (exact McNemar): p = {:.4}, {}",
+        c.mcnemar_p,
+        if c.mcnemar_p < compare::NOISE_P {
+            "beyond noise"
+        } else {
+            "within noise"
+        }
     );
     match c.better {
         Some(_) => println!("verdict: {}", c.reason),

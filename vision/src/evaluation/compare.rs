@@ -6,8 +6,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
+use statrs::distribution::{Binomial, DiscreteCDF as _};
 
 use super::EvalReport;
+
+/// Below this p-value, the two models' different right answers are more than chance.
+pub const NOISE_P: f64 = 0.05;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Criterion {
@@ -48,6 +52,28 @@ pub struct Comparison {
     /// Images judged right by one model only (paired, same image).
     pub only_a_right: Vec<PathBuf>,
     pub only_b_right: Vec<PathBuf>,
+    /// Exact McNemar test on those images: the chance of a split at least this uneven if
+    /// both models were equally good. Below [`NOISE_P`], the accuracy gap is not noise.
+    pub mcnemar_p: f64,
+}
+
+impl Comparison {
+    /// B judges more images right than A, and by more than chance (McNemar, [`NOISE_P`]).
+    pub fn b_wins_beyond_noise(&self) -> bool {
+        self.only_b_right.len() > self.only_a_right.len() && self.mcnemar_p < NOISE_P
+    }
+}
+
+/// Two-sided exact McNemar p-value for `a` and `b` discordant pairs.
+pub fn mcnemar_p(a: usize, b: usize) -> f64 {
+    let n = a + b;
+    if n == 0 {
+        return 1.0;
+    }
+    let Ok(split) = Binomial::new(0.5, n as u64) else {
+        return 1.0;
+    };
+    (2.0 * split.cdf(a.min(b) as u64)).min(1.0)
 }
 
 pub fn compare(a: &EvalReport, b: &EvalReport) -> Comparison {
@@ -107,6 +133,7 @@ pub fn compare(a: &EvalReport, b: &EvalReport) -> Comparison {
         criteria,
         better,
         reason,
+        mcnemar_p: mcnemar_p(only_a_right.len(), only_b_right.len()),
         only_a_right,
         only_b_right,
     }
@@ -131,5 +158,14 @@ mod tests {
         assert_eq!(criterion(0.90, 0.95, true).winner(), Some('B'));
         assert_eq!(criterion(0.90, 0.95, false).winner(), Some('A'));
         assert_eq!(criterion(0.90, 0.905, true).winner(), None);
+    }
+
+    #[test]
+    fn mcnemar_matches_the_binomial_tail() {
+        // 1 vs 9 discordant pairs: 2 * (1 + 10) / 1024.
+        assert!((mcnemar_p(1, 9) - 22.0 / 1024.0).abs() < 1e-9);
+        assert!((mcnemar_p(9, 1) - 22.0 / 1024.0).abs() < 1e-9);
+        assert_eq!(mcnemar_p(0, 0), 1.0);
+        assert_eq!(mcnemar_p(5, 5), 1.0);
     }
 }

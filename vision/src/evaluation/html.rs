@@ -348,3 +348,50 @@ fn thumbnail(path: &Path, heat: Option<&HeatMap>, model: &ModelInfo) -> Option<S
         base64::engine::general_purpose::STANDARD.encode(jpeg.into_inner())
     ))
 }
+
+/// The page for `eval --compare`: each figure side by side, the winner and whether the
+/// accuracy gap is more than chance, with links to both full reports (`A/`, `B/`).
+pub fn render_comparison(c: &super::compare::Comparison) -> String {
+    let verdict = match c.better {
+        Some(_) => c.reason.clone(),
+        None => format!("no clear winner: {}", c.reason),
+    };
+    let noise = if c.mcnemar_p < super::compare::NOISE_P {
+        "more than chance"
+    } else {
+        "within chance"
+    };
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "Inspecta comparison: " (c.a) " vs " (c.b) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                h1 { "A: " (c.a) " vs B: " (c.b) }
+                p { b { (verdict) } }
+                table {
+                    tr { th.l { "Figure" } th { "A" } th { "B" } th { "Better" } th { "Noise below" } }
+                    @for k in &c.criteria {
+                        tr {
+                            td.l { (k.name) }
+                            td { (format!("{:.4}", k.a)) }
+                            td { (format!("{:.4}", k.b)) }
+                            td { (if k.higher_is_better { "higher" } else { "lower" }) }
+                            td { (format!("{:.4}", k.tolerance)) }
+                        }
+                    }
+                }
+                h2 { "Images only one model judged right" }
+                p {
+                    "Only A: " b { (c.only_a_right.len()) } ", only B: " b { (c.only_b_right.len()) }
+                    ". Exact McNemar test p = " (format!("{:.4}", c.mcnemar_p)) ": the accuracy gap is " (noise) "."
+                }
+                p.muted { "Full reports: " a href="A/report.html" { "A" } ", " a href="B/report.html" { "B" } "." }
+            }
+        }
+    };
+    page.into_string()
+}
