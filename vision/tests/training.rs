@@ -89,6 +89,7 @@ fn anomaly_model() -> &'static (PathBuf, anomaly::AnomalyReport) {
             &backbone.path,
             &model.tensors(),
             None,
+            &[],
             false,
         )
         .unwrap();
@@ -293,6 +294,7 @@ fn a_classifier_learns_the_sample_classes_and_runs_as_a_model() {
             &backbone.path,
             &tensors,
             Some(&trained.familiarity),
+            &[],
             false,
         )
     };

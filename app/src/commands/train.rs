@@ -86,9 +86,10 @@ struct AnomalyArgs {
 
 #[derive(Debug, clap::Args)]
 struct ClassifierArgs {
-    /// Folder of class sub-folders.
-    #[arg(long)]
-    data: PathBuf,
+    /// Folder of class sub-folders; repeat to train on several (a seed set and the
+    /// operators' reviews from `export-dataset`, whose `provenance.csv` is kept with the model).
+    #[arg(long, required = true)]
+    data: Vec<PathBuf>,
     /// Labels that mean a good part (default: a class named `good`, if any).
     #[arg(long = "good-label")]
     good: Vec<String>,
@@ -98,6 +99,10 @@ struct ClassifierArgs {
     /// L2 penalty on the weights.
     #[arg(long, default_value_t = 1e-3)]
     l2: f32,
+    /// Defect scores from LOW up to HIGH go to the operator as uncertain (models with a
+    /// good label; default: none).
+    #[arg(long, num_args = 2, value_names = ["LOW", "HIGH"])]
+    uncertain_band: Option<Vec<f32>>,
     #[command(flatten)]
     common: Common,
 }
@@ -174,6 +179,7 @@ fn train_anomaly(args: &AnomalyArgs) -> anyhow::Result<ExitCode> {
         &model.tensors(),
         // An anomaly model's score already is its distance to the training images.
         None,
+        &[],
         common.force,
     )?;
     println!(
@@ -215,23 +221,36 @@ fn train_anomaly(args: &AnomalyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn train_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
-    let dataset = Dataset::discover(&args.data, &BTreeMap::new())?;
-    let labels = dataset.classes();
+    if let Some([low, high]) = args.uncertain_band.as_deref() {
+        let threshold = DecisionSpec::default().defect_threshold;
+        inspecta_vision::model::manifest::check_thresholds(threshold, [*low, *high])
+            .map_err(|reason| anyhow::anyhow!("--uncertain-band {low} {high}: {reason}"))?;
+    }
+    let mut found = Vec::new();
+    for folder in &args.data {
+        found.extend(Dataset::discover(folder, &BTreeMap::new())?.samples);
+    }
+    let labels: Vec<String> = found
+        .iter()
+        .map(|s| s.class.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if labels.len() < 2 {
         bail!(
             "{} has {} class folder(s); a classifier needs at least two",
-            args.data.display(),
+            data_list(&args.data),
             labels.len()
         );
     }
-    let samples: Vec<(PathBuf, usize)> = dataset
-        .samples
+    let samples: Vec<(PathBuf, usize)> = found
         .iter()
         .map(|s| {
             let class = labels.iter().position(|l| *l == s.class).unwrap_or(0);
             (s.path.clone(), class)
         })
         .collect();
+    let reviews = ReviewProvenance::gather(&args.data)?;
     let common = &args.common;
     let backbone = load_backbone(common, &CLASSIFIER_FEATURES)?;
     let options = classifier::ClassifierOptions {
@@ -264,11 +283,14 @@ fn train_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
         format!(
             "Classifier ({} classes) on a frozen EfficientNet-Lite0 trunk, from {}",
             trained.labels.len(),
-            args.data.display()
+            data_list(&args.data)
         ),
     );
     manifest.labels = trained.labels.clone();
     manifest.good = good;
+    if let Some([low, high]) = args.uncertain_band.as_deref() {
+        manifest.decision.uncertain_band = [*low, *high];
+    }
     manifest.head = Some(HeadSpec::Linear {
         weights: HEAD_FILE.into(),
         features: backbone.outputs.clone(),
@@ -277,7 +299,9 @@ fn train_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
         weights: training::FAMILIARITY_FILE.into(),
         features: backbone.outputs.clone(),
     });
-    manifest.training = Some(provenance(&args.data, r)?);
+    let mut training = provenance(Path::new(&data_list(&args.data)), r)?;
+    reviews.describe(&mut training);
+    manifest.training = Some(training);
     let manifest = Manifest::from_toml(&manifest.to_toml()?)
         .map_err(|reason| anyhow::anyhow!("the trained manifest is invalid: {reason}"))?;
     let head = &trained.head;
@@ -292,6 +316,7 @@ fn train_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
             ("bias", head.bias.clone().into_dyn()),
         ],
         Some(&trained.familiarity),
+        &reviews.files()?,
         common.force,
     )?;
     let counts: Vec<String> = r
@@ -312,6 +337,83 @@ fn train_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
     print_familiarity(&r.familiarity);
     print_time_and_memory(r.extract_seconds, r.extract_seconds + r.fit_seconds);
     Ok(ExitCode::SUCCESS)
+}
+
+fn data_list(folders: &[PathBuf]) -> String {
+    let names: Vec<String> = folders.iter().map(|f| f.display().to_string()).collect();
+    names.join(", ")
+}
+
+/// The operator reviews a model learnt from: the `provenance.csv` rows `export-dataset`
+/// wrote into its data folders, kept with the model as `reviews.csv` so every model can
+/// name the records (and people) that taught it.
+#[derive(Debug, Default)]
+struct ReviewProvenance {
+    header: Option<csv::StringRecord>,
+    rows: Vec<csv::StringRecord>,
+}
+
+impl ReviewProvenance {
+    const SOURCE: &str = "provenance.csv";
+    const KEPT: &str = "reviews.csv";
+
+    fn gather(folders: &[PathBuf]) -> anyhow::Result<Self> {
+        let mut gathered = Self::default();
+        for folder in folders {
+            let path = folder.join(Self::SOURCE);
+            if !path.is_file() {
+                continue;
+            }
+            let mut reader = csv::Reader::from_path(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let header = reader
+                .headers()
+                .with_context(|| format!("cannot read the header of {}", path.display()))?
+                .clone();
+            if header.iter().all(|h| h != "record_id") {
+                bail!(
+                    "{} has no record_id column: is it an export-dataset provenance file?",
+                    path.display()
+                );
+            }
+            if gathered.header.as_ref().is_some_and(|h| *h != header) {
+                bail!(
+                    "{} has other columns than the first provenance.csv",
+                    path.display()
+                );
+            }
+            for row in reader.records() {
+                gathered
+                    .rows
+                    .push(row.with_context(|| format!("a bad row in {}", path.display()))?);
+            }
+            gathered.header = Some(header);
+        }
+        Ok(gathered)
+    }
+
+    /// `reviews` (how many) and `reviews_file` in the manifest's `[training]`.
+    fn describe(&self, training: &mut toml::Table) {
+        if self.header.is_some() {
+            training.insert(
+                "reviews".into(),
+                toml::Value::Integer(self.rows.len() as i64),
+            );
+            training.insert("reviews_file".into(), Self::KEPT.into());
+        }
+    }
+
+    fn files(&self) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
+        let Some(header) = &self.header else {
+            return Ok(Vec::new());
+        };
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        for row in std::iter::once(header).chain(&self.rows) {
+            writer.write_record(row).context("writing reviews.csv")?;
+        }
+        let bytes = writer.into_inner().context("writing reviews.csv")?;
+        Ok(vec![(Self::KEPT, bytes)])
+    }
 }
 
 /// How far in-distribution images fall from the training set, and where the gate is.

@@ -150,6 +150,7 @@ pub fn write_model_dir(
     backbone: &Path,
     tensors: &[(&str, ArrayD<f32>)],
     familiarity: Option<&Familiarity>,
+    extras: &[(&str, Vec<u8>)],
     force: bool,
 ) -> Result<(), TrainError> {
     if out.exists() && !force {
@@ -177,6 +178,10 @@ pub fn write_model_dir(
         familiarity
             .save(&path)
             .map_err(|reason| TrainError::Write { path, reason })?;
+    }
+    for (name, bytes) in extras {
+        let path = partial.join(name);
+        std::fs::write(&path, bytes).map_err(io(&path))?;
     }
     let text = manifest.to_toml().map_err(|e| TrainError::Write {
         path: partial.join(MANIFEST_FILE),
