@@ -2,6 +2,7 @@
 //! and the plant. Data flows one way: [`source`] -> [`station`] -> [`store`] -> sinks
 //! ([`publish`], the app's panel and API). The vision engine itself is `inspecta-vision`.
 
+pub mod learning;
 mod mailbox;
 pub mod publish;
 pub mod quality;
