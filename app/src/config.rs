@@ -40,6 +40,51 @@ pub struct StationConfig {
     /// Products' settings an engineer switches the station between (panel: M).
     #[serde(default, rename = "recipe")]
     pub recipes: Vec<Recipe>,
+    /// Which parts to ask the operator about, and the candidate models reviews trained.
+    #[serde(default)]
+    pub learning: LearningSection,
+}
+
+/// The learning loop at the station: reviews asked for by a policy, candidate models
+/// (trained from them on the box) shown with their comparison and promoted by an engineer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearningSection {
+    /// Which parts `GET /review-requests` and the panel ask for first: `active`
+    /// (uncertain, then the most hesitant, spread over labels), `uncertain`, or `random`.
+    #[serde(default)]
+    pub policy: inspecta_pipeline::learning::Policy,
+    /// Hesitation (1 - the gap between the two likeliest labels) from which the panel asks
+    /// for a judged part: "please review: helps the next model".
+    #[serde(default = "default_ask_above")]
+    pub ask_above: f64,
+    /// Folder of candidate models, one directory each with its comparison against the
+    /// running model in `compare/` [default: `candidates/` in the store folder].
+    #[serde(default)]
+    pub candidates: Option<PathBuf>,
+}
+
+impl Default for LearningSection {
+    fn default() -> Self {
+        Self {
+            policy: inspecta_pipeline::learning::Policy::default(),
+            ask_above: default_ask_above(),
+            candidates: None,
+        }
+    }
+}
+
+fn default_ask_above() -> f64 {
+    0.6
+}
+
+impl LearningSection {
+    /// The candidates folder, where the station has a store to put it beside.
+    pub fn candidates_dir(&self, store: Option<&StoreConfig>) -> Option<PathBuf> {
+        self.candidates
+            .clone()
+            .or_else(|| store.map(|s| s.dir.join("candidates")))
+    }
 }
 
 /// What a product needs from the station: its model and thresholds, under a name an
@@ -293,6 +338,7 @@ impl StationConfig {
             )?;
         }
         within("[model] threads", self.model.threads, 1, 256)?;
+        within("[learning] ask_above", self.learning.ask_above, 0.0, 1.0)?;
         if self.trigger.enabled {
             within(
                 "[trigger] frame_timeout_ms",

@@ -6,6 +6,7 @@
 mod error;
 mod inspect;
 mod kpis;
+mod learning;
 mod records;
 mod serve;
 
@@ -30,8 +31,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::config::{ApiSection, StationConfig};
+use crate::config::{ApiSection, LearningSection, StationConfig};
 use crate::error_text::describe;
+use crate::service::candidates::Candidates;
 use crate::service::metrics::Metrics;
 use crate::service::sinks::{PartWaiters, SharedJsonLines};
 use crate::service::{Door, Service};
@@ -65,6 +67,8 @@ pub fn open(mut service: Service, config: &StationConfig) -> anyhow::Result<Serv
             predictions: Arc::new(Semaphore::new(api.max_predictions)),
             spc: config.spc.clone().map(ProcessWatch::new),
             finished: view.finished,
+            learning: view.learning,
+            candidates: view.candidates,
         };
         ApiServer::start(api, state)
     });
@@ -121,6 +125,8 @@ pub struct ApiState {
     pub spc: Option<ProcessWatch>,
     /// Set once a finite source has ended and every verdict from it is stored.
     pub finished: Arc<AtomicBool>,
+    pub learning: LearningSection,
+    pub candidates: Option<Candidates>,
 }
 
 /// Model sessions for `POST /predict`, reused across requests (each holds its buffers).
@@ -206,6 +212,9 @@ fn router(state: Shared, max_upload_bytes: usize) -> Router {
         .route("/verdicts/{id}/image", get(records::image))
         .route("/trigger", post(inspect::trigger))
         .route("/verdicts/{id}/review", post(records::review))
+        .route("/review-requests", get(learning::review_requests))
+        .route("/candidates", get(learning::candidates))
+        .route("/candidates/{id}/promote", post(learning::promote))
         .merge(uploads);
     let mut open = Router::new().route("/health", get(health));
     if state.open_metrics {

@@ -3,6 +3,7 @@
 //! main thread; the operator panel drives it from a worker thread. Doors that serve people
 //! and other programs (the HTTP API) are attached from outside and closed first on stop.
 
+pub mod candidates;
 pub mod metrics;
 pub mod recorder;
 mod settings;
@@ -24,7 +25,8 @@ use inspecta_pipeline::station::{Station, StationHandles, Triggers};
 use inspecta_pipeline::store::RecordStore;
 use inspecta_vision::model::Model;
 
-use crate::config::StationConfig;
+use crate::config::{LearningSection, StationConfig};
+use candidates::Candidates;
 use metrics::Metrics;
 use recorder::Recorder;
 pub use recorder::Sink;
@@ -58,6 +60,8 @@ pub struct Service {
     /// Tells API clients that a finite source has been judged and stored to the end.
     finished: Arc<AtomicBool>,
     summary: LineSummary,
+    learning: LearningSection,
+    candidates: Option<Candidates>,
 }
 
 /// What one [`Service::step`] did.
@@ -79,6 +83,9 @@ pub struct DoorView {
     /// `[output] jsonl`, which takes the API's verdicts too.
     pub jsonl: Option<SharedJsonLines>,
     pub finished: Arc<AtomicBool>,
+    pub learning: LearningSection,
+    /// Where the station has a store to keep them beside.
+    pub candidates: Option<Candidates>,
 }
 
 impl Service {
@@ -117,6 +124,13 @@ impl Service {
             config.model.threads,
             store,
         );
+        let candidates = config
+            .learning
+            .candidates_dir(config.store.as_ref())
+            .map(|dir| {
+                let shadow = config.model.shadow.clone().zip(handles.shadow.clone());
+                Candidates::new(dir, settings.clone(), shadow)
+            });
         let metrics = Arc::new(Metrics::new(handles.clone()));
         let waiters = Arc::new(PartWaiters::default());
         let built = open_jsonl(config, &metrics).and_then(|jsonl| {
@@ -149,6 +163,8 @@ impl Service {
                 .map(|spc| (ProcessWatch::new(spc), Instant::now())),
             finished: Arc::new(AtomicBool::new(false)),
             summary: LineSummary::new(Duration::from_secs(config.output.summary_every_s)),
+            learning: config.learning.clone(),
+            candidates,
         })
     }
 
@@ -167,6 +183,18 @@ impl Service {
         self.handles.store.as_ref()
     }
 
+    /// The hesitation from which the panel asks for a judged part, under the active policy.
+    #[cfg(feature = "panel")]
+    pub fn asks_above(&self) -> Option<f64> {
+        (self.learning.policy == inspecta_pipeline::learning::Policy::Active)
+            .then_some(self.learning.ask_above)
+    }
+
+    #[cfg(feature = "panel")]
+    pub fn candidates(&self) -> Option<&Candidates> {
+        self.candidates.as_ref()
+    }
+
     pub fn triggers(&self) -> Option<&Triggers> {
         self.handles.triggers.as_ref()
     }
@@ -179,6 +207,8 @@ impl Service {
             waiters: Arc::clone(&self.waiters),
             jsonl: self.jsonl.clone(),
             finished: Arc::clone(&self.finished),
+            learning: self.learning.clone(),
+            candidates: self.candidates.clone(),
         }
     }
 

@@ -127,6 +127,16 @@ impl Settings {
                 path.display()
             );
         }
+        self.put_in_charge(path, who)
+    }
+
+    /// Puts a candidate from the learning loop's folder in charge: the engineer chose that
+    /// folder in the config, and a candidate is promoted only with its comparison.
+    pub fn promote_candidate(&self, path: &Path, who: &str) -> anyhow::Result<String> {
+        self.put_in_charge(path, who)
+    }
+
+    fn put_in_charge(&self, path: &Path, who: &str) -> anyhow::Result<String> {
         let model = crate::engine::load_model(path, self.threads)?;
         let old = self
             .models
