@@ -22,6 +22,8 @@ pub enum Command {
     EngineerSignIn,
     Thresholds,
     SwitchModel,
+    /// Candidate models from the learning loop, with their comparison (engineer: promote).
+    Candidates,
     SignOut,
     /// Larger or smaller text and pictures, remembered for the station; back to the config's.
     ZoomIn,
@@ -86,7 +88,7 @@ pub const SHORTCUTS: &[Shortcut] = &[
     key(
         Key::U,
         "U",
-        "Next part waiting for review (uncertain)",
+        "Next part waiting for review (uncertain, then the ones that help the next model)",
         Command::NextInQueue,
     ),
     key(
@@ -139,6 +141,12 @@ pub const SHORTCUTS: &[Shortcut] = &[
         "M",
         "Switch the model (engineer only)",
         Command::SwitchModel,
+    ),
+    key(
+        Key::P,
+        "P",
+        "Candidate models: comparison, promote (engineer only)",
+        Command::Candidates,
     ),
     key(
         Key::F12,

@@ -15,7 +15,10 @@ use super::events::{Event, Events, Part};
 use super::prefs::{self, Remembered};
 use crate::error_text::describe;
 use crate::service::Settings;
+use crate::service::candidates::{Candidate, Candidates, PromoteError};
 use crate::users::Users;
+
+const NO_CANDIDATES: &str = "this station has no candidates folder ([learning] candidates)";
 
 /// Requests waiting for the desk. The UI never waits for room: a full queue means the desk
 /// is stuck, and the operator is told.
@@ -51,6 +54,13 @@ pub enum Request {
     },
     /// Writes what the panel remembers for the next run (a file, so not on the UI thread).
     Remember(Remembered),
+    /// Lists the candidate models (reads their folders).
+    ListCandidates,
+    /// Puts candidate `id` in charge (loads it), with its comparison's consent.
+    Promote {
+        who: String,
+        id: String,
+    },
     Stop,
 }
 
@@ -86,6 +96,7 @@ impl Desk {
         settings: Settings,
         shift_start: jiff::Timestamp,
         users: Option<Arc<Users>>,
+        candidates: Option<Candidates>,
         events: Events,
     ) -> std::io::Result<(Self, Requests)> {
         let (requests, inbox) = sync_channel(REQUEST_QUEUE);
@@ -95,6 +106,7 @@ impl Desk {
             settings,
             shift_start,
             users,
+            candidates,
             events,
         };
         let thread = std::thread::Builder::new()
@@ -137,6 +149,7 @@ struct Worker {
     settings: Settings,
     shift_start: jiff::Timestamp,
     users: Option<Arc<Users>>,
+    candidates: Option<Candidates>,
     events: Events,
 }
 
@@ -198,6 +211,17 @@ impl Worker {
                         tracing::warn!(path = %path.display(), "panel preferences not saved: {e}");
                     }
                 }
+                Ok(Request::ListCandidates) => {
+                    if !self.send(Event::Candidates(self.list_candidates())) {
+                        return;
+                    }
+                }
+                Ok(Request::Promote { who, id }) => {
+                    let result = self.promote(&who, &id);
+                    if !self.send(Event::SettingsChanged(result)) {
+                        return;
+                    }
+                }
                 Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -209,6 +233,20 @@ impl Worker {
                 last_kpis = Instant::now();
             }
         }
+    }
+
+    fn list_candidates(&self) -> Result<Vec<Candidate>, String> {
+        let candidates = self.candidates.as_ref().ok_or(NO_CANDIDATES)?;
+        candidates.list().map_err(|e| describe(&e))
+    }
+
+    /// The panel only offers Promote with a comparison that does not find it worse.
+    fn promote(&self, who: &str, id: &str) -> Result<String, String> {
+        let candidates = self.candidates.as_ref().ok_or(NO_CANDIDATES)?;
+        candidates.promote(id, who, false).map_err(|e| match e {
+            PromoteError::Failed(e) => describe(&e),
+            refused @ PromoteError::Refusal(_) => refused.to_string(),
+        })
     }
 
     /// Uncertain parts of this shift nobody has labelled yet, oldest first.

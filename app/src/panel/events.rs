@@ -41,6 +41,8 @@ pub enum Event {
     SignedIn(Result<(String, Role), String>),
     /// A threshold change or model switch took effect (what changed), or why not.
     SettingsChanged(Result<String, String>),
+    /// The candidate models of the learning loop, or why they cannot be listed.
+    Candidates(Result<Vec<crate::service::candidates::Candidate>, String>),
 }
 
 /// What the line is doing, as the panel shows it: sent when it changes.

@@ -74,7 +74,9 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
         ui_scale: panel_config.ui_scale,
         remembered_scale: prefs::load(&prefs::path(&store)).ui_scale,
         named_users: users.is_some(),
+        ask_above: service.asks_above(),
     };
+    let candidates = service.candidates().cloned();
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Glow,
         viewport: egui::ViewportBuilder::default()
@@ -100,6 +102,7 @@ pub fn run(config: &StationConfig) -> anyhow::Result<ExitCode> {
                 settings,
                 shift_start.timestamp(),
                 users,
+                candidates,
                 events.clone(),
             )?;
             let live = LiveWorker::start(service, events)?;

@@ -226,6 +226,53 @@ impl Panel {
         }
     }
 
+    /// The candidate models with what an engineer decides on (their comparison with the
+    /// running model, reviews, shadow agreement); Enter promotes the chosen one.
+    pub(super) fn candidates_dialog(&mut self, ctx: &egui::Context) {
+        let Some(mut choice) = self.candidates.take() else {
+            return;
+        };
+        let mut outcome = None;
+        egui::Modal::new(egui::Id::unique("inspecta-candidates")).show(ctx, |ui| {
+            ui.heading("Candidate models");
+            let manifest = self.model.manifest();
+            ui.label(format!("Judging now: {} {}", manifest.name, manifest.version));
+            match &choice.list {
+                None => {
+                    ui.label("Reading the candidates folder...");
+                    keys_hint(ui, "Please wait");
+                }
+                Some(list) if list.is_empty() => {
+                    ui.label("No candidate yet: train one from the reviews into the candidates folder ([learning] candidates), with its comparison in compare/.");
+                    keys_hint(ui, "Nothing to promote");
+                }
+                Some(list) => {
+                    choose_with_keys(ui, &mut choice.chosen, list.len(), true);
+                    for (n, c) in list.iter().enumerate() {
+                        ui.radio_value(&mut choice.chosen, n, format!("{} {}", n + 1, candidate_title(c)));
+                        ui.label(RichText::new(candidate_figures(c)).weak());
+                    }
+                    keys_hint(ui, "Up/Down or 1-9 choose, Enter promotes");
+                    outcome = save_or_cancel(ui, "Promote");
+                }
+            }
+        });
+        let chosen = choice
+            .list
+            .as_ref()
+            .and_then(|l| l.get(choice.chosen))
+            .map(|c| c.id.clone());
+        match (outcome, chosen) {
+            (Some(true), Some(id)) => {
+                let who = self.operator.clone().unwrap_or_default();
+                self.message = Some((format!("promoting candidate {id}"), false));
+                self.ask_desk(Request::Promote { who, id });
+            }
+            (Some(_), _) => {}
+            (None, _) => self.candidates = Some(choice),
+        }
+    }
+
     /// Hands `request` to the desk; false (and the operator told why) when it cannot.
     pub(super) fn ask_desk(&mut self, request: Request) -> bool {
         match self.requests.send(request) {
@@ -382,4 +429,40 @@ fn focus_when_free(ui: &Ui, field: &egui::Response) {
     if ui.memory(|m| m.focused().is_none()) {
         field.request_focus();
     }
+}
+
+fn candidate_title(c: &crate::service::candidates::Candidate) -> String {
+    let promoted = c.promoted.as_ref().map_or(String::new(), |p| {
+        format!(" (promoted by {} {})", p.who, p.at)
+    });
+    format!("{}: {} {}{promoted}", c.id, c.name, c.version)
+}
+
+/// One line of evidence: the comparison's verdict, its paired test, reviews and shadow.
+fn candidate_figures(c: &crate::service::candidates::Candidate) -> String {
+    let mut parts = Vec::new();
+    match &c.comparison {
+        Some(k) => {
+            let against = if c.compared_with_running {
+                String::new()
+            } else {
+                format!(" (against {}, not the running model)", k.a)
+            };
+            parts.push(format!(
+                "{}; McNemar p {:.3}{against}",
+                k.reason, k.mcnemar_p
+            ));
+        }
+        None => parts.push("no comparison yet".into()),
+    }
+    if let Some(n) = c.reviews {
+        parts.push(format!("{n} reviews"));
+    }
+    if let Some(s) = &c.shadow {
+        parts.push(format!(
+            "shadow: {} of {} parts disagreed",
+            s.disagreements, s.judged
+        ));
+    }
+    parts.join("  ·  ")
 }

@@ -55,7 +55,13 @@ pub struct PanelSetup {
     pub remembered_scale: Option<f32>,
     /// People sign in with a name and PIN from the users file, which gives their role.
     pub named_users: bool,
+    /// Judged parts at least this hesitant are asked for ("please review: helps the next
+    /// model"), under the active review policy (`[learning]`).
+    pub ask_above: Option<f64>,
 }
+
+/// Judged parts asked for at once: the newest, so the request never grows into a chore.
+const ASKED_MAX: usize = 10;
 
 struct Shown {
     part: Part,
@@ -111,6 +117,13 @@ struct ModelChoice {
     confirming: bool,
 }
 
+/// The candidates dialog: `None` until the desk has listed them.
+#[derive(Debug, Default)]
+struct CandidateChoice {
+    chosen: usize,
+    list: Option<Vec<crate::service::candidates::Candidate>>,
+}
+
 #[derive(Debug, Default)]
 struct Picker {
     label: usize,
@@ -125,6 +138,8 @@ pub struct Panel {
     history: VecDeque<Shown>,
     /// Uncertain parts nobody has labelled, oldest first (record ids).
     queue: VecDeque<i64>,
+    /// Judged parts the review policy asks for, oldest first; they do not hold the history.
+    asked: VecDeque<i64>,
     /// The part under review; `None` follows the newest part.
     selected: Option<i64>,
     /// The part the live view froze on.
@@ -140,6 +155,7 @@ pub struct Panel {
     pin_entry: Option<String>,
     thresholds: Option<Thresholds>,
     model_choice: Option<ModelChoice>,
+    candidates: Option<CandidateChoice>,
     /// The model judging the parts, as of the last settings change.
     model: Arc<Model>,
     /// Labels an inspector can give: "good" first, then the model's defect classes.
@@ -172,6 +188,7 @@ impl Panel {
             requests,
             history: VecDeque::new(),
             queue: VecDeque::new(),
+            asked: VecDeque::new(),
             selected: None,
             paused: None,
             operator: None,
@@ -182,6 +199,7 @@ impl Panel {
             pin_entry: None,
             thresholds: None,
             model_choice: None,
+            candidates: None,
             model,
             labels,
             picker: None,
@@ -236,6 +254,15 @@ impl Panel {
             }
             Event::SettingsChanged(Err(reason)) => self.message = Some((reason, true)),
             Event::SignedIn(result) => self.signed_in(result),
+            Event::Candidates(Ok(list)) => {
+                if let Some(choice) = &mut self.candidates {
+                    choice.list = Some(list);
+                }
+            }
+            Event::Candidates(Err(reason)) => {
+                self.candidates = None;
+                self.message = Some((reason, true));
+            }
         }
     }
 
@@ -261,6 +288,16 @@ impl Panel {
         }
         if part.record.label == "uncertain" && !self.queue.contains(&id) {
             self.queue.push_back(id);
+        }
+        let asked = self.setup.ask_above.is_some_and(|above| {
+            part.record.review.is_none()
+                && inspecta_pipeline::learning::worth_asking(&part.record, above)
+        });
+        if asked {
+            self.asked.push_back(id);
+            if self.asked.len() > ASKED_MAX {
+                self.asked.pop_front();
+            }
         }
         self.history.push_back(Shown {
             part,
@@ -290,6 +327,14 @@ impl Panel {
             };
             self.history.remove(pos);
         }
+        let history = &self.history;
+        self.asked
+            .retain(|id| history.iter().any(|s| s.part.record.id == *id));
+    }
+
+    /// Whether the review policy asks for this judged part.
+    fn is_asked(&self, id: i64) -> bool {
+        self.asked.contains(&id)
     }
 
     fn reviewed(&mut self, id: i64, result: Result<Review, String>) {
@@ -314,14 +359,20 @@ impl Panel {
                 ));
                 shown.part.record.label.clone_from(&review.after);
                 shown.part.record.review = Some(review);
-                let was_queued = self.queue.contains(&id);
+                let was_queued = self.queue.contains(&id) || self.asked.contains(&id);
                 self.queue.retain(|q| *q != id);
+                self.asked.retain(|q| *q != id);
                 if was_queued {
-                    self.selected = self.queue.front().copied();
+                    self.selected = self.next_to_review();
                 }
             }
             Err(reason) => self.message = Some((format!("part {id}: {reason}"), true)),
         }
+    }
+
+    /// Uncertain parts first: the line needs their verdict; then the asked ones.
+    fn next_to_review(&self) -> Option<i64> {
+        self.queue.front().or(self.asked.front()).copied()
     }
 
     /// The part on screen: the selected one, the one the view froze on, or the newest.
@@ -350,8 +401,8 @@ impl Panel {
                     self.picker = Some(Picker::default());
                 }
             }
-            Command::NextInQueue => match self.queue.front() {
-                Some(id) => self.selected = Some(*id),
+            Command::NextInQueue => match self.next_to_review() {
+                Some(id) => self.selected = Some(id),
                 None => self.message = Some(("no part is waiting for review".into(), false)),
             },
             Command::Previous => self.step_history(-1),
@@ -361,6 +412,7 @@ impl Panel {
                     | self.pin_entry.take().is_some()
                     | self.thresholds.take().is_some()
                     | self.model_choice.take().is_some()
+                    | self.candidates.take().is_some()
                     | std::mem::take(&mut self.help);
                 if !closed {
                     self.selected = None;
@@ -438,6 +490,14 @@ impl Panel {
                     });
                 }
             }
+            Command::Candidates => {
+                if !self.engineer {
+                    self.message =
+                        Some(("candidate models need the engineer role (E)".into(), true));
+                } else if self.ask_desk(Request::ListCandidates) {
+                    self.candidates = Some(CandidateChoice::default());
+                }
+            }
             Command::ZoomIn => self.zoom(Some(ZOOM_STEP)),
             Command::ZoomOut => self.zoom(Some(1.0 / ZOOM_STEP)),
             Command::ZoomReset => self.zoom(None),
@@ -448,6 +508,7 @@ impl Panel {
                 self.engineer = false;
                 self.thresholds = None;
                 self.model_choice = None;
+                self.candidates = None;
                 self.sign_in.clear();
             }
         }
@@ -541,7 +602,8 @@ impl Panel {
         let dialog_open = self.picker.is_some()
             || self.pin_entry.is_some()
             || self.thresholds.is_some()
-            || self.model_choice.is_some();
+            || self.model_choice.is_some()
+            || self.candidates.is_some();
         if self.operator.is_some() && !dialog_open {
             for command in commands::pressed(ui.ctx()) {
                 if let Some(viewport) = self.run(command) {
@@ -573,6 +635,9 @@ impl Panel {
         }
         if self.model_choice.is_some() {
             self.model_dialog(ui.ctx());
+        }
+        if self.candidates.is_some() {
+            self.candidates_dialog(ui.ctx());
         }
         if self.help {
             help_overlay(ui.ctx(), &mut self.help);

@@ -38,6 +38,12 @@ impl Panel {
                         .strong()
                 };
                 ui.label(queue);
+                if !self.asked.is_empty() {
+                    ui.label(
+                        RichText::new(format!("Please review: {}", self.asked.len()))
+                            .color(Color32::from_rgb(120, 190, 255)),
+                    );
+                }
                 if let Some(alarm) = &self.alarm {
                     ui.separator();
                     let at = alarm.raised_at.strftime("%H:%M");
@@ -124,6 +130,14 @@ impl Panel {
                     );
                 });
             });
+        if self.is_asked(id) {
+            ui.label(
+                RichText::new("Please review: helps the next model (U: next)")
+                    .size(20.0)
+                    .strong()
+                    .color(Color32::from_rgb(120, 190, 255)),
+            );
+        }
         let rule = self.model.rule();
         if rule.has_good_label() {
             score_bar::show(

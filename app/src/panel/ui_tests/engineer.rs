@@ -185,21 +185,6 @@ fn an_engineer_switches_recipes_and_another_product_needs_a_second_enter() {
     );
 }
 
-/// Steps the UI until the desk has logged the `nth` settings change; returns it.
-fn stored_change(harness: &mut Harness<'static, Panel>, rig: &Rig, nth: u32) -> Change {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        harness.run_steps(1);
-        let mut changes = rig.store.changes(nth).unwrap();
-        if changes.len() == nth as usize {
-            harness.run_steps(3);
-            return changes.remove(0);
-        }
-        assert!(Instant::now() < deadline, "no settings change was logged");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn an_engineer_switches_the_model_and_the_labels_follow() {
     let (mut harness, rig) = rig(false);

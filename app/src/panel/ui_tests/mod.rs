@@ -25,15 +25,19 @@ use super::events::{self, Event, Events, LineState, Part, Waker};
 use super::pictures::heat_overlay;
 use crate::config::Recipe;
 use crate::service::Settings;
+use crate::service::candidates::Candidates;
 use crate::users::{Role as UserRole, Users};
 
 mod engineer;
+mod learning;
 
 struct Rig {
     store: Arc<RecordStore>,
     model: Arc<Model>,
     settings: Settings,
     events: Events,
+    /// The learning loop's candidates folder the desk reads.
+    candidates: std::path::PathBuf,
     _desk: Desk,
     _dir: tempfile::TempDir,
 }
@@ -75,6 +79,11 @@ fn rig_with(
         settings.clone(),
         shift_start,
         users.map(Arc::new),
+        Some(Candidates::new(
+            dir.path().join("candidates"),
+            settings.clone(),
+            None,
+        )),
         events.clone(),
     )
     .unwrap();
@@ -90,6 +99,7 @@ fn rig_with(
         ui_scale: 1.0,
         remembered_scale: None,
         named_users,
+        ask_above: Some(0.6),
     };
     let panel = Panel::new(setup, inbox, requests);
     let harness = Harness::builder()
@@ -101,6 +111,7 @@ fn rig_with(
         settings,
         events,
         _desk: desk,
+        candidates: dir.path().join("candidates"),
         _dir: dir,
     };
     (harness, rig)
@@ -187,6 +198,21 @@ fn stored_review(harness: &mut Harness<'static, Panel>, rig: &Rig, id: i64) -> R
             Instant::now() < deadline,
             "no review of part {id} reached the store"
         );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Steps the UI until the desk has logged the `nth` settings change; returns it.
+fn stored_change(harness: &mut Harness<'static, Panel>, rig: &Rig, nth: u32) -> Change {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        harness.run_steps(1);
+        let mut changes = rig.store.changes(nth).unwrap();
+        if changes.len() == nth as usize {
+            harness.run_steps(3);
+            return changes.remove(0);
+        }
+        assert!(Instant::now() < deadline, "no settings change was logged");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
