@@ -6,7 +6,7 @@ DATASETS ?= ../shared/datasets
 BACKBONE ?= ../shared/backbones/efficientnet_lite0_imagenet_224.onnx
 INSPECTA := target/release/inspecta
 
-.PHONY: deps deps-test deps-python build package package-test demo test lint bench bench-live bench-api bench-opcua bench-panel models eval-casting backbone trunk anomaly-mt classifiers clean
+.PHONY: deps deps-test deps-python build package package-test demo test lint bench bench-live bench-api bench-opcua bench-panel bench-loop models eval-casting backbone trunk anomaly-mt classifiers clean
 
 deps:
 	@scripts/install-deps.sh run
@@ -86,6 +86,10 @@ bench-panel: build deps-test
 ## bench-api: the live line's parts/s unloaded and under a burst of 2,000 API requests (docs/BENCHMARKS.md).
 bench-api: build
 	scripts/bench-api-burst.sh $(INSPECTA)
+
+## bench-loop: the learning loop on X-SDD and casting: a seed model, reviews through the API by policy and budget, retrain, compare, shadow, promote (docs/BENCHMARKS.md).
+bench-loop: build
+	python3 scripts/bench_loop.py --inspecta $(INSPECTA) --datasets $(DATASETS)
 
 ## models: rebuild the bundled models from the public datasets (needs ../shared).
 models: build deps-python
