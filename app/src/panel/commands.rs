@@ -183,38 +183,45 @@ pub const SHORTCUTS: &[Shortcut] = &[
 
 pub const OVERRIDE_HELP: (&str, &str) = ("1-9", "Override to label 1-9 of the label list");
 
-/// Commands typed this frame, in the order they were typed: "Left, Enter" confirms the
-/// older part, never the one that was on screen. Keys typed into a text field are not
-/// commands; a held key repeats only the history steps, never a review.
-pub fn pressed(ctx: &egui::Context) -> Vec<Command> {
+/// The next command typed this frame, taken out of the input; the keys after it stay there.
+/// One at a time, so "Left, Enter" confirms the older part, never the one that was on
+/// screen, and keys typed after O within one frame go to the override dialog it opens.
+/// Keys typed into a text field are not commands; a held key repeats only the history
+/// steps, never a review.
+pub fn next_pressed(ctx: &egui::Context) -> Option<Command> {
     if ctx.egui_wants_keyboard_input() {
-        return Vec::new();
+        return None;
     }
     ctx.input_mut(|input| {
-        let mut commands = Vec::new();
-        input.events.retain(|event| {
-            let egui::Event::Key {
+        while let Some((at, command, repeat)) = first_command(&input.events) {
+            input.events.remove(at);
+            // The text a key types comes right after its key event: O's "o" is not a reason.
+            if matches!(input.events.get(at), Some(egui::Event::Text(_))) {
+                input.events.remove(at);
+            }
+            if !repeat || matches!(command, Command::Previous | Command::Next) {
+                return Some(command);
+            }
+        }
+        None
+    })
+}
+
+/// Where the first key press that is a command sits, the command, and whether it repeats.
+fn first_command(events: &[egui::Event]) -> Option<(usize, Command, bool)> {
+    events
+        .iter()
+        .enumerate()
+        .find_map(|(at, event)| match event {
+            egui::Event::Key {
                 key,
                 pressed: true,
                 repeat,
                 modifiers,
                 ..
-            } = event
-            else {
-                return true;
-            };
-            match command_for(*key, *modifiers) {
-                Some(command) => {
-                    if !repeat || matches!(command, Command::Previous | Command::Next) {
-                        commands.push(command);
-                    }
-                    false
-                }
-                None => true,
-            }
-        });
-        commands
-    })
+            } => command_for(*key, *modifiers).map(|command| (at, command, *repeat)),
+            _ => None,
+        })
 }
 
 fn command_for(key: Key, modifiers: Modifiers) -> Option<Command> {
@@ -263,7 +270,11 @@ mod tests {
             events,
             ..Default::default()
         };
-        let mut output = ctx.run_ui(input, |ui| commands = pressed(ui.ctx()));
+        let mut output = ctx.run_ui(input, |ui| {
+            while let Some(command) = next_pressed(ui.ctx()) {
+                commands.push(command);
+            }
+        });
         output.textures_delta.clear();
         commands
     }

@@ -51,7 +51,7 @@ impl Panel {
                     Some(pin) if !name.is_empty() => pin,
                     _ => &field,
                 };
-                focus_when_free(ui, next);
+                claim_focus(ui, next.id);
             }
         });
     }
@@ -64,12 +64,12 @@ impl Panel {
         egui::Modal::new(egui::Id::unique("inspecta-engineer")).show(ctx, |ui| {
             ui.heading("Engineer sign-in");
             ui.label("PIN");
-            let field = ui.add(egui::TextEdit::singleline(&mut pin).password(true));
+            let id = egui::Id::unique("inspecta-engineer-pin");
+            claim_focus(ui, id);
+            let field = ui.add(egui::TextEdit::singleline(&mut pin).password(true).id(id));
             entered = ui.input(|i| i.key_pressed(Key::Enter)) || ui.button("Enter").clicked();
             if entered {
                 field.surrender_focus();
-            } else {
-                focus_when_free(ui, &field);
             }
         });
         if !entered {
@@ -312,9 +312,13 @@ impl Panel {
                     picker.reason.clone_from(reason);
                 }
             }
-            let field = ui
-                .add(egui::TextEdit::singleline(&mut picker.reason).hint_text("reason (optional)"));
-            focus_when_free(ui, &field);
+            let id = egui::Id::unique("inspecta-override-reason");
+            claim_focus(ui, id);
+            let field = ui.add(
+                egui::TextEdit::singleline(&mut picker.reason)
+                    .hint_text("reason (optional)")
+                    .id(id),
+            );
             let label = labels.get(picker.label).map_or("", String::as_str);
             let reason = completed_reason(&picker.reason, reasons);
             keys_hint(
@@ -425,9 +429,11 @@ fn save_or_cancel(ui: &mut Ui, save: &str) -> Option<bool> {
 /// again every frame interrupts the input method each time, and on X11 that loop starves
 /// the window of every key and mouse event. A dialog that closes surrenders the focus
 /// instead, or the panel's first shortcut after it would be taken for typing.
-fn focus_when_free(ui: &Ui, field: &egui::Response) {
+/// Gives `id` the keyboard unless another widget has it. Called before the field is added,
+/// the field takes the keys typed in the very frame its dialog opened.
+fn claim_focus(ui: &Ui, id: egui::Id) {
     if ui.memory(|m| m.focused().is_none()) {
-        field.request_focus();
+        ui.memory_mut(|m| m.request_focus(id));
     }
 }
 

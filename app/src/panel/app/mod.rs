@@ -586,6 +586,16 @@ impl Panel {
         }
     }
 
+    /// Keys are commands while someone is signed in and no dialog has them.
+    fn takes_commands(&self) -> bool {
+        let dialog_open = self.picker.is_some()
+            || self.pin_entry.is_some()
+            || self.thresholds.is_some()
+            || self.model_choice.is_some()
+            || self.candidates.is_some();
+        self.operator.is_some() && !dialog_open
+    }
+
     /// Draws the whole panel.
     pub fn ui(&mut self, ui: &mut Ui) {
         self.drain_events();
@@ -599,13 +609,13 @@ impl Panel {
             ui.ctx().set_zoom_factor(self.scale);
             self.scale_applied = Some(self.scale);
         }
-        let dialog_open = self.picker.is_some()
-            || self.pin_entry.is_some()
-            || self.thresholds.is_some()
-            || self.model_choice.is_some()
-            || self.candidates.is_some();
-        if self.operator.is_some() && !dialog_open {
-            for command in commands::pressed(ui.ctx()) {
+        if self.takes_commands() {
+            // One at a time: a key that opens a dialog (or signs out) leaves the keys after
+            // it to the dialog.
+            while self.takes_commands() {
+                let Some(command) = commands::next_pressed(ui.ctx()) else {
+                    break;
+                };
                 if let Some(viewport) = self.run(command) {
                     ui.ctx().send_viewport_cmd(viewport);
                 }

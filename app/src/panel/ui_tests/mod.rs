@@ -266,6 +266,39 @@ fn the_picker_records_the_label_and_the_reason() {
 }
 
 /// The issue's own sequence: O, a digit for the label, the start of a reason code, Enter.
+/// A busy machine draws seldom, so a fast inspector's keys arrive in one frame: the keys
+/// after O still belong to the picker, not to the part view (where 2 would override).
+#[test]
+fn keys_typed_in_one_frame_after_o_go_to_the_picker() {
+    let (mut harness, rig) = rig(false);
+    sign_in(&mut harness, "cleo");
+    let id = live_part(&mut harness, &rig, "good");
+    let key = |key| egui::Event::Key {
+        key,
+        physical_key: None,
+        pressed: true,
+        repeat: false,
+        modifiers: egui::Modifiers::NONE,
+    };
+    harness.input_mut().events.extend([
+        key(egui::Key::O),
+        egui::Event::Text("o".into()),
+        key(egui::Key::Num2),
+        egui::Event::Text("2".into()),
+        egui::Event::Text("fla".into()),
+        key(egui::Key::Enter),
+    ]);
+    let review = stored_review(&mut harness, &rig, id);
+    assert_eq!(review.after, "defect");
+    assert_eq!(review.reason.as_deref(), Some("flash"));
+    harness.run_steps(5);
+    assert_eq!(
+        rig.store.reviews(id).unwrap().len(),
+        1,
+        "one review, not two"
+    );
+}
+
 #[test]
 fn the_override_picker_is_complete_from_the_keyboard() {
     let (mut harness, rig) = rig(false);
