@@ -29,6 +29,8 @@ TEST_PACKAGES=(
   mosquitto openssl
   # unshare, for a private tmpfs (full or read-only) under a station's store
   util-linux
+  # the fleet's central store: a real PostgreSQL cluster per test (initdb, pg_ctl)
+  postgresql
 )
 # What the benchmarks and model recipes need (ONNX Runtime reference, training).
 PYTHON_PACKAGES=(python3 python3-venv)

@@ -49,6 +49,9 @@ enum Command {
     Cameras(commands::cameras::Args),
     /// Teach a model what its training images look like, so frames unlike them go to the operator.
     Familiarize(commands::familiarize::Args),
+    /// The plant's central half: the stations' messages from the broker into PostgreSQL.
+    #[cfg(feature = "fleet")]
+    Fleet(commands::fleet::Args),
 }
 
 /// The exit code after a panic: `EX_SOFTWARE`, an internal error.
@@ -93,6 +96,8 @@ fn main() -> ExitCode {
         Command::Familiarize(args) => commands::familiarize::run(&args),
         Command::Cameras(args) => commands::cameras::run(&args),
         Command::Users(args) => commands::users::run(&args),
+        #[cfg(feature = "fleet")]
+        Command::Fleet(args) => commands::fleet::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,8 @@ pub mod cameras;
 pub mod eval;
 pub mod export_dataset;
 pub mod familiarize;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod predict;
 pub mod run;
 pub mod train;

@@ -2,6 +2,8 @@
 //! Helpers the end-to-end tests share: the repository, a free port, and stopping the binary
 //! the way systemd does.
 
+pub mod broker;
+pub mod postgres;
 pub mod station;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,7 @@
+//! The central half of a plant: every station's verdicts, reviews, alarms, KPIs and
+//! presence, from the broker into one PostgreSQL store (`inspecta fleet ingest`), with SQL
+//! views for the plant's figures.
+
+pub mod central;
+pub mod ingest;
+pub mod payload;
