@@ -123,7 +123,8 @@ fn write(tx: &mut Transaction<'_>, m: &Message) -> Result<Result<bool, Rejection
         Err(why) => return Ok(Err(why)),
     };
     let o = &m.origin;
-    let body = m.body_value();
+    // Serialized straight from the parsed body: no copy of it per message.
+    let body = postgres::types::Json(&m.body);
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
         vec![&o.site, &o.line, &o.station, &body];
     params.extend(

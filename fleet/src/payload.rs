@@ -129,10 +129,7 @@ impl Message {
 
     /// The station's own id of a verdict, review or alarm: never reused, so the key.
     pub fn id(&self) -> Result<i64, Rejection> {
-        self.body
-            .get("id")
-            .and_then(Value::as_i64)
-            .ok_or(Rejection::Missing("id"))
+        self.number("id")
     }
 
     pub fn number(&self, field: &'static str) -> Result<i64, Rejection> {
@@ -146,10 +143,6 @@ impl Message {
         self.text(field)?
             .parse()
             .map_err(|_| Rejection::Missing(field))
-    }
-
-    pub fn body_value(&self) -> Value {
-        Value::Object(self.body.clone())
     }
 }
 
