@@ -7,6 +7,8 @@ mod engine;
 mod error_text;
 #[cfg(feature = "panel")]
 mod panel;
+#[cfg(feature = "fleet")]
+mod plant;
 mod service;
 mod users;
 

@@ -56,7 +56,7 @@ impl Users {
 
     /// The person's role when the name (ignoring case) and PIN match. Every name costs one
     /// hash check, known or not, so the time taken does not say which names exist.
-    #[cfg(feature = "panel")]
+    #[cfg(any(feature = "panel", feature = "fleet"))]
     pub fn sign_in(&self, name: &str, pin: &str) -> Option<(String, Role)> {
         use argon2::password_hash::PasswordVerifier as _;
 
@@ -128,7 +128,7 @@ impl Users {
 }
 
 /// A hash of a random PIN, checked for unknown names; made once.
-#[cfg(feature = "panel")]
+#[cfg(any(feature = "panel", feature = "fleet"))]
 fn decoy() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| {

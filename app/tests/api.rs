@@ -236,7 +236,20 @@ fn control_charts_are_drawn_from_the_stored_line() {
         charts.iter().any(|c| c["name"] == "defect"),
         "one chart per class"
     );
-    assert!(body["alarms"].is_array());
+    let alarms = body["alarms"].as_array().unwrap().len();
+    let metrics = station
+        .client
+        .get(station.url("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let counted = format!("inspecta_spc_alarms_total {alarms}\n");
+    assert!(
+        metrics.contains(&counted),
+        "{counted} missing in\n{metrics}"
+    );
 
     let plain = Station::start(&folder_line(), "");
     assert_eq!(plain.get("/spc").0, StatusCode::NOT_FOUND);

@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::broker::{Broker, wait_for};
+use common::fleet::{ingest, try_count};
 use common::postgres::Postgres;
 use common::station::{Station, TOKEN};
 use common::terminate;
@@ -20,39 +19,10 @@ use serde_json::json;
 
 const PARTS: i64 = 24;
 
-fn ingest(dir: &Path, name: &str, broker: &Broker, postgres: &Postgres) -> Child {
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"{name}\"\n\
-             [postgres]\nurl = \"{}\"\n",
-            broker.port,
-            postgres.url()
-        ),
-    )
-    .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_inspecta"))
-        .args(["fleet", "ingest", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 fn count(postgres: &Postgres, sql: &str) -> i64 {
     postgres
         .connect()
         .query_one(sql, &[])
-        .map_or(-1, |row| row.get(0))
-}
-
-/// Counts, or -1 while the store is away or not made yet.
-fn try_count(postgres: &Postgres, sql: &str) -> i64 {
-    postgres::Client::connect(&postgres.url(), postgres::NoTls)
-        .ok()
-        .and_then(|mut c| c.query_one(sql, &[]).ok())
         .map_or(-1, |row| row.get(0))
 }
 
@@ -71,13 +41,13 @@ fn every_verdict_is_one_row_through_a_store_outage_and_a_killed_ingest() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let mut postgres = Postgres::start();
-    let mut first = ingest(dir.path(), "ingest-1", &broker, &postgres);
-    let second = ingest(dir.path(), "ingest-2", &broker, &postgres);
+    let mut first = ingest(dir.path(), "ingest-1", &broker, &postgres, "");
+    let second = ingest(dir.path(), "ingest-2", &broker, &postgres, "");
     wait_for("the schema", Duration::from_secs(60), || {
         try_count(
             &postgres,
             "SELECT max(version)::bigint FROM schema_migrations",
-        ) == 1
+        ) == 2
     });
     // Both subscribed before anything is published.
     std::thread::sleep(Duration::from_secs(2));
@@ -161,7 +131,7 @@ fn every_verdict_is_one_row_through_a_store_outage_and_a_killed_ingest() {
     first.wait().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     postgres.resume();
-    let first = ingest(dir.path(), "ingest-1", &broker, &postgres);
+    let first = ingest(dir.path(), "ingest-1", &broker, &postgres, "");
 
     wait_for(
         "every verdict in the store",

@@ -6,7 +6,10 @@ use postgres::{Client, NoTls, Transaction};
 use crate::payload::{Kind, Message, Rejection};
 
 /// Every migration, in order; the number is the schema version it brings the store to.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_central_store.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_central_store.sql")),
+    (2, include_str!("../migrations/0002_plant_view.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CentralError {
@@ -28,6 +31,15 @@ pub enum Stored {
     Known,
     /// Kept in the dead letters, with why.
     Rejected(Rejection),
+}
+
+/// A station and the API address it announced with its presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    pub site: String,
+    pub line: String,
+    pub station: String,
+    pub api: String,
 }
 
 /// A connection to the central store.
@@ -76,6 +88,24 @@ impl Central {
         }
         tx.commit()?;
         Ok(outcomes)
+    }
+
+    /// Every station that announced where its API is, with that address.
+    pub fn announced_stations(&mut self) -> Result<Vec<Announced>, CentralError> {
+        let rows = self.client.query(
+            "SELECT site, line, station, payload->>'api' FROM station_status \
+             WHERE payload ? 'api' ORDER BY site, line, station",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| Announced {
+                site: row.get(0),
+                line: row.get(1),
+                station: row.get(2),
+                api: row.get(3),
+            })
+            .collect())
     }
 
     /// Whether the connection is still usable (after an error, a new one is needed).

@@ -4,6 +4,7 @@
 //! what was not acknowledged, and the store's keys make a second delivery no second row.
 //! Several ingest processes with the same `group` share the load (`$share/<group>/...`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -11,65 +12,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rumqttc::{Client, Connection, Event, MqttOptions, Packet, Publish, QoS};
-use serde::Deserialize;
 
 use crate::central::{Central, Stored};
+use crate::config::FleetConfig;
 use crate::payload::Kind;
-
-/// `fleet.toml`: the broker to read from and the store to write to.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IngestConfig {
-    pub mqtt: BrokerConfig,
-    pub postgres: PostgresConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrokerConfig {
-    pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    /// Unique per ingest process: the broker keeps this session's backlog under it.
-    pub client_id: String,
-    /// Ingest processes in one group share the messages; each message goes to one of them.
-    #[serde(default = "default_group")]
-    pub group: String,
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
-    pub username: Option<String>,
-    /// Better in the environment (`INSPECTA_MQTT_PASSWORD`) than in the file.
-    pub password: Option<String>,
-    #[serde(default = "default_keep_alive")]
-    pub keep_alive_s: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresConfig {
-    /// A libpq connection string, e.g. `host=/run/postgresql dbname=inspecta user=inspecta`;
-    /// `INSPECTA_POSTGRES_PASSWORD` is added as the password when set.
-    pub url: String,
-    /// At most this many messages per transaction.
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-}
-
-fn default_port() -> u16 {
-    1883
-}
-fn default_group() -> String {
-    "inspecta-ingest".into()
-}
-fn default_prefix() -> String {
-    "inspecta".into()
-}
-fn default_keep_alive() -> u64 {
-    30
-}
-fn default_batch() -> usize {
-    200
-}
+use crate::targets;
 
 /// The most messages taken from the broker and not yet committed. The broker's own
 /// in-flight limit (mosquitto: 20 per client) keeps it far below this.
@@ -77,21 +24,28 @@ const QUEUE: usize = 1024;
 /// How long a failing PostgreSQL is left alone before the next try.
 const RETRY: Duration = Duration::from_secs(2);
 
-/// Counters for the log and the tests.
+/// Counters for the log, the ingest's metrics and the tests.
 #[derive(Debug, Default)]
 pub struct IngestCounts {
     pub stored: AtomicU64,
     pub duplicates: AtomicU64,
     pub rejected: AtomicU64,
     pub store_failures: AtomicU64,
+    /// Taken from the broker, not yet committed.
+    pub pending: AtomicU64,
+    /// Unix seconds of the last commit; 0 before the first.
+    pub last_commit_s: AtomicU64,
+    pub broker_connected: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("could not start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
-    #[error("batch must be at least 1")]
+    #[error("[postgres] batch must be at least 1")]
     Batch,
+    #[error("the ingest needs [mqtt], the central broker")]
+    NoBroker,
 }
 
 /// A running ingest: the broker thread and the store thread.
@@ -103,11 +57,11 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn start(config: &IngestConfig) -> Result<Self, IngestError> {
+    pub fn start(config: &FleetConfig) -> Result<Self, IngestError> {
         if config.postgres.batch == 0 {
             return Err(IngestError::Batch);
         }
-        let mqtt = &config.mqtt;
+        let mqtt = config.mqtt.as_ref().ok_or(IngestError::NoBroker)?;
         let mut options = MqttOptions::new(&mqtt.client_id, &mqtt.host, mqtt.port);
         // The broker keeps what was not acknowledged for this session across a restart.
         options.set_clean_session(false);
@@ -128,23 +82,18 @@ impl Ingest {
             client: client.clone(),
             topics: Kind::ALL
                 .iter()
-                .map(|k| {
-                    format!(
-                        "$share/{}/{}/+/+/+/{}",
-                        mqtt.group,
-                        mqtt.prefix,
-                        k.topic_name()
-                    )
-                })
+                .map(|k| subscription(&mqtt.group, &mqtt.prefix, *k))
                 .collect(),
             generation: Arc::clone(&connection_generation),
             stop: Arc::clone(&stop),
+            counts: Arc::clone(&counts),
             taken,
         };
         let store = StoreSide {
             client,
-            url: with_password(&config.postgres.url),
+            url: config.postgres.url_with_password(),
             batch: config.postgres.batch,
+            targets: config.prometheus.targets.clone(),
             generation: connection_generation,
             stop: Arc::clone(&stop),
             counts: Arc::clone(&counts),
@@ -167,8 +116,8 @@ impl Ingest {
         })
     }
 
-    pub fn counts(&self) -> &IngestCounts {
-        &self.counts
+    pub fn counts(&self) -> Arc<IngestCounts> {
+        Arc::clone(&self.counts)
     }
 
     /// Stops taking messages; what was taken and not committed is delivered again later.
@@ -180,10 +129,14 @@ impl Ingest {
     }
 }
 
-fn with_password(url: &str) -> String {
-    match std::env::var("INSPECTA_POSTGRES_PASSWORD") {
-        Ok(password) if !url.contains("password=") => format!("{url} password={password}"),
-        _ => url.to_owned(),
+/// The topic filter for one kind: shared by the group's ingests, or, with no group (a broker
+/// without shared subscriptions, such as RabbitMQ 3.10), every message to this one.
+fn subscription(group: &str, prefix: &str, kind: Kind) -> String {
+    let topic = format!("{prefix}/+/+/+/{}", kind.topic_name());
+    if group.is_empty() {
+        topic
+    } else {
+        format!("$share/{group}/{topic}")
     }
 }
 
@@ -198,6 +151,7 @@ struct BrokerSide {
     topics: Vec<String>,
     generation: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    counts: Arc<IngestCounts>,
     taken: SyncSender<Taken>,
 }
 
@@ -209,11 +163,13 @@ impl BrokerSide {
                 Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
                     self.generation.fetch_add(1, Ordering::SeqCst);
                     tracing::info!(session_present = ack.session_present, "ingest connected");
+                    self.counts.broker_connected.store(true, Ordering::Relaxed);
                     was_up = true;
                     self.subscribe();
                 }
                 Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => {
                     let generation = self.generation.load(Ordering::SeqCst);
+                    self.counts.pending.fetch_add(1, Ordering::Relaxed);
                     if self
                         .taken
                         .send(Taken {
@@ -227,6 +183,7 @@ impl BrokerSide {
                 }
                 Ok(Ok(_)) | Err(_) => {}
                 Ok(Err(error)) => {
+                    self.counts.broker_connected.store(false, Ordering::Relaxed);
                     if was_up {
                         tracing::warn!("broker: {error}; retrying");
                         was_up = false;
@@ -251,6 +208,7 @@ struct StoreSide {
     client: Client,
     url: String,
     batch: usize,
+    targets: Option<PathBuf>,
     generation: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     counts: Arc<IngestCounts>,
@@ -264,7 +222,10 @@ impl StoreSide {
             // Connected (and the schema migrated) before the first message, not at it.
             if central.is_none() {
                 match Central::connect(&self.url) {
-                    Ok(store) => central = Some(store),
+                    Ok(mut store) => {
+                        self.write_targets(&mut store);
+                        central = Some(store);
+                    }
                     Err(error) => {
                         self.counts.store_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!("central store: {error}; retrying");
@@ -328,6 +289,19 @@ impl StoreSide {
             .map(|t| (t.publish.topic.clone(), t.publish.payload.to_vec()))
             .collect();
         let outcomes = store.store(&messages)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.counts.last_commit_s.store(now, Ordering::Relaxed);
+        self.counts
+            .pending
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        let presence_changed = batch.iter().zip(&outcomes).any(|(taken, outcome)| {
+            *outcome == Stored::New && Kind::of_topic(&taken.publish.topic) == Some(Kind::Status)
+        });
+        if presence_changed {
+            self.write_targets(store);
+        }
         for (taken, outcome) in batch.iter().zip(&outcomes) {
             let counter = match outcome {
                 Stored::New => &self.counts.stored,
@@ -341,6 +315,26 @@ impl StoreSide {
             self.acknowledge(taken);
         }
         Ok(())
+    }
+
+    /// Rewrites Prometheus' discovery file from the stations' presence; a failure is logged,
+    /// never a reason to hold messages back.
+    fn write_targets(&self, store: &mut Central) {
+        let Some(path) = &self.targets else {
+            return;
+        };
+        let written = store
+            .announced_stations()
+            .map_err(|e| e.to_string())
+            .and_then(|stations| targets::write(path, &stations).map_err(|e| e.to_string()));
+        match written {
+            Ok(count) => {
+                tracing::debug!(count, path = %path.display(), "Prometheus targets written");
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), "cannot write the Prometheus targets: {error}");
+            }
+        }
     }
 
     /// Acknowledges a committed message on the connection it came on. After a reconnect
@@ -360,13 +354,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_example_config_parses_and_a_misspelt_key_is_refused() {
-        let example = include_str!("../../samples/fleet.example.toml");
-        let config: IngestConfig = toml::from_str(example).expect("the example parses");
-        assert_eq!(config.mqtt.group, "inspecta-ingest");
-        assert_eq!(config.postgres.batch, 200);
-        let misspelt = example.replace("batch = 200", "bacth = 200");
-        let error = toml::from_str::<IngestConfig>(&misspelt).expect_err("unknown key");
-        assert!(error.to_string().contains("bacth"), "{error}");
+    fn a_group_shares_the_subscription_and_no_group_takes_everything() {
+        assert_eq!(
+            subscription("inspecta-ingest", "inspecta", Kind::Verdict),
+            "$share/inspecta-ingest/inspecta/+/+/+/verdict"
+        );
+        assert_eq!(
+            subscription("", "inspecta", Kind::Status),
+            "inspecta/+/+/+/status"
+        );
     }
 }

@@ -36,6 +36,11 @@ impl Kind {
         }
     }
 
+    /// The kind a topic's last level names.
+    pub fn of_topic(topic: &str) -> Option<Self> {
+        topic.rsplit('/').next().and_then(Self::from_topic_name)
+    }
+
     fn from_topic_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.topic_name() == name)
     }

@@ -8,14 +8,12 @@ mod inspect;
 mod kpis;
 mod learning;
 mod records;
-mod serve;
+pub mod serve;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -29,7 +27,7 @@ use inspecta_pipeline::store::RecordStore;
 use inspecta_vision::model::Session;
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 
 use crate::config::{ApiSection, LearningSection, StationConfig};
 use crate::error_text::describe;
@@ -135,65 +133,27 @@ pub struct SessionPool(Mutex<Vec<Session>>);
 
 type Shared = Arc<ApiState>;
 
-/// A running API server; [`ApiServer::stop`] finishes open requests and returns.
+/// The running API server; closing it finishes open requests and returns.
 #[derive(Debug)]
-pub struct ApiServer {
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct ApiServer(serve::Server);
 
 impl ApiServer {
     /// Binds `config.listen` (failing here, before the station runs, if the port is taken)
     /// and serves on a thread of its own.
     pub fn start(config: &ApiSection, state: ApiState) -> anyhow::Result<Self> {
-        let listener = std::net::TcpListener::bind(config.listen)
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        listener
-            .set_nonblocking(true)
-            .context("configuring the API socket")?;
-        let address = listener.local_addr().context("reading the API address")?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .max_blocking_threads(4)
-            .thread_name("api")
-            .enable_all()
-            .build()
-            .context("starting the API runtime")?;
         if state.token.is_none() {
-            tracing::warn!(%address, "the API serves anyone who can reach it: set [api] token or INSPECTA_API_TOKEN");
+            tracing::warn!(listen = %config.listen, "the API serves anyone who can reach it: set [api] token or INSPECTA_API_TOKEN");
         }
         let app = router(Arc::new(state), config.max_upload_bytes);
-        let limits = serve::Limits::new(config);
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("api".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => serve::serve(listener, app, limits, stopped).await,
-                        Err(e) => tracing::error!("API server failed: {e}"),
-                    }
-                });
-            })
-            .context("starting the API thread")?;
-        tracing::info!(%address, "API listening");
-        Ok(Self {
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
+        let server = serve::Server::start("api", config.listen, app, serve::Limits::new(config))?;
+        tracing::info!(address = %server.address, "API listening");
+        Ok(Self(server))
     }
 }
 
 impl Door for ApiServer {
-    fn close(mut self: Box<Self>) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the API thread panicked");
-        }
+    fn close(self: Box<Self>) {
+        self.0.stop();
     }
 }
 

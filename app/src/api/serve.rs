@@ -3,10 +3,14 @@
 //! could take the file handles the line needs for its images and its store.
 
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
@@ -41,11 +45,85 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// For an endpoint only Prometheus and people's browsers call: no uploads.
+    pub fn scrapes() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 64,
+        }
+    }
+
     pub fn new(config: &ApiSection) -> Self {
         Self {
             header_timeout: Duration::from_millis(config.header_timeout_ms),
             body_timeout: Duration::from_millis(config.body_timeout_ms),
             max_connections: config.max_connections,
+        }
+    }
+}
+
+/// A router served on a thread of its own (a small tokio runtime); [`Server::stop`]
+/// finishes open requests and returns. The station's API, the plant view and the ingest's
+/// metrics are each one.
+#[derive(Debug)]
+pub struct Server {
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    pub address: SocketAddr,
+}
+
+impl Server {
+    /// Binds `listen` (failing here, before anything runs, if the port is taken) and serves
+    /// on threads named `name`.
+    pub fn start(
+        name: &'static str,
+        listen: SocketAddr,
+        app: Router,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind(listen)
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        listener
+            .set_nonblocking(true)
+            .with_context(|| format!("configuring the {name} socket"))?;
+        let address = listener
+            .local_addr()
+            .with_context(|| format!("reading the {name} address"))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(4)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .with_context(|| format!("starting the {name} runtime"))?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => serve(listener, app, limits, stopped).await,
+                        Err(e) => tracing::error!("{name} server failed: {e}"),
+                    }
+                });
+            })
+            .with_context(|| format!("starting the {name} thread"))?;
+        Ok(Self {
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+            address,
+        })
+    }
+
+    pub fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("a server thread panicked");
         }
     }
 }

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use inspecta_fleet::ingest::{Ingest, IngestConfig, IngestCounts};
+use inspecta_fleet::config::FleetConfig;
+use inspecta_fleet::ingest::{Ingest, IngestCounts};
+
+use crate::plant;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,7 +23,13 @@ enum Action {
     /// Store every station's verdicts, reviews, alarms, KPIs and presence in PostgreSQL,
     /// acknowledging each message to the broker only once its row is committed.
     Ingest {
-        /// fleet.toml: [mqtt] and [postgres]; see samples/fleet.example.toml.
+        /// fleet.toml: [mqtt], [postgres], [prometheus]; see samples/fleet.example.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Serve the plant view in the browser: sites, lines, stations, shifts, alarms, parts.
+    Serve {
+        /// fleet.toml: [postgres] and [view]; see samples/fleet.example.toml.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -31,36 +40,63 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     match &args.action {
-        Action::Ingest { config } => ingest(config),
+        Action::Ingest { config } => ingest(&load(config)?),
+        Action::Serve { config } => serve(&load(config)?),
     }
 }
 
-fn ingest(path: &PathBuf) -> anyhow::Result<ExitCode> {
+fn load(path: &PathBuf) -> anyhow::Result<FleetConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config: IngestConfig = toml::from_str(&text)
-        .with_context(|| format!("invalid fleet config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid fleet config {}", path.display()))
+}
+
+/// Runs `tick` every `every` until SIGINT or SIGTERM.
+fn until_signalled(every: Duration, mut tick: impl FnMut()) -> anyhow::Result<()> {
     let stopping = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stopping);
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("installing the signal handler")?;
-    let ingest = Ingest::start(&config).context("starting the ingest")?;
-    tracing::info!(
-        broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port),
-        group = config.mqtt.group,
-        "ingest started"
-    );
     let mut last = Instant::now();
     while !stopping.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
-        if last.elapsed() >= SUMMARY_EVERY {
-            summary(ingest.counts());
+        if last.elapsed() >= every {
+            tick();
             last = Instant::now();
         }
     }
-    summary(ingest.counts());
+    Ok(())
+}
+
+fn ingest(config: &FleetConfig) -> anyhow::Result<ExitCode> {
+    let ingest = Ingest::start(config).context("starting the ingest")?;
+    let metrics = match config.prometheus.listen {
+        Some(listen) => Some(plant::ingest_metrics::serve(listen, ingest.counts())?),
+        None => None,
+    };
+    if let Some(mqtt) = &config.mqtt {
+        tracing::info!(
+            broker = %format!("{}:{}", mqtt.host, mqtt.port),
+            group = mqtt.group,
+            "ingest started"
+        );
+    }
+    let counts = ingest.counts();
+    until_signalled(SUMMARY_EVERY, || summary(&counts))?;
+    summary(&counts);
     ingest.stop();
+    if let Some(metrics) = metrics {
+        metrics.stop();
+    }
     tracing::info!("ingest stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(config: &FleetConfig) -> anyhow::Result<ExitCode> {
+    let server = plant::view::start(config).context("starting the plant view")?;
+    until_signalled(Duration::from_secs(3600), || {})?;
+    server.stop();
+    tracing::info!("plant view stopped");
     Ok(ExitCode::SUCCESS)
 }
 

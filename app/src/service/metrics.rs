@@ -303,6 +303,14 @@ impl Collector for StationCollector {
                     }
                 }
             }
+            if let Ok(alarms) = store.alarm_count() {
+                ConstCounter::new(alarms).encode(encoder.encode_descriptor(
+                    "spc_alarms",
+                    "SPC alarms the station raised (control limits, runs)",
+                    None,
+                    MetricType::Counter,
+                )?)?;
+            }
             let bytes = i64::try_from(store.image_bytes()).unwrap_or(i64::MAX);
             ConstGauge::new(bytes).encode(encoder.encode_descriptor(
                 "store_image_bytes",

@@ -3,6 +3,7 @@
 //! the way systemd does.
 
 pub mod broker;
+pub mod fleet;
 pub mod postgres;
 pub mod station;
 

@@ -22,7 +22,7 @@ pub struct Station {
 
 impl Station {
     /// Starts `inspecta run --headless` with `source` and `extra` config, and waits until
-    /// its API answers.
+    /// its API answers. `{api_url}` in `extra` is the API's address.
     pub fn start(source: &str, extra: &str) -> Self {
         Self::launch(source, extra, None)
     }
@@ -37,6 +37,7 @@ impl Station {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("station.toml");
+        let extra = extra.replace("{api_url}", &format!("http://127.0.0.1:{port}"));
         std::fs::write(
             &config,
             format!(

@@ -103,6 +103,15 @@ impl RecordStore {
         Ok(alarms)
     }
 
+    /// How many alarms the station has raised: a counter for Prometheus to alert on.
+    pub fn alarm_count(&self) -> Result<u64, StoreError> {
+        let conn = self.read();
+        let count: i64 = conn
+            .prepare_cached("SELECT count(*) FROM alarms")?
+            .query_row([], |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
     /// The latest `count` outcomes, oldest first, with the position of the first one in
     /// the station's whole sequence (so subgroups keep fixed boundaries as parts arrive).
     pub fn recent_outcomes(&self, count: u32) -> Result<(u64, Vec<Outcome>), StoreError> {

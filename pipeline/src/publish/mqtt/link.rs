@@ -63,6 +63,8 @@ pub enum MqttError {
     NoCa,
     #[error("[mqtt] client_cert and client_key go together")]
     HalfClientAuth,
+    #[error("[mqtt] api_url = {0:?} is no http:// or https:// address the plant could reach")]
+    ApiUrl(String),
 }
 
 impl From<rumqttc::ConnectionError> for MqttError {
@@ -138,9 +140,13 @@ impl Origin {
 /// `online` since a connection, or `offline`: `since` tells a stale retained state from a
 /// fresh one.
 #[derive(Serialize)]
-struct Presence {
+struct Presence<'a> {
     state: &'static str,
     since: jiff::Timestamp,
+    /// Where the plant reaches the station's API (`[mqtt] api_url`): the plant view fetches
+    /// part images there, and the fleet's Prometheus discovers the station by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api: Option<&'a str>,
 }
 
 /// A running link; [`MqttLink::stop`] says goodbye to the broker and returns.
@@ -169,6 +175,9 @@ impl MqttLink {
         {
             return Err(MqttError::Command(unknown.clone()));
         }
+        if let Some(url) = config.api_url.as_deref().filter(|u| !reachable_url(u)) {
+            return Err(MqttError::ApiUrl(url.to_owned()));
+        }
         let (sender, commands) = sync_channel(COMMAND_QUEUE);
         let (replies, replies_in) = sync_channel(COMMAND_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
@@ -183,6 +192,7 @@ impl MqttLink {
             options: options(config, &origin, &topics)?,
             topics,
             origin,
+            api_url: config.api_url.clone(),
             store,
             stop: Arc::clone(&stop),
             status: Arc::clone(&status),
@@ -255,7 +265,7 @@ fn options(
     options.set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)));
     options.set_last_will(LastWill::new(
         &topics.status,
-        presence(origin, "offline"),
+        presence(origin, config.api_url.as_deref(), "offline"),
         QoS::AtLeastOnce,
         true,
     ));
@@ -282,10 +292,23 @@ fn default_client_id(origin: &Origin) -> String {
     )
 }
 
-fn presence(origin: &Origin, state: &'static str) -> Vec<u8> {
+/// An address with a host, not `http://0.0.0.0:8080` copied from the listen address.
+fn reachable_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    !host.is_empty() && !host.starts_with("0.0.0.0") && !host.starts_with("[::]")
+}
+
+fn presence(origin: &Origin, api: Option<&str>, state: &'static str) -> Vec<u8> {
     origin.payload(&Presence {
         state,
         since: jiff::Timestamp::now(),
+        api,
     })
 }
 
@@ -293,6 +316,7 @@ struct Worker {
     options: MqttOptions,
     topics: Topics,
     origin: Origin,
+    api_url: Option<String>,
     store: Arc<RecordStore>,
     stop: Arc<AtomicBool>,
     status: Arc<LinkStatus>,
@@ -359,7 +383,7 @@ impl Worker {
         }
         self.status.connected.store(true, Ordering::Relaxed);
         tracing::info!(broker = %self.options.broker_address().0, topic = %self.topics.status, "MQTT link up");
-        let online = presence(&self.origin, "online");
+        let online = presence(&self.origin, self.api_url.as_deref(), "online");
         client.publish(&self.topics.status, QoS::AtLeastOnce, true, online)?;
         self.await_acks(&mut connection, 1)?;
         let mut kpis_sent: Option<Instant> = None;
@@ -561,7 +585,7 @@ impl Worker {
 
     /// A clean stop: "offline" (retained) in place of the last will, then DISCONNECT.
     fn goodbye(&self, client: &Client, connection: &mut Connection) -> Result<(), MqttError> {
-        let offline = presence(&self.origin, "offline");
+        let offline = presence(&self.origin, self.api_url.as_deref(), "offline");
         client.publish(&self.topics.status, QoS::AtLeastOnce, true, offline)?;
         self.await_acks(connection, 1)?;
         client.disconnect()?;
@@ -626,6 +650,22 @@ mod tests {
                 ),
                 "{station:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_api_url_must_be_one_the_plant_can_reach() {
+        for good in ["http://10.0.2.14:8080", "https://cam1.plant-a.example/"] {
+            assert!(reachable_url(good), "{good}");
+        }
+        for bad in [
+            "10.0.2.14:8080",
+            "http://0.0.0.0:8080",
+            "http://[::]:80",
+            "ftp://x",
+            "http://",
+        ] {
+            assert!(!reachable_url(bad), "{bad}");
         }
     }
 

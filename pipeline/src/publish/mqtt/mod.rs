@@ -70,6 +70,11 @@ pub struct MqttConfig {
     /// a broker is not an authority unless the station's owner says so.
     #[serde(default)]
     pub commands: Vec<String>,
+    /// The station's HTTP API as the plant reaches it (`http://10.0.2.14:8080`), announced
+    /// with its presence: the plant view fetches part images there and the fleet's
+    /// Prometheus finds the station by it.
+    #[serde(default)]
+    pub api_url: Option<String>,
 }
 
 impl MqttConfig {

@@ -1,0 +1,326 @@
+//! `inspecta fleet serve`: the plant in a browser. Sites, lines and stations with their
+//! live state, yield and defect Pareto per shift, alarms, and each part down to its image,
+//! which is fetched from its station's API with the station token (the central store keeps
+//! no images). Every page but sign-in and health needs a signed-in person.
+
+mod auth;
+mod chart;
+mod image;
+mod pages;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use inspecta_fleet::config::FleetConfig;
+use serde::Deserialize;
+
+use crate::api::serve::{Limits, Server};
+use crate::users::Users;
+use auth::{Sessions, SignedIn};
+use store::{Scope, Store, StoreError};
+
+/// Where the stations' API token comes from when `[view] station_token` is not set.
+const STATION_TOKEN_ENV: &str = "INSPECTA_STATION_TOKEN";
+/// A query slower than this is an error page: the view must not hang on a loaded store.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Alarms listed on the alarms page, and on a level's page.
+const ALARMS_PAGE: i64 = 200;
+const ALARMS_LEVEL: i64 = 20;
+/// Parts listed on a station's page.
+const RECENT_PARTS: i64 = 50;
+
+#[derive(Debug)]
+struct ViewState {
+    store: Store,
+    users: Arc<Users>,
+    sessions: Sessions,
+    stations: image::Stations,
+}
+
+type Shared = Arc<ViewState>;
+
+/// Starts the plant view from `fleet.toml`'s `[postgres]` and `[view]`.
+pub fn start(config: &FleetConfig) -> anyhow::Result<Server> {
+    let view = config
+        .view
+        .as_ref()
+        .context("the plant view needs [view] in the fleet config (listen, users)")?;
+    let users = Users::load(&view.users)?;
+    if users.users.is_empty() {
+        anyhow::bail!(
+            "{} lists nobody who could sign in: add someone with `inspecta users add`",
+            view.users.display()
+        );
+    }
+    let token = std::env::var(STATION_TOKEN_ENV)
+        .ok()
+        .or_else(|| view.station_token.clone())
+        .filter(|t| !t.trim().is_empty());
+    if token.is_none() {
+        tracing::warn!(
+            "no station token ([view] station_token or {STATION_TOKEN_ENV}): part images only from stations that serve without one"
+        );
+    }
+    let state = Arc::new(ViewState {
+        store: Store::new(config.postgres.url_with_password(), QUERY_TIMEOUT),
+        users: Arc::new(users),
+        sessions: Sessions::new(
+            Duration::from_secs(view.session_hours.max(1) * 3600),
+            view.secure_cookie,
+        ),
+        stations: image::Stations::new(token)?,
+    });
+    let server = Server::start("plant-view", view.listen, router(state), Limits::scrapes())?;
+    tracing::info!(address = %server.address, "plant view listening");
+    Ok(server)
+}
+
+fn router(state: Shared) -> Router {
+    let guarded = Router::new()
+        .route("/", get(plant))
+        .route("/alarms", get(alarms))
+        .route("/sites/{site}", get(site))
+        .route("/sites/{site}/{line}", get(line))
+        .route("/sites/{site}/{line}/{station}", get(station))
+        .route("/sites/{site}/{line}/{station}/parts/{id}", get(part))
+        .route(
+            "/sites/{site}/{line}/{station}/parts/{id}/image",
+            get(part_image),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/login", get(auth::form).post(auth::sign_in))
+        .route("/logout", post(auth::sign_out))
+        .merge(guarded)
+        .with_state(state)
+}
+
+/// What a page could not show, as a page that says why.
+#[derive(Debug)]
+enum PageError {
+    Store(StoreError),
+    NotFound(String),
+    BadRequest(String),
+    Station(String),
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            Self::Store(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The central store is not answering",
+                e.to_string(),
+            ),
+            Self::NotFound(what) => (StatusCode::NOT_FOUND, "Not found", what),
+            Self::BadRequest(why) => (StatusCode::BAD_REQUEST, "Bad request", why),
+            Self::Station(why) => (StatusCode::BAD_GATEWAY, "The station did not answer", why),
+        };
+        tracing::warn!(%status, "plant view: {message}");
+        (
+            status,
+            Html(pages::error(None, title, &message).into_string()),
+        )
+            .into_response()
+    }
+}
+
+type Page = Result<Html<String>, PageError>;
+
+#[derive(Debug, Deserialize)]
+struct ShiftQuery {
+    shift: Option<String>,
+}
+
+impl ShiftQuery {
+    /// The shift asked for, as the store writes shift starts; None for the current one.
+    fn start(&self) -> Result<Option<String>, PageError> {
+        let Some(text) = self.shift.as_deref().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let at: jiff::Timestamp = text.parse().map_err(|e| {
+            PageError::BadRequest(format!("shift {text:?} is no RFC 3339 time: {e}"))
+        })?;
+        Ok(Some(at.to_string()))
+    }
+}
+
+async fn health(State(state): State<Shared>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// A plant, site or line page: the levels below it in the shift asked for.
+async fn level_page(state: &ViewState, who: &str, path: Vec<&str>, shift: &ShiftQuery) -> Page {
+    let shift = shift.start()?;
+    let scope = Scope {
+        site: path.first().map(|s| (*s).to_owned()),
+        line: path.get(1).map(|s| (*s).to_owned()),
+        station: None,
+    };
+    let store = &state.store;
+    let shift_ref = shift.as_deref();
+    let (rows, yields, pareto, alarms) = tokio::try_join!(
+        store.summaries(&scope, shift_ref),
+        store.yield_by_shift(&scope),
+        store.pareto(&scope, shift_ref),
+        store.alarms(&scope, ALARMS_LEVEL),
+    )?;
+    if !path.is_empty() && rows.is_empty() {
+        return Err(PageError::NotFound(format!(
+            "nothing is known of {}",
+            path.join(" / ")
+        )));
+    }
+    let presence = if scope.line.is_some() {
+        store.presence(&scope).await?
+    } else {
+        Vec::new()
+    };
+    let (title, rows_are) = match path.as_slice() {
+        [] => ("Plant".to_owned(), "Site"),
+        [site] => (format!("Site {site}"), "Line"),
+        [site, line, ..] => (format!("{site} / {line}"), "Station"),
+    };
+    Ok(Html(
+        pages::level(&pages::Level {
+            who,
+            title,
+            path,
+            rows_are,
+            shift: shift_ref,
+            rows,
+            presence,
+            yields,
+            pareto,
+            alarms,
+        })
+        .into_string(),
+    ))
+}
+
+async fn plant(
+    State(state): State<Shared>,
+    Extension(SignedIn(who)): Extension<SignedIn>,
+    Query(shift): Query<ShiftQuery>,
+) -> Page {
+    level_page(&state, &who, Vec::new(), &shift).await
+}
+
+async fn site(
+    State(state): State<Shared>,
+    Extension(SignedIn(who)): Extension<SignedIn>,
+    Path(site): Path<String>,
+    Query(shift): Query<ShiftQuery>,
+) -> Page {
+    level_page(&state, &who, vec![&site], &shift).await
+}
+
+async fn line(
+    State(state): State<Shared>,
+    Extension(SignedIn(who)): Extension<SignedIn>,
+    Path((site, line)): Path<(String, String)>,
+    Query(shift): Query<ShiftQuery>,
+) -> Page {
+    level_page(&state, &who, vec![&site, &line], &shift).await
+}
+
+fn station_scope(site: &str, line: &str, station: &str) -> Scope {
+    Scope {
+        site: Some(site.to_owned()),
+        line: Some(line.to_owned()),
+        station: Some(station.to_owned()),
+    }
+}
+
+async fn station(
+    State(state): State<Shared>,
+    Extension(SignedIn(who)): Extension<SignedIn>,
+    Path((site, line, station)): Path<(String, String, String)>,
+) -> Page {
+    let scope = station_scope(&site, &line, &station);
+    let store = &state.store;
+    let (summaries, presence, yields, parts, alarms) = tokio::try_join!(
+        store.summaries(&scope, None),
+        store.presence(&scope),
+        store.yield_by_shift(&scope),
+        store.recent_parts(&scope, RECENT_PARTS),
+        store.alarms(&scope, ALARMS_LEVEL),
+    )?;
+    if presence.is_empty() && parts.is_empty() {
+        return Err(PageError::NotFound(format!(
+            "no station {site} / {line} / {station} has reported"
+        )));
+    }
+    Ok(Html(
+        pages::station(&pages::StationPage {
+            who: &who,
+            path: [&site, &line, &station],
+            summary: summaries.into_iter().next(),
+            presence: presence.into_iter().next(),
+            yields,
+            parts,
+            alarms,
+        })
+        .into_string(),
+    ))
+}
+
+async fn part(
+    State(state): State<Shared>,
+    Extension(SignedIn(who)): Extension<SignedIn>,
+    Path((site, line, station, id)): Path<(String, String, String, i64)>,
+) -> Page {
+    let scope = station_scope(&site, &line, &station);
+    let record = state.store.part(&scope, id).await?.ok_or_else(|| {
+        PageError::NotFound(format!("no part {id} from {site} / {line} / {station}"))
+    })?;
+    Ok(Html(
+        pages::part(&who, [&site, &line, &station], &record).into_string(),
+    ))
+}
+
+async fn part_image(
+    State(state): State<Shared>,
+    Path((site, line, station, id)): Path<(String, String, String, i64)>,
+) -> Result<Response, PageError> {
+    let scope = station_scope(&site, &line, &station);
+    let api = state.store.station_api(&scope).await?.ok_or_else(|| {
+        PageError::NotFound(format!(
+            "{site} / {line} / {station} has not announced its API ([mqtt] api_url at the station)"
+        ))
+    })?;
+    state
+        .stations
+        .image(&api, id)
+        .await
+        .map_err(|e| PageError::Station(format!("{station}: {e}")))
+}
+
+async fn alarms(
+    State(state): State<Shared>,
+    Extension(SignedIn(who)): Extension<SignedIn>,
+) -> Page {
+    let alarms = state.store.alarms(&Scope::default(), ALARMS_PAGE).await?;
+    Ok(Html(pages::alarms(&who, &alarms).into_string()))
+}

@@ -1,0 +1,353 @@
+//! The plant view end to end on real servers, in a real browser: a real station publishes to
+//! mosquitto, `inspecta fleet ingest` stores it in PostgreSQL (and lists the station for
+//! Prometheus, and serves its own metrics), and `inspecta fleet serve` shows it to headless
+//! Chromium, which signs in and clicks down from the plant to one part's image, fetched from
+//! the station with the station token. Set INSPECTA_SCREENSHOTS=DIR to keep the pages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::ffi::OsStr;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::broker::{Broker, wait_for};
+use common::fleet::{ingest, try_count};
+use common::postgres::Postgres;
+use common::station::{Station, TOKEN};
+use common::{free_port, terminate};
+use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use headless_chrome::{Browser, LaunchOptions, Tab};
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::json;
+
+const PARTS: i64 = 24;
+const PASSWORD: &str = "line-2-quality";
+
+fn users_file(dir: &Path) -> PathBuf {
+    let file = dir.join("plant-users.toml");
+    let mut add = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .args(["users", "add"])
+        .arg(&file)
+        .args(["--name", "anna", "--role", "engineer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    assert!(add.wait().unwrap().success());
+    file
+}
+
+fn plant_view(dir: &Path, postgres: &Postgres, port: u16) -> Child {
+    let config = dir.join("view.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[postgres]\nurl = \"{}\"\n[view]\nlisten = \"127.0.0.1:{port}\"\nusers = \"{}\"\n\
+             station_token = \"{TOKEN}\"\n",
+            postgres.url(),
+            users_file(dir).display()
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .args(["fleet", "serve", "--config"])
+        .arg(&config)
+        .env_remove("INSPECTA_STATION_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn chromium() -> Browser {
+    let options = LaunchOptions::default_builder()
+        .path(Some(PathBuf::from("/usr/bin/chromium")))
+        // As root (CI) Chromium runs only without its sandbox.
+        .sandbox(false)
+        .window_size(Some((1280, 1100)))
+        .args(vec![
+            OsStr::new("--disable-gpu"),
+            OsStr::new("--disable-dev-shm-usage"),
+        ])
+        .idle_browser_timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    Browser::new(options).expect("headless Chromium (apt package chromium)")
+}
+
+fn screenshot(tab: &Tab, name: &str) {
+    let Some(dir) = std::env::var_os("INSPECTA_SCREENSHOTS") else {
+        return;
+    };
+    let png = tab
+        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+        .unwrap();
+    std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+}
+
+/// Clicks the link with exactly this text and waits for the page it opens.
+fn follow(tab: &Tab, text: &str) -> String {
+    let link = tab
+        .find_element_by_xpath(&format!("//main//a[normalize-space(.)='{text}']"))
+        .unwrap_or_else(|e| panic!("no link {text:?} on {}: {e}", tab.get_url()));
+    link.click().unwrap();
+    tab.wait_until_navigated().unwrap();
+    tab.get_content().unwrap()
+}
+
+#[test]
+fn a_person_signs_in_and_clicks_from_the_plant_down_to_a_part_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let postgres = Postgres::start();
+    let targets = dir.path().join("stations.json");
+    let metrics_port = free_port();
+    let ingest = ingest(
+        dir.path(),
+        "ingest-1",
+        &broker,
+        &postgres,
+        &format!(
+            "[prometheus]\ntargets = \"{}\"\nlisten = \"127.0.0.1:{metrics_port}\"\n",
+            targets.display()
+        ),
+    );
+    wait_for("the schema", Duration::from_secs(60), || {
+        try_count(&postgres, "SELECT count(*) FROM schema_migrations") == 2
+    });
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let ingest_metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    wait_for("the ingest subscribed", Duration::from_secs(30), || {
+        http.get(&ingest_metrics)
+            .send()
+            .and_then(|r| r.text())
+            .is_ok_and(|t| t.contains("inspecta_ingest_broker_connected 1"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+
+    let station = Station::start(
+        "kind = \"folder\"\npath = \"samples/casting\"\nparts_per_second = 8.0",
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nsite = \"plant-a\"\nline = \"line-2\"\n\
+             api_url = \"{{api_url}}\"\n",
+            broker.port
+        ),
+    );
+    wait_for(
+        "every verdict in the store",
+        Duration::from_secs(60),
+        || try_count(&postgres, "SELECT count(*) FROM verdicts") == PARTS,
+    );
+    let mut store = postgres.connect();
+    let overridden: i64 = store
+        .query_one("SELECT min(id) FROM verdicts WHERE label = 'good'", &[])
+        .unwrap()
+        .get(0);
+    let (status, answer) = station.post(
+        &format!("/verdicts/{overridden}/review"),
+        Some(TOKEN),
+        &json!({"reviewer": "ana", "action": "override", "label": "defect", "reason": "porosity at the rim"}),
+    );
+    assert!(status.is_success(), "{answer}");
+    wait_for("the review in the store", Duration::from_secs(30), || {
+        try_count(&postgres, "SELECT count(*) FROM reviews") == 1
+    });
+
+    // Prometheus finds the station from its presence, labelled with where it stands.
+    wait_for("the Prometheus targets", Duration::from_secs(30), || {
+        targets.exists()
+    });
+    let listed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&targets).unwrap()).unwrap();
+    assert_eq!(
+        listed[0]["targets"][0],
+        station.base.trim_start_matches("http://")
+    );
+    assert_eq!(listed[0]["labels"]["site"], "plant-a");
+    assert_eq!(listed[0]["labels"]["station"], "api-test");
+    let exposed = http.get(&ingest_metrics).send().unwrap().text().unwrap();
+    let stored: i64 = exposed
+        .lines()
+        .find_map(|l| l.strip_prefix("inspecta_ingest_stored_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stored count in\n{exposed}"));
+    assert!(
+        stored >= PARTS + 2,
+        "24 verdicts, a review, the presence (and KPI reports): {stored}"
+    );
+    assert!(exposed.contains("inspecta_ingest_pending 0"), "{exposed}");
+
+    let good: i64 = store
+        .query_one("SELECT count(*) FROM parts WHERE final_label = 'good'", &[])
+        .unwrap()
+        .get(0);
+    let view_port = free_port();
+    let view = plant_view(dir.path(), &postgres, view_port);
+    let base = format!("http://127.0.0.1:{view_port}");
+    wait_for("the plant view", Duration::from_secs(30), || {
+        http.get(format!("{base}/health"))
+            .send()
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    });
+
+    // Nothing without signing in: a browser is sent to sign in, anything else refused,
+    // a wrong password and a forged session get nothing.
+    let page = http
+        .get(format!("{base}/sites/plant-a"))
+        .header("accept", "text/html")
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.headers()["location"],
+        "/login?next=%2Fsites%2Fplant%2Da"
+    );
+    let image = format!("{base}/sites/plant-a/line-2/api-test/parts/{overridden}/image");
+    assert_eq!(
+        http.get(&image).send().unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let forged = http
+        .get(&image)
+        .header("cookie", "inspecta_plant=00ff")
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let wrong = http
+        .post(format!("{base}/login"))
+        .form(&[("name", "anna"), ("password", "guess"), ("next", "/")])
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert!(wrong.text().unwrap().contains("do not match"));
+
+    // In the browser: sign in, then plant -> site -> line -> station -> part.
+    let browser = chromium();
+    let tab = browser.new_tab().unwrap();
+    tab.navigate_to(&format!("{base}/")).unwrap();
+    tab.wait_until_navigated().unwrap();
+    assert!(tab.get_url().contains("/login"), "{}", tab.get_url());
+    tab.wait_for_element("input[name=name]")
+        .unwrap()
+        .click()
+        .unwrap();
+    tab.type_str("Anna").unwrap();
+    tab.find_element("input[name=password]")
+        .unwrap()
+        .click()
+        .unwrap();
+    tab.type_str(PASSWORD).unwrap();
+    tab.find_element("button[type=submit]")
+        .unwrap()
+        .click()
+        .unwrap();
+    tab.wait_until_navigated().unwrap();
+    let plant = tab.get_content().unwrap();
+    assert!(plant.contains("Signed in as anna"), "{plant}");
+    let yield_text = format!("{:.2} %", good as f64 / PARTS as f64 * 100.0);
+    assert!(
+        plant.contains(&yield_text),
+        "plant yield {yield_text} in {plant}"
+    );
+    assert!(plant.contains("<svg"), "the yield chart");
+
+    let site = follow(&tab, "plant-a");
+    assert!(site.contains("Site plant-a"));
+    let line = follow(&tab, "line-2");
+    assert!(
+        line.contains("api-test") && line.contains(">online<"),
+        "{line}"
+    );
+    assert!(
+        line.contains("casting-defect"),
+        "the station's model: {line}"
+    );
+    assert!(line.contains("Defect Pareto"));
+    assert!(
+        line.contains(&format!(">{}<", PARTS - good)),
+        "the Pareto counts every defect held, the overridden part too: {line}"
+    );
+    screenshot(&tab, "plant-view-line");
+    let station_page = follow(&tab, "api-test");
+    assert!(station_page.contains("Newest parts"));
+    assert!(station_page.contains(&station.base), "the announced API");
+    let part = follow(&tab, &overridden.to_string());
+    assert!(part.contains("porosity at the rim"), "the review: {part}");
+    assert!(part.contains("override"));
+    let loaded = tab
+        .wait_for_element("img.part")
+        .unwrap()
+        .call_js_fn(
+            "function() { return this.complete ? this.naturalWidth : -1; }",
+            vec![],
+            true,
+        )
+        .unwrap()
+        .value
+        .and_then(|v| v.as_i64());
+    assert!(
+        loaded.is_some_and(|w| w > 0),
+        "the part image shows: {loaded:?}"
+    );
+    screenshot(&tab, "plant-view-part");
+
+    // The station token never reaches the browser; the image came through the view.
+    assert!(!part.contains(TOKEN));
+    drop(tab);
+    drop(browser);
+
+    // A station that is gone is a clear error, not a hang or a broken page.
+    drop(station);
+    let cookie = {
+        let signed = http
+            .post(format!("{base}/login"))
+            .form(&[("name", "anna"), ("password", PASSWORD), ("next", "/")])
+            .send()
+            .unwrap();
+        assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+        let set = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        set.split(';').next().unwrap().to_owned()
+    };
+    let gone = http.get(&image).header("cookie", &cookie).send().unwrap();
+    assert_eq!(gone.status(), StatusCode::BAD_GATEWAY);
+    assert!(gone.text().unwrap().contains("api-test"));
+    let bad_shift = http
+        .get(format!("{base}/?shift=yesterday"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(bad_shift.status(), StatusCode::BAD_REQUEST);
+    let unknown = http
+        .get(format!("{base}/sites/plant-z"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let out = http
+        .post(format!("{base}/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let after = http.get(&image).header("cookie", &cookie).send().unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "signed out");
+
+    for process in [view, ingest] {
+        let (status, log) = terminate(process);
+        assert!(status.success(), "{log}");
+    }
+}

@@ -1,0 +1,132 @@
+//! `fleet.toml`: one file for the plant's central half. The ingest reads `[mqtt]`,
+//! `[postgres]` and `[prometheus]`; the plant view reads `[postgres]` and `[view]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// The central broker; only the ingest needs it.
+    pub mqtt: Option<BrokerConfig>,
+    pub postgres: PostgresConfig,
+    #[serde(default)]
+    pub prometheus: PrometheusConfig,
+    /// The plant view (`inspecta fleet serve`).
+    pub view: Option<ViewConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Unique per ingest process: the broker keeps this session's backlog under it.
+    pub client_id: String,
+    /// Ingest processes in one group share the messages; each message goes to one of them.
+    /// Empty: no shared subscription, for brokers without one (RabbitMQ 3.10); each ingest
+    /// then gets every message, which the store's keys make harmless.
+    #[serde(default = "default_group")]
+    pub group: String,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    pub username: Option<String>,
+    /// Better in the environment (`INSPECTA_MQTT_PASSWORD`) than in the file.
+    pub password: Option<String>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A libpq connection string, e.g. `host=/run/postgresql dbname=inspecta user=inspecta`;
+    /// `INSPECTA_POSTGRES_PASSWORD` is added as the password when set.
+    pub url: String,
+    /// At most this many messages per transaction.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+impl PostgresConfig {
+    /// The connection string with the password from the environment, when it has none.
+    pub fn url_with_password(&self) -> String {
+        match std::env::var("INSPECTA_POSTGRES_PASSWORD") {
+            Ok(password) if !self.url.contains("password=") => {
+                format!("{} password={password}", self.url)
+            }
+            _ => self.url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// A file-based discovery file (`file_sd_configs`) the ingest keeps listing every
+    /// station that announced its API (`[mqtt] api_url` at the station).
+    pub targets: Option<PathBuf>,
+    /// Where the ingest serves its own metrics (`/metrics`), e.g. `0.0.0.0:9464`.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewConfig {
+    #[serde(default = "default_view_listen")]
+    pub listen: SocketAddr,
+    /// Who may sign in: a users file written by `inspecta users add`.
+    pub users: PathBuf,
+    /// The stations' API token, to fetch part images; better in `INSPECTA_STATION_TOKEN`.
+    pub station_token: Option<String>,
+    /// Mark the session cookie `Secure`: set it when a TLS proxy fronts the view.
+    #[serde(default)]
+    pub secure_cookie: bool,
+    /// How long a sign-in lasts, in hours.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+}
+
+fn default_port() -> u16 {
+    1883
+}
+fn default_group() -> String {
+    "inspecta-ingest".into()
+}
+fn default_prefix() -> String {
+    "inspecta".into()
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn default_batch() -> usize {
+    200
+}
+fn default_view_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8090))
+}
+fn default_session_hours() -> u64 {
+    12
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_a_misspelt_key_is_refused() {
+        let example = include_str!("../../samples/fleet.example.toml");
+        let config: FleetConfig = toml::from_str(example).expect("the example parses");
+        let mqtt = config.mqtt.expect("[mqtt]");
+        assert_eq!(mqtt.group, "inspecta-ingest");
+        assert_eq!(config.postgres.batch, 200);
+        assert!(config.prometheus.targets.is_some());
+        assert_eq!(config.view.expect("[view]").session_hours, 12);
+        let misspelt = example.replace("batch = 200", "bacth = 200");
+        let error = toml::from_str::<FleetConfig>(&misspelt).expect_err("unknown key");
+        assert!(error.to_string().contains("bacth"), "{error}");
+    }
+}
