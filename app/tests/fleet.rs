@@ -1,5 +1,5 @@
 //! The fleet's central store, end to end on real servers: a real station publishes to a real
-//! mosquitto, two `inspecta fleet ingest` processes share the messages into a real
+//! mosquitto, two `inspecta fleet ingest` processes each store every message into a real
 //! PostgreSQL; PostgreSQL stops under load and one ingest is killed with SIGKILL, and still
 //! every verdict is one row, bad messages are dead letters with their reason, and the views
 //! give the plant's figures.

@@ -78,7 +78,8 @@ impl Central {
                 Err(why) => {
                     let reason = why.to_string();
                     tx.execute(
-                        "INSERT INTO dead_letters (topic, payload, reason) VALUES ($1, $2, $3)",
+                        "INSERT INTO dead_letters (topic, payload, reason) VALUES ($1, $2, $3) \
+                         ON CONFLICT DO NOTHING",
                         &[topic, payload, &reason],
                     )?;
                     Stored::Rejected(why)

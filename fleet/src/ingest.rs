@@ -2,7 +2,8 @@
 //! once its row is committed, so while PostgreSQL is away the backlog waits in the broker
 //! (persistent session, QoS 1), and a killed ingest loses nothing: the broker delivers again
 //! what was not acknowledged, and the store's keys make a second delivery no second row.
-//! Several ingest processes with the same `group` share the load (`$share/<group>/...`).
+//! Two ingests each store every message (the keys keep one row), or, on a broker that keeps
+//! shared subscriptions across its restart, share them as a `group` (`$share/<group>/...`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,7 +74,11 @@ impl Ingest {
         if let Some(user) = &mqtt.username {
             options.set_credentials(user, password.unwrap_or_default());
         }
-        let (client, connection) = Client::new(options, 64);
+        // Room for an acknowledgement of every message taken and not yet acknowledged (the
+        // queue, the batch in hand, one more): an acknowledgement that did not fit would leave
+        // its message in flight at the broker, and once the broker's in-flight window is full
+        // of those it sends this ingest nothing more. `make bench-fleet` found that stall.
+        let (client, connection) = Client::new(options, QUEUE + config.postgres.batch + 64);
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(IngestCounts::default());
         let connection_generation = Arc::new(AtomicU64::new(0));
@@ -129,8 +134,8 @@ impl Ingest {
     }
 }
 
-/// The topic filter for one kind: shared by the group's ingests, or, with no group (a broker
-/// without shared subscriptions, such as RabbitMQ 3.10), every message to this one.
+/// The topic filter for one kind: every message to this ingest, or, with a group, shared by
+/// the group's ingests.
 fn subscription(group: &str, prefix: &str, kind: Kind) -> String {
     let topic = format!("{prefix}/+/+/+/{}", kind.topic_name());
     if group.is_empty() {
@@ -344,7 +349,9 @@ impl StoreSide {
             return;
         }
         if let Err(e) = self.client.try_ack(&taken.publish) {
-            tracing::debug!("acknowledgement not sent ({e}); the broker delivers again");
+            tracing::warn!(
+                "acknowledgement not sent ({e}); the broker delivers it again on the next connection"
+            );
         }
     }
 }

@@ -46,6 +46,7 @@ pub struct Limits {
 
 impl Limits {
     /// For an endpoint only Prometheus and people's browsers call: no uploads.
+    #[cfg(feature = "fleet")]
     pub fn scrapes() -> Self {
         Self {
             header_timeout: Duration::from_secs(10),
