@@ -25,12 +25,17 @@ TEST_PACKAGES=(
   xvfb libgl1-mesa-dri libegl1 xdotool
   # a real RTSP server to lose and get back
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp
-  # a real MQTT broker to lose and get back; openssl makes the TLS test's certificates
-  mosquitto openssl
+  # a real MQTT broker to lose and get back; openssl makes the TLS test's certificates;
+  # mosquitto_pub/sub for the broker configs' test (scripts/test-brokers.sh, python3 for its ports)
+  mosquitto mosquitto-clients openssl python3
   # unshare, for a private tmpfs (full or read-only) under a station's store
   util-linux
   # the fleet's central store: a real PostgreSQL cluster per test (initdb, pg_ctl)
   postgresql
+  # the plant view's browser test (headless Chromium over its DevTools protocol)
+  chromium
+  # the fleet's Prometheus config and rules (promtool) and a clustered broker's MQTT plugin
+  prometheus rabbitmq-server
 )
 # What the benchmarks and model recipes need (ONNX Runtime reference, training).
 PYTHON_PACKAGES=(python3 python3-venv)
@@ -60,6 +65,13 @@ if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Their packages start system services the tests do not use (each test starts its own
+  # server on a free port): stopped, so they hold no ports or memory.
+  for service in rabbitmq-server prometheus prometheus-node-exporter; do
+    if [[ " ${missing[*]} " == *" $service "* ]]; then
+      $sudo systemctl disable --now "$service" 2>/dev/null || $sudo service "$service" stop 2>/dev/null || true
+    fi
+  done
 fi
 
 if ! command -v cargo >/dev/null; then
