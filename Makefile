@@ -6,7 +6,7 @@ DATASETS ?= ../shared/datasets
 BACKBONE ?= ../shared/backbones/efficientnet_lite0_imagenet_224.onnx
 INSPECTA := target/release/inspecta
 
-.PHONY: deps deps-test deps-python build package package-test demo test lint bench bench-live bench-api bench-opcua bench-panel bench-loop models eval-casting backbone trunk anomaly-mt classifiers clean
+.PHONY: deps deps-test deps-python build package package-test demo test lint bench bench-live bench-api bench-opcua bench-panel bench-loop bench-fleet models eval-casting backbone trunk anomaly-mt classifiers clean
 
 deps:
 	@scripts/install-deps.sh run
@@ -66,6 +66,9 @@ test: deps-test
 	$(CARGO) clippy -p inspecta --no-default-features --features gstreamer,uvc,mqtt,opcua --locked -- -D warnings
 	$(CARGO) clippy -p inspecta --no-default-features --locked -- -D warnings
 	INSPECTA_DATASETS=$(abspath $(DATASETS)) $(CARGO) test --workspace --locked --features inspecta/failpoints
+	@echo "== The fleet's shipped broker and Prometheus configs, on real brokers and promtool =="
+	scripts/test-brokers.sh
+	scripts/check-prometheus.sh
 
 ## bench: tract latency and throughput, side by side with ONNX Runtime (docs/BENCHMARKS.md).
 bench: deps-python
@@ -74,6 +77,10 @@ bench: deps-python
 ## bench-live: the live station on a 30 fps clip, capture-to-verdict latency (docs/BENCHMARKS.md).
 bench-live: deps
 	$(CARGO) bench -p inspecta-pipeline --bench live --locked
+
+## bench-fleet: 50 stations -> broker -> 2 ingests -> PostgreSQL through a killed ingest, a broker restart and a 1-minute store outage (docs/FLEET.md).
+bench-fleet: deps-test
+	$(CARGO) bench -p inspecta --bench fleet --locked
 
 ## bench-opcua: a PLC's Trigger -> ResultReady at a 10 ms scan, and the Trigger method, beside model time (docs/BENCHMARKS.md).
 bench-opcua: deps
