@@ -109,6 +109,18 @@ impl Central {
             .collect())
     }
 
+    /// Every station the store has heard from (its presence), as (site, line, station).
+    pub fn stations(&mut self) -> Result<Vec<(String, String, String)>, CentralError> {
+        let rows = self.client.query(
+            "SELECT site, line, station FROM station_status ORDER BY site, line, station",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect())
+    }
+
     /// Whether the connection is still usable (after an error, a new one is needed).
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()

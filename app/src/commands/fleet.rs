@@ -11,6 +11,7 @@ use inspecta_fleet::config::FleetConfig;
 use inspecta_fleet::ingest::{Ingest, IngestCounts};
 
 use crate::plant;
+use crate::plant::rollout::{self, RolloutRequest};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,6 +34,66 @@ enum Action {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Roll a model out to stations: served with its SHA-256, checked and run as a shadow
+    /// at each, then promoted by policy or on approval. Exits non-zero unless every
+    /// station ends in charge or waiting for approval.
+    Rollout {
+        /// fleet.toml: [mqtt] (an account that may command stations), [postgres] (to
+        /// match a pattern against the stations it knows).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The model directory to roll out (model.toml and the files it names).
+        #[arg(long)]
+        model: PathBuf,
+        /// `<site>/<line>/<station>`, each part may be a pattern: 'plant-a/line-2/*'.
+        #[arg(long)]
+        stations: String,
+        /// Parts the model judges beside the running one before it may take charge.
+        #[arg(long, default_value_t = 200)]
+        shadow_parts: u64,
+        /// Promote on its own when it agreed with the running model on at least this share
+        /// of the shadow parts (0.99 = 99 %); without it, only on approval.
+        #[arg(long)]
+        auto_promote: Option<f64>,
+        /// Where the package is served.
+        #[arg(long, default_value = "0.0.0.0:8470")]
+        listen: std::net::SocketAddr,
+        /// How the stations reach --listen (http://10.0.0.5:8470).
+        #[arg(long)]
+        url: Option<String>,
+        /// Who orders it, for every station's settings log.
+        #[arg(long, env = "USER", default_value = "engineer")]
+        who: String,
+        /// Give up following after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        wait_s: u64,
+    },
+    /// Put a rollout that waits for approval in charge.
+    Approve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The rollout's id, as `fleet rollout` printed it.
+        #[arg(long)]
+        rollout: String,
+        #[arg(long)]
+        stations: String,
+        #[arg(long, env = "USER", default_value = "engineer")]
+        who: String,
+        #[arg(long, default_value_t = 120)]
+        wait_s: u64,
+    },
+    /// Undo the last rollout: the model before it takes charge again (or a rollout not
+    /// yet in charge stops).
+    Rollback {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        stations: String,
+        #[arg(long, env = "USER", default_value = "engineer")]
+        who: String,
+        #[arg(long, default_value_t = 120)]
+        wait_s: u64,
+    },
 }
 
 /// How often the ingest says what it did.
@@ -42,7 +103,62 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     match &args.action {
         Action::Ingest { config } => ingest(&load(config)?),
         Action::Serve { config } => serve(&load(config)?),
+        Action::Rollout {
+            config,
+            model,
+            stations,
+            shadow_parts,
+            auto_promote,
+            listen,
+            url,
+            who,
+            wait_s,
+        } => {
+            let request = RolloutRequest {
+                model: model.clone(),
+                stations: stations.clone(),
+                shadow_parts: *shadow_parts,
+                auto_promote: *auto_promote,
+                listen: *listen,
+                url: url.clone(),
+                who: who.clone(),
+                wait: Duration::from_secs(*wait_s),
+            };
+            outcome(rollout::rollout(&load(config)?, &request)?)
+        }
+        Action::Approve {
+            config,
+            rollout,
+            stations,
+            who,
+            wait_s,
+        } => outcome(rollout::approve(
+            &load(config)?,
+            rollout,
+            stations,
+            who,
+            Duration::from_secs(*wait_s),
+        )?),
+        Action::Rollback {
+            config,
+            stations,
+            who,
+            wait_s,
+        } => outcome(rollout::rollback(
+            &load(config)?,
+            stations,
+            who,
+            Duration::from_secs(*wait_s),
+        )?),
     }
+}
+
+fn outcome(all_good: bool) -> anyhow::Result<ExitCode> {
+    Ok(if all_good {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn load(path: &PathBuf) -> anyhow::Result<FleetConfig> {

@@ -5,10 +5,9 @@
 //! model's directory, and `promoted.json` says who promoted it, when, and what it replaced.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use inspecta_pipeline::station::shadow::{Shadow, ShadowSnapshot};
+use inspecta_pipeline::station::shadow::{ShadowSlot, ShadowSnapshot};
 use inspecta_vision::model::manifest::Manifest;
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +40,7 @@ pub struct Candidate {
     pub comparison: Option<Comparison>,
     /// The running model is the one the comparison was made against.
     pub compared_with_running: bool,
-    /// How it fares as the station's shadow, when `[model] shadow` is this candidate.
+    /// How it fares as the station's shadow, when the shadow is this candidate.
     pub shadow: Option<ShadowSnapshot>,
     pub promoted: Option<Promotion>,
 }
@@ -72,11 +71,11 @@ pub struct Promotion {
 pub struct Candidates {
     dir: PathBuf,
     settings: Settings,
-    shadow: Option<(PathBuf, Arc<Shadow>)>,
+    shadow: ShadowSlot,
 }
 
 impl Candidates {
-    pub fn new(dir: PathBuf, settings: Settings, shadow: Option<(PathBuf, Arc<Shadow>)>) -> Self {
+    pub fn new(dir: PathBuf, settings: Settings, shadow: ShadowSlot) -> Self {
         Self {
             dir,
             settings,
@@ -126,9 +125,9 @@ impl Candidates {
                 .map(String::from),
             shadow: self
                 .shadow
-                .as_ref()
-                .filter(|(shadow, _)| same_dir(shadow, path))
-                .map(|(_, s)| s.snapshot()),
+                .current()
+                .filter(|shadow| same_dir(shadow.model().onnx_path(), path))
+                .map(|shadow| shadow.snapshot()),
             promoted: read_json::<Promotion>(&path.join(PROMOTED))?,
             name: manifest.name,
             version: manifest.version,

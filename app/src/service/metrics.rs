@@ -176,7 +176,7 @@ impl Collector for StationCollector {
             ConstCounter::new(value).encode(metric)?;
         }
 
-        if let Some(shadow) = &self.station.shadow {
+        if let Some(shadow) = self.station.shadow.current() {
             let s = shadow.snapshot();
             let mut parts = encoder.encode_descriptor(
                 "shadow_parts",

@@ -6,6 +6,8 @@
 pub mod candidates;
 pub mod metrics;
 pub mod recorder;
+#[cfg(feature = "mqtt")]
+mod rollout;
 mod settings;
 pub mod sinks;
 mod summary;
@@ -20,7 +22,7 @@ use anyhow::Context as _;
 use inspecta_pipeline::publish::mqtt::{CommandMessage, CommandReply, MqttLink, PlantCommand};
 use inspecta_pipeline::quality::watch::ProcessWatch;
 use inspecta_pipeline::source::SourceSpec;
-use inspecta_pipeline::station::shadow::Shadow;
+use inspecta_pipeline::station::shadow::{Shadow, ShadowSlot};
 use inspecta_pipeline::station::{Station, StationHandles, Triggers};
 use inspecta_pipeline::store::RecordStore;
 use inspecta_vision::model::Model;
@@ -56,6 +58,9 @@ pub struct Service {
     doors: Vec<Box<dyn Door>>,
     #[cfg(feature = "mqtt")]
     mqtt: Option<MqttLink>,
+    /// Model rollouts from the plant, with a store to keep them in and a link to report on.
+    #[cfg(feature = "mqtt")]
+    rollouts: Option<rollout::Rollouts>,
     watch: Option<(ProcessWatch, Instant)>,
     /// Tells API clients that a finite source has been judged and stored to the end.
     finished: Arc<AtomicBool>,
@@ -91,7 +96,8 @@ pub struct DoorView {
 impl Service {
     /// Starts the station; `sinks` get every verdict after the service's own sinks.
     pub fn start(config: &StationConfig, sinks: Vec<Box<dyn Sink>>) -> anyhow::Result<Self> {
-        let model = crate::engine::load_model(&config.model.path, config.model.threads)?;
+        let started = model_to_start(config);
+        let model = crate::engine::load_model(&started, config.model.threads)?;
         let store = open_store(config)?;
         #[cfg(feature = "mqtt")]
         let mqtt = start_mqtt(config, store.as_ref())?;
@@ -100,7 +106,7 @@ impl Service {
         let frame_timeout = Duration::from_millis(config.trigger.frame_timeout_ms);
         let source = resume_point(config, store.as_deref())?;
         let (station, triggers) = start_station(config, source, &model, frame_timeout)?;
-        let shadow = start_shadow(config)?;
+        let shadow = ShadowSlot::new(start_shadow(config)?);
         let handles = StationHandles {
             name: config.station.name.clone(),
             status: Arc::clone(station.status()),
@@ -114,12 +120,15 @@ impl Service {
             mqtt: None,
             shadow,
         };
+        let mut choices = vec![started];
+        for path in std::iter::once(&config.model.path).chain(&config.model.alternatives) {
+            if !choices.contains(path) {
+                choices.push(path.clone());
+            }
+        }
         let settings = Settings::new(
             handles.models.clone(),
-            std::iter::once(&config.model.path)
-                .chain(&config.model.alternatives)
-                .cloned()
-                .collect(),
+            choices,
             config.recipes.clone(),
             config.model.threads,
             store,
@@ -127,10 +136,15 @@ impl Service {
         let candidates = config
             .learning
             .candidates_dir(config.store.as_ref())
-            .map(|dir| {
-                let shadow = config.model.shadow.clone().zip(handles.shadow.clone());
-                Candidates::new(dir, settings.clone(), shadow)
-            });
+            .map(|dir| Candidates::new(dir, settings.clone(), handles.shadow.clone()));
+        #[cfg(feature = "mqtt")]
+        let rollouts = match open_rollouts(config, mqtt.as_ref(), &settings, &handles.shadow) {
+            Ok(rollouts) => rollouts,
+            Err(e) => {
+                station.stop();
+                return Err(e);
+            }
+        };
         let metrics = Arc::new(Metrics::new(handles.clone()));
         let waiters = Arc::new(PartWaiters::default());
         let built = open_jsonl(config, &metrics).and_then(|jsonl| {
@@ -157,6 +171,8 @@ impl Service {
             doors: Vec::new(),
             #[cfg(feature = "mqtt")]
             mqtt,
+            #[cfg(feature = "mqtt")]
+            rollouts,
             watch: config
                 .spc
                 .clone()
@@ -257,17 +273,21 @@ impl Service {
     /// Carries out the commands the plant sent over MQTT (the link has checked them
     /// against `[mqtt] commands`) and answers each.
     #[cfg(feature = "mqtt")]
-    fn obey_plant(&self) {
-        let Some(link) = &self.mqtt else {
-            return;
-        };
-        while let Some(message) = link.next_command() {
-            link.reply(self.obey(&message));
+    fn obey_plant(&mut self) {
+        while let Some(message) = self.mqtt.as_ref().and_then(MqttLink::next_command) {
+            let reply = self.obey(&message);
+            if let Some(link) = &self.mqtt {
+                link.reply(reply);
+            }
+        }
+        let state = self.rollouts.as_mut().and_then(rollout::Rollouts::tick);
+        if let (Some(link), Some(state)) = (&self.mqtt, state) {
+            link.report_rollout(state);
         }
     }
 
     #[cfg(feature = "mqtt")]
-    fn obey(&self, message: &CommandMessage) -> CommandReply {
+    fn obey(&mut self, message: &CommandMessage) -> CommandReply {
         match &message.command {
             PlantCommand::Trigger { part_id } => {
                 let part_id = part_id.clone().unwrap_or_else(|| {
@@ -296,6 +316,36 @@ impl Service {
                         CommandReply::refused(message, None, reason)
                     }
                 }
+            }
+            PlantCommand::Rollout(order) => self.roll(message, |r| r.order(order.clone())),
+            PlantCommand::ApproveRollout { rollout, who } => self.roll(message, |r| {
+                r.approve(rollout, who.as_deref().unwrap_or("mqtt"))
+            }),
+            PlantCommand::Rollback { who } => {
+                self.roll(message, |r| r.rollback(who.as_deref().unwrap_or("mqtt")))
+            }
+        }
+    }
+
+    /// The rollout commands, refused where the station keeps no store for rollouts.
+    #[cfg(feature = "mqtt")]
+    fn roll(
+        &mut self,
+        message: &CommandMessage,
+        act: impl FnOnce(&mut rollout::Rollouts) -> Result<String, String>,
+    ) -> CommandReply {
+        let Some(rollouts) = &mut self.rollouts else {
+            let reason = "this station keeps no rollouts: it needs a [store]".to_owned();
+            return CommandReply::refused(message, None, reason);
+        };
+        match act(rollouts) {
+            Ok(summary) => {
+                tracing::info!(command = message.command.name(), "{summary}");
+                CommandReply::accepted(message, None)
+            }
+            Err(reason) => {
+                tracing::warn!(command = message.command.name(), "refused: {reason}");
+                CommandReply::refused(message, None, reason)
             }
         }
     }
@@ -372,6 +422,42 @@ fn start_mqtt(
     MqttLink::start(mqtt, &config.station.name, Arc::clone(store))
         .map(Some)
         .context("cannot start the MQTT link")
+}
+
+/// Where a station with a store keeps its rollouts.
+#[cfg(feature = "mqtt")]
+fn rollouts_dir(config: &StationConfig) -> Option<std::path::PathBuf> {
+    config.store.as_ref().map(|s| s.dir.join("rollouts"))
+}
+
+/// The rolled-out model in charge when there is one that still checks out, else
+/// `[model] path`.
+fn model_to_start(config: &StationConfig) -> std::path::PathBuf {
+    #[cfg(feature = "mqtt")]
+    if let Some(dir) = rollouts_dir(config) {
+        return rollout::model_to_start(&dir, &config.model.path);
+    }
+    config.model.path.clone()
+}
+
+#[cfg(feature = "mqtt")]
+fn open_rollouts(
+    config: &StationConfig,
+    link: Option<&MqttLink>,
+    settings: &Settings,
+    shadow: &ShadowSlot,
+) -> anyhow::Result<Option<rollout::Rollouts>> {
+    let (Some(dir), Some(_)) = (rollouts_dir(config), link) else {
+        return Ok(None);
+    };
+    let rollouts = rollout::Rollouts::open(
+        dir,
+        config.model.path.clone(),
+        config.model.threads,
+        settings.clone(),
+        shadow.clone(),
+    )?;
+    Ok(Some(rollouts))
 }
 
 #[cfg(not(feature = "mqtt"))]
@@ -466,9 +552,7 @@ fn build_recorder(
             file: Arc::clone(file),
         }));
     }
-    if let Some(shadow) = &handles.shadow {
-        recorder.add(Box::new(ShadowSink(Arc::clone(shadow))));
-    }
+    recorder.add(Box::new(ShadowSink(handles.shadow.clone())));
     recorder.add(Box::new(WaitersSink(Arc::clone(waiters))));
     if let (Some(opcua), Some(store)) = (&config.opcua, &handles.store) {
         recorder.add(start_opcua(opcua, handles, store)?);

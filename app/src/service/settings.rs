@@ -26,12 +26,14 @@ pub struct Settings {
     /// The recipe in charge: the last one switched to, at start the first whose model is
     /// `[model] path`.
     recipe: Arc<Mutex<Option<usize>>>,
+    /// Where the model in charge was loaded from.
+    path: Arc<Mutex<PathBuf>>,
     threads: usize,
     store: Option<Arc<RecordStore>>,
 }
 
 impl Settings {
-    /// `choices`: the paths an engineer may switch to, the one in charge first.
+    /// `choices`: the paths an engineer may switch to, the one in charge first (not empty).
     pub fn new(
         models: ModelSwitch,
         choices: Vec<PathBuf>,
@@ -42,6 +44,7 @@ impl Settings {
         let recipe = choices
             .first()
             .and_then(|path| recipes.iter().position(|r| r.model == *path));
+        let path = choices.first().cloned().unwrap_or_default();
         let mut choices = choices;
         for recipe in &recipes {
             if !choices.contains(&recipe.model) {
@@ -53,6 +56,7 @@ impl Settings {
             choices,
             recipes: recipes.into(),
             recipe: Arc::new(Mutex::new(recipe)),
+            path: Arc::new(Mutex::new(path)),
             threads,
             store,
         }
@@ -114,6 +118,11 @@ impl Settings {
         self.models.current()
     }
 
+    /// Where the model in charge was loaded from.
+    pub fn model_path(&self) -> PathBuf {
+        lock(&self.path).clone()
+    }
+
     pub fn choices(&self) -> &[PathBuf] {
         &self.choices
     }
@@ -138,11 +147,17 @@ impl Settings {
 
     fn put_in_charge(&self, path: &Path, who: &str) -> anyhow::Result<String> {
         let model = crate::engine::load_model(path, self.threads)?;
+        self.install(path, &model, who)
+    }
+
+    /// Puts a model loaded (and checked) elsewhere in charge: a rollout's.
+    pub fn install(&self, path: &Path, model: &Arc<Model>, who: &str) -> anyhow::Result<String> {
         let old = self
             .models
-            .switch(&model)
+            .switch(model)
             .context("preparing the new model")?;
-        let (before, after) = (describe_model(&old), describe_model(&model));
+        *lock(&self.path) = path.to_owned();
+        let (before, after) = (describe_model(&old), describe_model(model));
         tracing::warn!(%who, %before, %after, "model switched at the station");
         self.log(who, ChangeKind::Model, before, after)
     }
@@ -186,7 +201,8 @@ impl Settings {
     }
 }
 
-/// The recipe index is only ever replaced whole, so it stays good after a panic elsewhere.
+/// The recipe index and the path are only ever replaced whole, so they stay good after a
+/// panic elsewhere.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use inspecta_pipeline::station::shadow::Shadow;
+use inspecta_pipeline::station::shadow::ShadowSlot;
 use inspecta_pipeline::store::Record;
 use inspecta_vision::inspection::Inspection;
 use serde::Serialize;
@@ -206,11 +206,13 @@ fn whole_lines(file: &mut File) -> std::io::Result<u64> {
 
 /// The candidate model judges the part too, on its own thread, when it is free.
 #[derive(Debug)]
-pub struct ShadowSink(pub Arc<Shadow>);
+pub struct ShadowSink(pub ShadowSlot);
 
 impl Sink for ShadowSink {
     fn deliver(&mut self, delivery: Delivery<'_>) -> anyhow::Result<()> {
-        self.0.offer(delivery.verdict);
+        if let Some(shadow) = self.0.current() {
+            shadow.offer(delivery.verdict);
+        }
         Ok(())
     }
 }

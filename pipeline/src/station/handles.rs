@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::shadow::Shadow;
+use super::shadow::ShadowSlot;
 use super::status::{LinkStatus, StationStatus};
 use super::{ModelSwitch, Triggers};
 use crate::store::RecordStore;
@@ -26,5 +26,5 @@ pub struct StationHandles {
     /// The MQTT link's counters, when the station has one.
     pub mqtt: Option<Arc<LinkStatus>>,
     /// The candidate model judging beside the one in charge, when there is one.
-    pub shadow: Option<Arc<Shadow>>,
+    pub shadow: ShadowSlot,
 }

@@ -107,6 +107,11 @@ impl Shadow {
         }
     }
 
+    /// The candidate judging as the shadow.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
     pub fn snapshot(&self) -> ShadowSnapshot {
         let c = &self.counts;
         let manifest = self.model.manifest();
@@ -124,6 +129,32 @@ impl Shadow {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
         }
+    }
+}
+
+/// Where a running station's shadow is, if it has one: a rollout puts its model there for a
+/// while, and every reader (the recorder's sink, the API, the metrics) sees the current one.
+#[derive(Debug, Clone, Default)]
+pub struct ShadowSlot(Arc<Mutex<Option<Arc<Shadow>>>>);
+
+impl ShadowSlot {
+    pub fn new(shadow: Option<Arc<Shadow>>) -> Self {
+        Self(Arc::new(Mutex::new(shadow)))
+    }
+
+    pub fn current(&self) -> Option<Arc<Shadow>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `shadow` in the slot; the one it replaces stops once its last holder lets go.
+    pub fn replace(&self, shadow: Option<Arc<Shadow>>) -> Option<Arc<Shadow>> {
+        std::mem::replace(
+            &mut *self.0.lock().unwrap_or_else(PoisonError::into_inner),
+            shadow,
+        )
     }
 }
 

@@ -84,6 +84,8 @@ pub struct Model {
     /// How many of the network's outputs the head (or the scores) read; the familiarity
     /// features follow.
     scoring_outputs: usize,
+    /// The files it was loaded from: ONNX, manifest, head weights, familiarity data.
+    files: Vec<PathBuf>,
     fingerprint: String,
 }
 
@@ -199,6 +201,7 @@ impl Model {
             head,
             familiarity,
             scoring_outputs,
+            files,
             fingerprint,
         })
     }
@@ -209,6 +212,11 @@ impl Model {
 
     pub fn onnx_path(&self) -> &Path {
         &self.onnx_path
+    }
+
+    /// The files the model is made of (ONNX first): what a rollout sends.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// SHA-256 over the model's files (ONNX, manifest, head weights), hex: two models with

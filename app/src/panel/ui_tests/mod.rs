@@ -82,7 +82,7 @@ fn rig_with(
         Some(Candidates::new(
             dir.path().join("candidates"),
             settings.clone(),
-            None,
+            inspecta_pipeline::station::shadow::ShadowSlot::default(),
         )),
         events.clone(),
     )

@@ -4,9 +4,9 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ use rumqttc::{
 };
 use serde::Serialize;
 
-use super::{CommandMessage, CommandReply, MqttConfig, ReplyStatus, SCHEMA};
+use super::{COMMANDS, CommandMessage, CommandReply, MqttConfig, ReplyStatus, SCHEMA};
+use crate::publish::rollout::RolloutState;
 use crate::station::status::LinkStatus;
 
 use crate::store::{RecordStore, StoreError, Stream};
@@ -49,7 +50,7 @@ pub enum MqttError {
     Client(#[from] rumqttc::ClientError),
     #[error("the record store: {0}")]
     Store(#[from] StoreError),
-    #[error("`{0}` is no command a station takes (trigger, switch_model)")]
+    #[error("`{0}` is no command a station takes ({commands})", commands = COMMANDS.join(", "))]
     Command(String),
     #[error("cannot start the link thread: {0}")]
     Thread(std::io::Error),
@@ -83,6 +84,7 @@ struct Topics {
     command: String,
     reply: String,
     status: String,
+    rollout: String,
 }
 
 impl Topics {
@@ -110,6 +112,7 @@ impl Topics {
             command: format!("{base}/command"),
             reply: format!("{base}/command/reply"),
             status: format!("{base}/status"),
+            rollout: format!("{base}/rollout"),
         })
     }
 }
@@ -156,7 +159,29 @@ pub struct MqttLink {
     status: Arc<LinkStatus>,
     commands: Receiver<CommandMessage>,
     replies: SyncSender<CommandReply>,
+    rollout: Arc<RolloutSlot>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The station's latest rollout state, and how many times it changed: the link sends it
+/// (retained) when it changed since the last send and on every new connection.
+#[derive(Debug, Default)]
+struct RolloutSlot(Mutex<(u64, Option<RolloutState>)>);
+
+impl RolloutSlot {
+    fn set(&self, state: RolloutState) {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *slot = (slot.0 + 1, Some(state));
+    }
+
+    /// The state if it changed after change `seen`.
+    fn newer_than(&self, seen: u64) -> Option<(u64, RolloutState)> {
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match &slot.1 {
+            Some(state) if slot.0 != seen => Some((slot.0, state.clone())),
+            _ => None,
+        }
+    }
 }
 
 impl MqttLink {
@@ -171,7 +196,7 @@ impl MqttLink {
         if let Some(unknown) = config
             .commands
             .iter()
-            .find(|c| !["trigger", "switch_model"].contains(&c.as_str()))
+            .find(|c| !COMMANDS.contains(&c.as_str()))
         {
             return Err(MqttError::Command(unknown.clone()));
         }
@@ -182,6 +207,7 @@ impl MqttLink {
         let (replies, replies_in) = sync_channel(COMMAND_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(LinkStatus::default());
+        let rollout = Arc::new(RolloutSlot::default());
         let origin = Origin {
             schema: SCHEMA,
             site: config.site.clone(),
@@ -200,6 +226,7 @@ impl MqttLink {
             allowed: config.commands.clone(),
             commands: sender,
             replies: replies_in,
+            rollout: Arc::clone(&rollout),
             outbox: RefCell::default(),
             pending: RefCell::default(),
         };
@@ -212,8 +239,15 @@ impl MqttLink {
             status,
             commands,
             replies,
+            rollout,
             thread: Some(thread),
         })
+    }
+
+    /// Reports where the station's rollout stands on `.../rollout` (retained), now or when
+    /// the broker is back.
+    pub fn report_rollout(&self, state: RolloutState) {
+        self.rollout.set(state);
     }
 
     /// The next command the plant sent (already checked against `commands`), if any. The
@@ -325,6 +359,7 @@ struct Worker {
     commands: SyncSender<CommandMessage>,
     /// The station's answers to commands.
     replies: Receiver<CommandReply>,
+    rollout: Arc<RolloutSlot>,
     /// The link's own answers (refusals), made while it waits for acknowledgements.
     outbox: RefCell<Vec<CommandReply>>,
     /// Accepted triggers waiting for their part's verdict: part id, and the reply to send.
@@ -387,6 +422,7 @@ impl Worker {
         client.publish(&self.topics.status, QoS::AtLeastOnce, true, online)?;
         self.await_acks(&mut connection, 1)?;
         let mut kpis_sent: Option<Instant> = None;
+        let mut rollout_sent = 0;
         loop {
             let batch = self.send_batch(&client)?;
             if batch.messages > 0 {
@@ -402,6 +438,12 @@ impl Worker {
                 self.send_kpis(&client)?;
                 self.await_acks(&mut connection, 1)?;
                 kpis_sent = Some(Instant::now());
+            }
+            if let Some((change, state)) = self.rollout.newer_than(rollout_sent) {
+                let payload = self.origin.payload(&state);
+                client.publish(&self.topics.rollout, QoS::AtLeastOnce, true, payload)?;
+                self.await_acks(&mut connection, 1)?;
+                rollout_sent = change;
             }
             // Idle: keep the connection alive (pings), take commands, look again shortly.
             match connection.recv_timeout(IDLE_POLL) {

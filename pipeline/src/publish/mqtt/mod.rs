@@ -1,7 +1,8 @@
 //! Verdicts, reviews and process alarms to an MQTT broker, QoS 1, under
 //! `<prefix>/<site>/<line>/<station>/{verdict,review,alarm,status}`, the last hour's KPIs
-//! (retained) on `.../kpi`, and commands from the plant on `.../command` when the
-//! configuration allows them, each answered on `.../command/reply`. Every payload carries
+//! (retained) on `.../kpi`, a model rollout's state (retained) on `.../rollout`, and
+//! commands from the plant on `.../command` when the configuration allows them, each
+//! answered on `.../command/reply`. Every payload carries
 //! `schema` ([`SCHEMA`]), `site` and `line`, so a consumer far from the topic tree (a
 //! historian, a bridge) still knows what it holds.
 //!
@@ -27,11 +28,22 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "mqtt")]
 pub use link::{MqttError, MqttLink};
 
+use crate::publish::rollout::RolloutOrder;
+
+/// Every command a station takes, as `[mqtt] commands` names them.
+pub const COMMANDS: [&str; 5] = [
+    "trigger",
+    "switch_model",
+    "rollout",
+    "approve_rollout",
+    "rollback",
+];
+
 /// The version of every payload's layout: raised when a field changes meaning or goes away
 /// (new fields may come without it).
 pub const SCHEMA: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     pub host: String,
@@ -66,8 +78,8 @@ pub struct MqttConfig {
     /// How often the last hour's KPIs are published (retained); 0: never.
     #[serde(default = "default_kpi_every")]
     pub kpi_every_s: u64,
-    /// Commands accepted on the command topic: `trigger`, `switch_model`. None by default:
-    /// a broker is not an authority unless the station's owner says so.
+    /// Commands accepted on the command topic ([`COMMANDS`]). None by default: a broker is
+    /// not an authority unless the station's owner says so.
     #[serde(default)]
     pub commands: Vec<String>,
     /// The station's HTTP API as the plant reaches it (`http://10.0.2.14:8080`), announced
@@ -85,7 +97,7 @@ impl MqttConfig {
 
 /// A command from the plant, as JSON on `<base>/command`. Fields it does not know are
 /// ignored, so a plant may send more (a timestamp, its own ids) than a station reads.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CommandMessage {
     #[serde(flatten)]
     pub command: PlantCommand,
@@ -94,7 +106,7 @@ pub struct CommandMessage {
     pub request_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum PlantCommand {
     /// Judge the next part (a triggered station).
@@ -108,6 +120,21 @@ pub enum PlantCommand {
         #[serde(default)]
         who: Option<String>,
     },
+    /// Fetch a model package, check it against its digest, run it as a shadow, and put it
+    /// in charge when the order's policy says.
+    Rollout(RolloutOrder),
+    /// Put a rolled-out model in charge that waits for an engineer.
+    ApproveRollout {
+        rollout: String,
+        #[serde(default)]
+        who: Option<String>,
+    },
+    /// Undo the last rollout: the model before it takes charge again, or a rollout not yet
+    /// in charge stops.
+    Rollback {
+        #[serde(default)]
+        who: Option<String>,
+    },
 }
 
 impl PlantCommand {
@@ -115,6 +142,9 @@ impl PlantCommand {
         match self {
             Self::Trigger { .. } => "trigger",
             Self::SwitchModel { .. } => "switch_model",
+            Self::Rollout(_) => "rollout",
+            Self::ApproveRollout { .. } => "approve_rollout",
+            Self::Rollback { .. } => "rollback",
         }
     }
 }
@@ -122,7 +152,7 @@ impl PlantCommand {
 /// What became of a command, published on `<base>/command/reply` (QoS 1, not retained).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommandReply {
-    /// `trigger`, `switch_model`, or what the message named (`?` when unreadable).
+    /// One of [`COMMANDS`], or `?` when unreadable.
     pub command: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
