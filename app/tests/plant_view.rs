@@ -2,7 +2,8 @@
 //! mosquitto, `inspecta fleet ingest` stores it in PostgreSQL (and lists the station for
 //! Prometheus, and serves its own metrics), and `inspecta fleet serve` shows it to headless
 //! Chromium, which signs in and clicks down from the plant to one part's image, fetched from
-//! the station with the station token. Set INSPECTA_SCREENSHOTS=DIR to keep the pages.
+//! the station with the station token; and an engineer approves a model rollout waiting at
+//! a station. Set INSPECTA_SCREENSHOTS=DIR to keep the pages.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -27,28 +28,32 @@ use serde_json::json;
 const PARTS: i64 = 24;
 const PASSWORD: &str = "line-2-quality";
 
+/// Anna, an engineer, and Otto, an operator, both with [`PASSWORD`].
 fn users_file(dir: &Path) -> PathBuf {
     let file = dir.join("plant-users.toml");
-    let mut add = Command::new(env!("CARGO_BIN_EXE_inspecta"))
-        .args(["users", "add"])
-        .arg(&file)
-        .args(["--name", "anna", "--role", "engineer"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(add.wait().unwrap().success());
+    for (name, role) in [("anna", "engineer"), ("otto", "operator")] {
+        let mut add = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+            .args(["users", "add"])
+            .arg(&file)
+            .args(["--name", name, "--role", role])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+        assert!(add.wait().unwrap().success());
+    }
     file
 }
 
-fn plant_view(dir: &Path, postgres: &Postgres, port: u16) -> Child {
+/// `inspecta fleet serve` on `port`; `extra` is more of fleet.toml (`[mqtt]`).
+fn plant_view(dir: &Path, postgres: &Postgres, port: u16, extra: &str) -> Child {
     let config = dir.join("view.toml");
     std::fs::write(
         &config,
         format!(
             "[postgres]\nurl = \"{}\"\n[view]\nlisten = \"127.0.0.1:{port}\"\nusers = \"{}\"\n\
-             station_token = \"{TOKEN}\"\n",
+             station_token = \"{TOKEN}\"\n{extra}",
             postgres.url(),
             users_file(dir).display()
         ),
@@ -90,6 +95,45 @@ fn screenshot(tab: &Tab, name: &str) {
     std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
 }
 
+/// Signs in at the form, as a person types; the plant page it lands on.
+fn sign_in(tab: &Tab, base: &str, name: &str) -> String {
+    tab.navigate_to(&format!("{base}/")).unwrap();
+    tab.wait_until_navigated().unwrap();
+    assert!(tab.get_url().contains("/login"), "{}", tab.get_url());
+    tab.wait_for_element("input[name=name]")
+        .unwrap()
+        .click()
+        .unwrap();
+    tab.type_str(name).unwrap();
+    tab.find_element("input[name=password]")
+        .unwrap()
+        .click()
+        .unwrap();
+    tab.type_str(PASSWORD).unwrap();
+    tab.find_element("button[type=submit]")
+        .unwrap()
+        .click()
+        .unwrap();
+    tab.wait_until_navigated().unwrap();
+    tab.get_content().unwrap()
+}
+
+/// A session cookie for `name`, signed in over plain HTTP.
+fn cookie_of(http: &Client, base: &str, name: &str) -> String {
+    let signed = http
+        .post(format!("{base}/login"))
+        .form(&[("name", name), ("password", PASSWORD), ("next", "/")])
+        .send()
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let set = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    set.split(';').next().unwrap().to_owned()
+}
+
 /// Clicks the link with exactly this text and waits for the page it opens.
 fn follow(tab: &Tab, text: &str) -> String {
     let link = tab
@@ -118,7 +162,7 @@ fn a_person_signs_in_and_clicks_from_the_plant_down_to_a_part_image() {
         ),
     );
     wait_for("the schema", Duration::from_secs(60), || {
-        try_count(&postgres, "SELECT count(*) FROM schema_migrations") == 2
+        try_count(&postgres, "SELECT count(*) FROM schema_migrations") == 3
     });
     let http = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -191,7 +235,7 @@ fn a_person_signs_in_and_clicks_from_the_plant_down_to_a_part_image() {
         .unwrap()
         .get(0);
     let view_port = free_port();
-    let view = plant_view(dir.path(), &postgres, view_port);
+    let view = plant_view(dir.path(), &postgres, view_port, "");
     let base = format!("http://127.0.0.1:{view_port}");
     wait_for("the plant view", Duration::from_secs(30), || {
         http.get(format!("{base}/health"))
@@ -234,25 +278,7 @@ fn a_person_signs_in_and_clicks_from_the_plant_down_to_a_part_image() {
     // In the browser: sign in, then plant -> site -> line -> station -> part.
     let browser = chromium();
     let tab = browser.new_tab().unwrap();
-    tab.navigate_to(&format!("{base}/")).unwrap();
-    tab.wait_until_navigated().unwrap();
-    assert!(tab.get_url().contains("/login"), "{}", tab.get_url());
-    tab.wait_for_element("input[name=name]")
-        .unwrap()
-        .click()
-        .unwrap();
-    tab.type_str("Anna").unwrap();
-    tab.find_element("input[name=password]")
-        .unwrap()
-        .click()
-        .unwrap();
-    tab.type_str(PASSWORD).unwrap();
-    tab.find_element("button[type=submit]")
-        .unwrap()
-        .click()
-        .unwrap();
-    tab.wait_until_navigated().unwrap();
-    let plant = tab.get_content().unwrap();
+    let plant = sign_in(&tab, &base, "Anna");
     assert!(plant.contains("Signed in as anna"), "{plant}");
     let yield_text = format!("{:.2} %", good as f64 / PARTS as f64 * 100.0);
     assert!(
@@ -308,20 +334,7 @@ fn a_person_signs_in_and_clicks_from_the_plant_down_to_a_part_image() {
 
     // A station that is gone is a clear error, not a hang or a broken page.
     drop(station);
-    let cookie = {
-        let signed = http
-            .post(format!("{base}/login"))
-            .form(&[("name", "anna"), ("password", PASSWORD), ("next", "/")])
-            .send()
-            .unwrap();
-        assert_eq!(signed.status(), StatusCode::SEE_OTHER);
-        let set = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
-        assert!(
-            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
-            "{set}"
-        );
-        set.split(';').next().unwrap().to_owned()
-    };
+    let cookie = cookie_of(&http, &base, "anna");
     let gone = http.get(&image).header("cookie", &cookie).send().unwrap();
     assert_eq!(gone.status(), StatusCode::BAD_GATEWAY);
     assert!(gone.text().unwrap().contains("api-test"));
@@ -346,6 +359,152 @@ fn a_person_signs_in_and_clicks_from_the_plant_down_to_a_part_image() {
     let after = http.get(&image).header("cookie", &cookie).send().unwrap();
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "signed out");
 
+    for process in [view, ingest] {
+        let (status, log) = terminate(process);
+        assert!(status.success(), "{log}");
+    }
+}
+
+#[test]
+fn an_engineer_approves_a_waiting_rollout_in_the_browser_and_an_operator_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let postgres = Postgres::start();
+    let ingest = ingest(dir.path(), "ingest-1", &broker, &postgres, "");
+    wait_for("the schema", Duration::from_secs(60), || {
+        try_count(&postgres, "SELECT count(*) FROM schema_migrations") == 3
+    });
+    let mqtt = format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"engineer\"\n",
+        broker.port
+    );
+    let station = Station::start(
+        "kind = \"folder\"\npath = \"samples/casting\"\nparts_per_second = 20.0\nrepeat = true",
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nsite = \"plant-a\"\nline = \"line-2\"\n\
+             commands = [\"rollout\", \"approve_rollout\", \"rollback\"]\n",
+            broker.port
+        ),
+    );
+    wait_for("the station in the store", Duration::from_secs(60), || {
+        try_count(&postgres, "SELECT count(*) FROM station_status") == 1
+    });
+    let view_port = free_port();
+    let view = plant_view(dir.path(), &postgres, view_port, &mqtt);
+    let base = format!("http://127.0.0.1:{view_port}");
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    wait_for("the plant view", Duration::from_secs(30), || {
+        http.get(format!("{base}/health")).send().is_ok()
+    });
+
+    // Rolled out on approval only: the station shadows it, then waits.
+    let rollout = Command::new(env!("CARGO_BIN_EXE_inspecta"))
+        .current_dir(common::repo())
+        .args(["fleet", "rollout", "--config"])
+        .arg(dir.path().join("view.toml"))
+        .args([
+            "--model",
+            "models/xsdd",
+            "--stations",
+            "plant-a/line-2/api-test",
+        ])
+        .args(["--shadow-parts", "5", "--wait-s", "120"])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&rollout.stdout);
+    assert!(
+        rollout.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&rollout.stderr)
+    );
+    assert!(report.contains("AwaitingApproval"), "{report}");
+    wait_for(
+        "the waiting rollout in the store",
+        Duration::from_secs(30),
+        || {
+            try_count(
+                &postgres,
+                "SELECT count(*) FROM rollout_states WHERE phase = 'awaiting_approval'",
+            ) == 1
+        },
+    );
+    let id: String = postgres
+        .connect()
+        .query_one("SELECT rollout FROM rollout_states", &[])
+        .unwrap()
+        .get(0);
+    let approve = format!("{base}/sites/plant-a/line-2/api-test/rollouts/{id}/approve");
+
+    // An operator sees no button and may not approve; a form without the session's token
+    // (another site's page posting here) is refused for anyone.
+    let otto = cookie_of(&http, &base, "otto");
+    let page = http
+        .get(format!("{base}/sites/plant-a/line-2/api-test"))
+        .header("cookie", &otto)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("awaiting approval") && !page.contains("Approve"),
+        "{page}"
+    );
+    let anna = cookie_of(&http, &base, "anna");
+    for cookie in [&otto, &anna] {
+        let refused = http
+            .post(&approve)
+            .header("cookie", cookie)
+            .form(&[("token", "forged")])
+            .send()
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    }
+    let (_, status) = station.get("/status");
+    assert_eq!(status["model"]["name"], "casting-defect");
+
+    // Anna approves in the browser.
+    let browser = chromium();
+    let tab = browser.new_tab().unwrap();
+    sign_in(&tab, &base, "anna");
+    tab.navigate_to(&format!("{base}/sites/plant-a/line-2/api-test"))
+        .unwrap();
+    tab.wait_until_navigated().unwrap();
+    let waiting = tab.get_content().unwrap();
+    assert!(
+        waiting.contains("is under") || waiting.contains("approval"),
+        "{waiting}"
+    );
+    screenshot(&tab, "plant-view-rollout");
+    tab.find_element("table.rollouts button[type=submit]")
+        .unwrap()
+        .click()
+        .unwrap();
+    tab.wait_until_navigated().unwrap();
+    // The station answers within seconds; the page it leads back to says so.
+    tab.wait_for_element("p.note").unwrap();
+    let after = tab.get_content().unwrap();
+    assert!(after.contains("took the approval"), "{after}");
+    station.wait_for("the approved model in charge", |s| {
+        s.get("/status").1["model"]["name"] == "xsdd-steel"
+    });
+    wait_for(
+        "the promotion in the store",
+        Duration::from_secs(30),
+        || {
+            try_count(
+                &postgres,
+                "SELECT count(*) FROM rollout_states WHERE phase = 'promoted' AND payload->>'who' = 'anna'",
+            ) == 1
+        },
+    );
+    drop(tab);
+    drop(browser);
+    drop(station);
     for process in [view, ingest] {
         let (status, log) = terminate(process);
         assert!(status.success(), "{log}");

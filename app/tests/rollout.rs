@@ -127,7 +127,7 @@ fn fleet_config(dir: &Path, broker: &Broker) -> PathBuf {
 
 fn fleet(args: &[&str]) -> Output {
     let out = common::inspecta(&[&["fleet"], args].concat());
-    eprintln!(
+    println!(
         "inspecta fleet {}:\n{}\n{}",
         args.join(" "),
         String::from_utf8_lossy(&out.stdout),
@@ -439,7 +439,7 @@ fn a_package_that_does_not_match_its_digest_never_runs() {
     }
     files.insert("/r/files/model.onnx".to_owned(), onnx);
     // A second rollout whose list is not the one the order names.
-    let mut forged = package.clone();
+    let mut forged = package;
     forged.version = "6.6.7".into();
     files.insert(
         "/forged/package.json".to_owned(),

@@ -9,6 +9,7 @@ use crate::payload::{Kind, Message, Rejection};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_central_store.sql")),
     (2, include_str!("../migrations/0002_plant_view.sql")),
+    (3, include_str!("../migrations/0003_rollouts.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +256,20 @@ fn statement(m: &Message) -> Result<Statement, Rejection> {
                  received_at = now() \
              WHERE s.since < EXCLUDED.since",
             vec![Box::new(text("state")?), Box::new(time("since")?)],
+        ),
+        // The same: a rollout's state is retained, and each report carries its time.
+        Kind::Rollout => (
+            "INSERT INTO rollout_states AS r (site, line, station, payload, rollout, phase, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, ($7::text)::timestamptz) \
+             ON CONFLICT (site, line, station, rollout) DO UPDATE \
+             SET phase = EXCLUDED.phase, at = EXCLUDED.at, payload = EXCLUDED.payload, \
+                 received_at = now() \
+             WHERE r.at < EXCLUDED.at",
+            vec![
+                Box::new(text("rollout")?),
+                Box::new(text("phase")?),
+                Box::new(time("at")?),
+            ],
         ),
     };
     Ok(Statement { sql, params })

@@ -14,15 +14,18 @@ pub enum Kind {
     Alarm,
     Kpi,
     Status,
+    /// Where a model rollout stands at the station.
+    Rollout,
 }
 
 impl Kind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Verdict,
         Self::Review,
         Self::Alarm,
         Self::Kpi,
         Self::Status,
+        Self::Rollout,
     ];
 
     /// The last level of its topic.
@@ -33,6 +36,7 @@ impl Kind {
             Self::Alarm => "alarm",
             Self::Kpi => "kpi",
             Self::Status => "status",
+            Self::Rollout => "rollout",
         }
     }
 

@@ -1,7 +1,7 @@
 //! The engineer's MQTT client for rollouts: commands to stations, and what they report on
 //! `.../rollout` and `.../command/reply`.
 
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -31,11 +31,43 @@ pub enum Heard {
 pub struct Commander {
     client: Client,
     heard: Receiver<Heard>,
+    up: Receiver<()>,
     prefix: String,
 }
 
+impl std::fmt::Debug for Commander {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commander")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Commander {
+    /// Connects, hearing states and replies, and waits until the broker has accepted the
+    /// session.
     pub fn connect(config: &BrokerConfig, role: &str) -> anyhow::Result<Self> {
+        let commander = Self::start(config, role, &["rollout", "command/reply"])?;
+        commander
+            .up
+            .recv_timeout(Duration::from_secs(15))
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the broker {}:{} did not accept the connection within 15 s",
+                    config.host,
+                    config.port
+                )
+            })?;
+        Ok(commander)
+    }
+
+    /// Connects in the background (a broker that is down now is only a wait), hearing the
+    /// stations' `kinds` of topic (`rollout`, `command/reply`).
+    pub fn start(
+        config: &BrokerConfig,
+        role: &str,
+        kinds: &'static [&'static str],
+    ) -> anyhow::Result<Self> {
         let id = format!("{}-{role}-{}", config.client_id, std::process::id());
         let mut options = MqttOptions::new(id, &config.host, config.port);
         options.set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)));
@@ -48,10 +80,11 @@ impl Commander {
         }
         let (client, connection) = Client::new(options, 256);
         let (heard_tx, heard) = sync_channel(1024);
-        let (up_tx, up) = sync_channel(1);
+        let (up_tx, up) = sync_channel(16);
         let listener = Listener {
             client: client.clone(),
             prefix: config.prefix.clone(),
+            kinds,
             heard: heard_tx,
             up: up_tx,
         };
@@ -59,16 +92,10 @@ impl Commander {
             .name("rollout-mqtt".into())
             .spawn(move || listener.run(connection))
             .context("cannot start the MQTT thread")?;
-        up.recv_timeout(Duration::from_secs(15)).map_err(|_| {
-            anyhow::anyhow!(
-                "the broker {}:{} did not accept the connection within 15 s",
-                config.host,
-                config.port
-            )
-        })?;
         Ok(Self {
             client,
             heard,
+            up,
             prefix: config.prefix.clone(),
         })
     }
@@ -85,6 +112,28 @@ impl Commander {
     pub fn next(&self, timeout: Duration) -> Option<Heard> {
         self.heard.recv_timeout(timeout).ok()
     }
+
+    /// The station's reply to `request_id`, if it comes within `timeout`.
+    pub fn reply_to(
+        &self,
+        station: &StationPath,
+        request_id: &str,
+        timeout: Duration,
+    ) -> Option<Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            if let Some(Heard::Reply {
+                station: from,
+                reply,
+            }) = self.next(left)
+                && from == *station
+                && reply["request_id"] == request_id
+            {
+                return Some(reply);
+            }
+        }
+        None
+    }
 }
 
 impl Drop for Commander {
@@ -96,6 +145,7 @@ impl Drop for Commander {
 struct Listener {
     client: Client,
     prefix: String,
+    kinds: &'static [&'static str],
     heard: SyncSender<Heard>,
     up: SyncSender<()>,
 }
@@ -106,7 +156,7 @@ impl Listener {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     // A clean session: subscribe again after every reconnection.
-                    for kind in ["rollout", "command/reply"] {
+                    for kind in self.kinds {
                         let topic = format!("{}/+/+/+/{kind}", self.prefix);
                         if let Err(e) = self.client.subscribe(topic, QoS::AtLeastOnce) {
                             tracing::error!("cannot subscribe: {e}");
@@ -115,10 +165,13 @@ impl Listener {
                     let _ = self.up.try_send(());
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if let Some(heard) = self.read(&publish)
-                        && self.heard.send(heard).is_err()
-                    {
-                        return;
+                    // Never block the connection on a reader that is not reading.
+                    match self.read(&publish).map(|heard| self.heard.try_send(heard)) {
+                        Some(Err(TrySendError::Disconnected(_))) => return,
+                        Some(Err(TrySendError::Full(_))) => {
+                            tracing::warn!(topic = %publish.topic, "dropped: nobody reads");
+                        }
+                        _ => {}
                     }
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,

@@ -3,7 +3,7 @@
 //! `rollout`, naming its digest), and follows what each reports until every one has
 //! settled; `approve` and `rollback` send the one-step commands and follow their outcome.
 
-mod broker;
+pub mod broker;
 pub mod package;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,7 @@
 //! Signing in to the plant view: the people of a users file (`inspecta users add`), a
 //! random session id in an HttpOnly, SameSite=Strict cookie, sessions held in memory (a
-//! restart signs everyone out, which is the safe way round).
+//! restart signs everyone out, which is the safe way round). Each session has its own form
+//! token, which every form that changes something carries back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{Shared, pages};
+use crate::users::Role;
 
 const COOKIE: &str = "inspecta_plant";
 /// A wrong password costs this much more: guessing is slow even before Argon2.
@@ -21,7 +23,7 @@ const FAILED_SIGN_IN_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 struct Session {
-    name: String,
+    signed_in: SignedIn,
     expires: Instant,
 }
 
@@ -41,10 +43,8 @@ impl Sessions {
         }
     }
 
-    fn open(&self, name: String) -> String {
-        let mut bytes = [0_u8; 32];
-        OsRng.fill_bytes(&mut bytes);
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    fn open(&self, name: String, role: Role) -> String {
+        let id = random_hex();
         let now = Instant::now();
         let mut held = self
             .held
@@ -54,21 +54,25 @@ impl Sessions {
         held.insert(
             id.clone(),
             Session {
-                name,
+                signed_in: SignedIn {
+                    name,
+                    engineer: role == Role::Engineer,
+                    token: random_hex(),
+                },
                 expires: now + self.lasts,
             },
         );
         id
     }
 
-    fn who(&self, id: &str) -> Option<String> {
+    fn who(&self, id: &str) -> Option<SignedIn> {
         let held = self
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         held.get(id)
             .filter(|s| s.expires > Instant::now())
-            .map(|s| s.name.clone())
+            .map(|s| s.signed_in.clone())
     }
 
     fn close(&self, id: &str) {
@@ -85,9 +89,29 @@ impl Sessions {
     }
 }
 
-/// The signed-in person, for the pages' header.
+/// The signed-in person: the pages' header, and what they may change.
 #[derive(Debug, Clone)]
-pub struct SignedIn(pub String);
+pub struct SignedIn {
+    pub name: String,
+    /// May approve rollouts.
+    pub engineer: bool,
+    /// This session's form token.
+    pub token: String,
+}
+
+impl SignedIn {
+    /// A form sent from one of this session's own pages.
+    pub fn sent(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        bool::from(self.token.as_bytes().ct_eq(token.as_bytes()))
+    }
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0_u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 fn session_id(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -102,8 +126,8 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
 /// page (and back here after), anything else gets 401.
 pub async fn require(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
     let who = session_id(request.headers()).and_then(|id| state.sessions.who(id));
-    if let Some(name) = who {
-        request.extensions_mut().insert(SignedIn(name));
+    if let Some(signed_in) = who {
+        request.extensions_mut().insert(signed_in);
         return next.run(request).await;
     }
     let path = request
@@ -153,9 +177,9 @@ pub async fn sign_in(State(state): State<Shared>, Form(form): Form<Credentials>)
     let checked = tokio::task::spawn_blocking(move || users.sign_in(&name, &password)).await;
     let next = local(form.next.as_deref()).to_owned();
     match checked {
-        Ok(Some((name, _role))) => {
+        Ok(Some((name, role))) => {
             tracing::info!(user = name, "plant view: signed in");
-            let id = state.sessions.open(name);
+            let id = state.sessions.open(name, role);
             let cookie = state.sessions.cookie(&id, state.sessions.lasts.as_secs());
             ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
         }
@@ -214,13 +238,21 @@ mod tests {
     #[test]
     fn a_session_ends_when_closed_or_expired() {
         let sessions = Sessions::new(Duration::from_secs(60), false);
-        let id = sessions.open("anna".into());
-        assert_eq!(sessions.who(&id).as_deref(), Some("anna"));
-        assert_eq!(sessions.who("forged"), None);
+        let id = sessions.open("anna".into(), Role::Engineer);
+        let anna = sessions.who(&id).expect("signed in");
+        assert_eq!(anna.name, "anna");
+        assert!(anna.engineer);
+        assert!(anna.sent(&anna.token));
+        assert!(!anna.sent("forged"));
+        let other = sessions.open("ben".into(), Role::Operator);
+        let ben = sessions.who(&other).expect("signed in");
+        assert!(!ben.engineer);
+        assert!(!anna.sent(&ben.token), "each session has its own token");
+        assert!(sessions.who("forged").is_none());
         sessions.close(&id);
-        assert_eq!(sessions.who(&id), None);
+        assert!(sessions.who(&id).is_none());
         let short = Sessions::new(Duration::ZERO, false);
-        let id = short.open("ben".into());
-        assert_eq!(short.who(&id), None);
+        let id = short.open("ben".into(), Role::Operator);
+        assert!(short.who(&id).is_none());
     }
 }

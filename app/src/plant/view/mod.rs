@@ -1,7 +1,8 @@
 //! `inspecta fleet serve`: the plant in a browser. Sites, lines and stations with their
 //! live state, yield and defect Pareto per shift, alarms, and each part down to its image,
 //! which is fetched from its station's API with the station token (the central store keeps
-//! no images). Every page but sign-in and health needs a signed-in person.
+//! no images), and each station's model rollouts, which an engineer approves here (sent to
+//! the station over `[mqtt]`). Every page but sign-in and health needs a signed-in person.
 
 mod auth;
 mod chart;
@@ -9,20 +10,22 @@ mod image;
 mod pages;
 mod store;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use inspecta_fleet::config::FleetConfig;
 use serde::Deserialize;
 
 use crate::api::serve::{Limits, Server};
+use crate::plant::rollout::StationPath;
+use crate::plant::rollout::broker::Commander;
 use crate::users::Users;
 use auth::{Sessions, SignedIn};
 use store::{Scope, Store, StoreError};
@@ -36,6 +39,10 @@ const ALARMS_PAGE: i64 = 200;
 const ALARMS_LEVEL: i64 = 20;
 /// Parts listed on a station's page.
 const RECENT_PARTS: i64 = 50;
+/// Rollouts listed on a station's page.
+const ROLLOUTS: i64 = 10;
+/// How long an approval waits for the station's answer before the page says it has none.
+const APPROVAL_REPLY: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 struct ViewState {
@@ -43,6 +50,8 @@ struct ViewState {
     users: Arc<Users>,
     sessions: Sessions,
     stations: image::Stations,
+    /// Approvals go to the stations through the broker, when fleet.toml has `[mqtt]`.
+    commander: Option<Mutex<Commander>>,
 }
 
 type Shared = Arc<ViewState>;
@@ -77,6 +86,11 @@ pub fn start(config: &FleetConfig) -> anyhow::Result<Server> {
             view.secure_cookie,
         ),
         stations: image::Stations::new(token)?,
+        commander: config
+            .mqtt
+            .as_ref()
+            .map(|mqtt| Commander::start(mqtt, "view", &["command/reply"]).map(Mutex::new))
+            .transpose()?,
     });
     let server = Server::start("plant-view", view.listen, router(state), Limits::scrapes())?;
     tracing::info!(address = %server.address, "plant view listening");
@@ -90,6 +104,10 @@ fn router(state: Shared) -> Router {
         .route("/sites/{site}", get(site))
         .route("/sites/{site}/{line}", get(line))
         .route("/sites/{site}/{line}/{station}", get(station))
+        .route(
+            "/sites/{site}/{line}/{station}/rollouts/{rollout}/approve",
+            post(approve),
+        )
         .route("/sites/{site}/{line}/{station}/parts/{id}", get(part))
         .route(
             "/sites/{site}/{line}/{station}/parts/{id}/image",
@@ -221,7 +239,7 @@ async fn level_page(state: &ViewState, who: &str, path: Vec<&str>, shift: &Shift
 
 async fn plant(
     State(state): State<Shared>,
-    Extension(SignedIn(who)): Extension<SignedIn>,
+    Extension(SignedIn { name: who, .. }): Extension<SignedIn>,
     Query(shift): Query<ShiftQuery>,
 ) -> Page {
     level_page(&state, &who, Vec::new(), &shift).await
@@ -229,7 +247,7 @@ async fn plant(
 
 async fn site(
     State(state): State<Shared>,
-    Extension(SignedIn(who)): Extension<SignedIn>,
+    Extension(SignedIn { name: who, .. }): Extension<SignedIn>,
     Path(site): Path<String>,
     Query(shift): Query<ShiftQuery>,
 ) -> Page {
@@ -238,7 +256,7 @@ async fn site(
 
 async fn line(
     State(state): State<Shared>,
-    Extension(SignedIn(who)): Extension<SignedIn>,
+    Extension(SignedIn { name: who, .. }): Extension<SignedIn>,
     Path((site, line)): Path<(String, String)>,
     Query(shift): Query<ShiftQuery>,
 ) -> Page {
@@ -253,42 +271,135 @@ fn station_scope(site: &str, line: &str, station: &str) -> Scope {
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct StationQuery {
+    /// What became of an approval this page sent: `accepted` or `unanswered`.
+    approval: Option<String>,
+}
+
 async fn station(
     State(state): State<Shared>,
-    Extension(SignedIn(who)): Extension<SignedIn>,
+    Extension(signed): Extension<SignedIn>,
     Path((site, line, station)): Path<(String, String, String)>,
+    Query(query): Query<StationQuery>,
 ) -> Page {
     let scope = station_scope(&site, &line, &station);
     let store = &state.store;
-    let (summaries, presence, yields, parts, alarms) = tokio::try_join!(
+    let (summaries, presence, yields, parts, alarms, rollouts) = tokio::try_join!(
         store.summaries(&scope, None),
         store.presence(&scope),
         store.yield_by_shift(&scope),
         store.recent_parts(&scope, RECENT_PARTS),
         store.alarms(&scope, ALARMS_LEVEL),
+        store.rollouts(&scope, ROLLOUTS),
     )?;
     if presence.is_empty() && parts.is_empty() {
         return Err(PageError::NotFound(format!(
             "no station {site} / {line} / {station} has reported"
         )));
     }
+    let note = match query.approval.as_deref() {
+        Some("accepted") => Some("The station took the approval: the model takes charge now."),
+        Some("unanswered") => Some("The approval was sent; the station has not answered yet."),
+        _ => None,
+    };
+    let may_approve = signed.engineer && state.commander.is_some();
     Ok(Html(
         pages::station(&pages::StationPage {
-            who: &who,
+            who: &signed.name,
             path: [&site, &line, &station],
             summary: summaries.into_iter().next(),
             presence: presence.into_iter().next(),
             yields,
             parts,
             alarms,
+            rollouts,
+            approve: may_approve.then_some(signed.token.as_str()),
+            note,
         })
         .into_string(),
     ))
 }
 
+#[derive(Debug, Deserialize)]
+struct ApprovalForm {
+    token: String,
+}
+
+/// An engineer approves a waiting rollout: `approve_rollout` to the station, then back to
+/// its page with what the station answered.
+async fn approve(
+    State(state): State<Shared>,
+    Extension(signed): Extension<SignedIn>,
+    Path((site, line, station, rollout)): Path<(String, String, String, String)>,
+    Form(form): Form<ApprovalForm>,
+) -> Response {
+    if !signed.sent(&form.token) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this form is not from your session: reload the page",
+        )
+            .into_response();
+    }
+    if !signed.engineer {
+        return (StatusCode::FORBIDDEN, "only engineers approve rollouts").into_response();
+    }
+    if state.commander.is_none() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the plant view has no [mqtt] to reach the stations",
+        )
+            .into_response();
+    }
+    let target = StationPath {
+        site,
+        line,
+        station,
+    };
+    let page = pages::href(&["sites", &target.site, &target.line, &target.station]);
+    let request_id = format!(
+        "view-{}-{}",
+        signed.name,
+        jiff::Timestamp::now().as_millisecond()
+    );
+    let body = serde_json::json!({
+        "command": "approve_rollout", "rollout": rollout, "who": signed.name, "request_id": request_id,
+    });
+    tracing::warn!(user = %signed.name, station = %target, %rollout, "plant view: rollout approved");
+    let shared = Arc::clone(&state);
+    let sent = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<serde_json::Value>> {
+        let Some(commander) = &shared.commander else {
+            return Ok(None);
+        };
+        let commander = commander
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        commander.command(&target, &body)?;
+        Ok(commander.reply_to(&target, &request_id, APPROVAL_REPLY))
+    })
+    .await;
+    match sent {
+        Ok(Ok(Some(reply))) if reply["status"] == "accepted" => {
+            Redirect::to(&format!("{page}?approval=accepted#rollouts")).into_response()
+        }
+        Ok(Ok(Some(reply))) => PageError::Station(format!(
+            "the station refused the approval: {}",
+            reply["reason"].as_str().unwrap_or("no reason given")
+        ))
+        .into_response(),
+        Ok(Ok(None)) => {
+            Redirect::to(&format!("{page}?approval=unanswered#rollouts")).into_response()
+        }
+        Ok(Err(e)) => {
+            PageError::Station(format!("cannot send the approval: {e:#}")).into_response()
+        }
+        Err(e) => PageError::Station(format!("cannot send the approval: {e}")).into_response(),
+    }
+}
+
 async fn part(
     State(state): State<Shared>,
-    Extension(SignedIn(who)): Extension<SignedIn>,
+    Extension(SignedIn { name: who, .. }): Extension<SignedIn>,
     Path((site, line, station, id)): Path<(String, String, String, i64)>,
 ) -> Page {
     let scope = station_scope(&site, &line, &station);
@@ -319,7 +430,7 @@ async fn part_image(
 
 async fn alarms(
     State(state): State<Shared>,
-    Extension(SignedIn(who)): Extension<SignedIn>,
+    Extension(SignedIn { name: who, .. }): Extension<SignedIn>,
 ) -> Page {
     let alarms = state.store.alarms(&Scope::default(), ALARMS_PAGE).await?;
     Ok(Html(pages::alarms(&who, &alarms).into_string()))

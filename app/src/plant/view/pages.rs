@@ -4,7 +4,7 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::chart;
-use super::store::{Alarm, Part, PartRecord, Presence, ShiftYield, Summary};
+use super::store::{Alarm, Part, PartRecord, Presence, RolloutRow, ShiftYield, Summary};
 
 const STYLE: &str = r#"
 body { font: 15px/1.4 system-ui, sans-serif; margin: 0; color: #1d232a; background: #f4f6f8; }
@@ -34,6 +34,11 @@ table.pareto .barcell { width: 260px; } .hbar { background: #e63946; height: 12p
 form.login { background: #fff; padding: 20px; max-width: 320px; display: grid; gap: 10px; }
 img.part { max-width: 100%; max-height: 520px; background: #fff; border: 1px solid #dde3ea; }
 pre { background: #fff; padding: 10px; overflow: auto; max-height: 400px; }
+.note { background: #fff8c5; padding: 8px 12px; border-radius: 6px; display: inline-block; }
+.promoted { color: #1a7f37; font-weight: 600; } .awaiting_approval { color: #9a6700; font-weight: 600; }
+.rejected, .failed { color: #b42318; font-weight: 600; }
+table.rollouts td { white-space: normal; } table.rollouts td.id { font-size: 12px; max-width: 200px; word-break: break-all; }
+table.rollouts td.why { max-width: 280px; } table.rollouts td.act { white-space: nowrap; }
 "#;
 
 /// A path from segments, each percent-encoded: names come from the stations.
@@ -288,6 +293,11 @@ pub struct StationPage<'a> {
     pub yields: Vec<ShiftYield>,
     pub parts: Vec<Part>,
     pub alarms: Vec<Alarm>,
+    pub rollouts: Vec<RolloutRow>,
+    /// The session's form token when the signed-in person may approve a rollout here.
+    pub approve: Option<&'a str>,
+    /// What became of the last action (an approval sent, refused).
+    pub note: Option<&'a str>,
 }
 
 pub fn station(page: &StationPage<'_>) -> Markup {
@@ -314,6 +324,9 @@ pub fn station(page: &StationPage<'_>) -> Markup {
                     div.tile { "False rejects" b { (percent(s.false_rejects, s.defects_called)) } }
                 }
             }
+            h2 #rollouts { "Model rollouts" }
+            @if let Some(note) = page.note { p.note { (note) } }
+            (rollout_table(&base, &page.rollouts, page.approve))
             h2 { "Yield per shift, last 7 days (the line's page per shift)" }
             (chart::yield_bars(&page.yields, shift_link, None))
             h2 { "Newest parts" }
@@ -337,6 +350,37 @@ pub fn station(page: &StationPage<'_>) -> Markup {
             (alarm_table(&page.alarms))
         },
     )
+}
+
+/// Each rollout with its figures; one waiting for approval gets the button when allowed.
+fn rollout_table(base: &str, rollouts: &[RolloutRow], approve: Option<&str>) -> Markup {
+    html! {
+        @if rollouts.is_empty() { p.empty { "No model was rolled out to this station." } } @else {
+            table.rollouts {
+                tr { th { "rollout" } th { "model" } th { "phase" } th.num { "shadow parts" } th.num { "agreement" } th { "by" } th { "at" } th { "note" } th {} }
+                @for r in rollouts {
+                    tr {
+                        td.id { (r.rollout) }
+                        td { (r.model) }
+                        td class=(r.phase) { (r.phase.replace('_', " ")) }
+                        td.num { (r.judged.min(r.shadow_parts)) " / " (r.shadow_parts) }
+                        td.num { @if let Some(a) = r.agreement { (format!("{:.2} %", a * 100.0)) } }
+                        td { (r.who.as_deref().unwrap_or("")) }
+                        td { (r.at) }
+                        td.why { (r.reason.as_deref().unwrap_or("")) }
+                        td.act {
+                            @if let (Some(token), "awaiting_approval") = (approve, r.phase.as_str()) {
+                                form method="post" action=(format!("{base}/rollouts{}/approve", href(&[&r.rollout]))) {
+                                    input type="hidden" name="token" value=(token);
+                                    button type="submit" { "Approve" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub fn part(who: &str, path: [&str; 3], record: &PartRecord) -> Markup {

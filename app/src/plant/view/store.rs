@@ -69,6 +69,20 @@ pub struct Presence {
     pub model: Option<String>,
 }
 
+/// Where one model rollout stands at a station.
+#[derive(Debug, Clone)]
+pub struct RolloutRow {
+    pub rollout: String,
+    pub phase: String,
+    pub model: String,
+    pub judged: i64,
+    pub shadow_parts: i64,
+    pub agreement: Option<f64>,
+    pub reason: Option<String>,
+    pub who: Option<String>,
+    pub at: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ShiftYield {
     pub shift: String,
@@ -253,6 +267,37 @@ impl Store {
                 since: r.get(2),
                 api: r.get(3),
                 model: r.get(4),
+            })
+            .collect())
+    }
+
+    /// The station's rollouts, newest first.
+    pub async fn rollouts(&self, scope: &Scope, limit: i64) -> Result<Vec<RolloutRow>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT rollout, phase, concat_ws(' ', payload->>'model', payload->>'version'),
+                            COALESCE((payload->>'judged')::bigint, 0),
+                            COALESCE((payload->>'shadow_parts')::bigint, 0),
+                            (payload->>'agreement')::double precision,
+                            payload->>'reason', payload->>'who', utc_text(at)
+                     FROM rollout_states WHERE {SCOPED} ORDER BY at DESC LIMIT $4"
+                ),
+                &[&scope.site, &scope.line, &scope.station, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RolloutRow {
+                rollout: r.get(0),
+                phase: r.get(1),
+                model: r.get(2),
+                judged: r.get(3),
+                shadow_parts: r.get(4),
+                agreement: r.get(5),
+                reason: r.get(6),
+                who: r.get(7),
+                at: r.get(8),
             })
             .collect())
     }

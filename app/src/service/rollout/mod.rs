@@ -413,6 +413,9 @@ impl Rollouts {
         }
         self.reported = Some(mark);
         self.progress = Instant::now();
+        // Each report carries its own time: the central store keeps the newest.
+        let active = self.active.as_mut()?;
+        active.state.at = jiff::Timestamp::now();
         Some(active.state.clone())
     }
 
