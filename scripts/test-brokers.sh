@@ -96,6 +96,7 @@ read -r CENTRAL SITE < <(free_ports 2)
 declare -A PW=(
   [plant-a/line-2/cam1]=pw-cam1 [plant-a/line-2/cam2]=pw-cam2 [plant-a]=pw-site
   [ingest-1]=pw-ingest-1 [ingest-2]=pw-ingest-2 [plant-view]=pw-view [mes]=pw-mes
+  [engineer]=pw-engineer
 )
 declare -A MOSQ_PID
 
@@ -158,7 +159,7 @@ ready() { # file user port topic
 }
 
 T=inspecta/plant-a/line-2
-mosq_dir central "$CENTRAL" plant-a/line-2/cam1 plant-a/line-2/cam2 plant-a ingest-1 ingest-2 plant-view mes
+mosq_dir central "$CENTRAL" plant-a/line-2/cam1 plant-a/line-2/cam2 plant-a ingest-1 ingest-2 plant-view mes engineer
 mosq_start central "$CENTRAL"
 
 # 1. ACLs. Stations sign in as site/line/station; the ACL's patterns give each its own topics.
@@ -210,6 +211,28 @@ lacks "$TMP/cam1" cam2-verdict "cam1 reading cam2's verdict"
 stop "$CAM1"
 pass "mosquitto ACL: cam1 subscribed to inspecta/# gets its own commands only, not cam2's commands or verdicts"
 
+# Rollouts: the engineer commands a station and reads its rollout state; a station cannot
+# forge another's state, and the engineer cannot pass for a station.
+sub_bg "$TMP/engineer" engineer "$CENTRAL" -t 'inspecta/+/+/+/rollout' -t 'inspecta/+/+/+/command/reply'
+ENG=$SUB
+sub_bg "$TMP/cam1-cmd" plant-a/line-2/cam1 "$CENTRAL" -t $T/cam1/command
+CAM1=$SUB
+ready "$TMP/cam1-cmd" engineer "$CENTRAL" $T/cam1/command
+pub engineer "$CENTRAL" $T/cam1/command '{"command":"rollout","rollout":"r1"}'
+await "$TMP/cam1-cmd" '"rollout":"r1"' 5 "the engineer's rollout order at cam1"
+pub plant-a/line-2/cam1 "$CENTRAL" $T/cam1/rollout '{"rollout":"r1","phase":"shadow"}' -r
+await "$TMP/engineer" '"phase":"shadow"' 5 "cam1's rollout state to the engineer"
+pub plant-a/line-2/cam1 "$CENTRAL" $T/cam2/rollout '{"rollout":"r1","phase":"forged"}' -r
+pub engineer "$CENTRAL" $T/cam1/verdict '{"forged":"by-engineer"}'
+pub plant-a/line-2/cam2 "$CENTRAL" $T/cam2/rollout '{"rollout":"r1","phase":"cam2-own"}' -r
+await "$TMP/engineer" cam2-own 5 "cam2's own rollout state"
+await "$TMP/ingest1" cam2-own 5 "cam2's rollout state to the ingest"
+lacks "$TMP/engineer" '"phase":"forged"' "cam1's state on cam2's topic"
+lacks "$TMP/ingest1" by-engineer "a verdict from the engineer's account"
+stop "$CAM1"
+stop "$ENG"
+pass "mosquitto ACL: the engineer orders a rollout at cam1 and reads its state; cam1 cannot forge cam2's state, the engineer cannot publish verdicts"
+
 # use_username_as_clientid: without it, a station connecting under the ingest's client id with
 # a clean session would end the ingest's session and its backlog.
 stop "$ING1"
@@ -241,7 +264,12 @@ BRIDGED=$SUB
 ready "$TMP/bridged" plant-a/line-2/cam1 "$SITE" $T/cam1/verdict
 pub plant-a/line-2/cam1 "$SITE" $T/cam1/verdict via-bridge-1
 await "$TMP/bridged" via-bridge-1 10 "site verdict on the central broker"
-pass "bridge: a verdict published on the site broker arrives on the central broker (site state on central: $state)"
+sub_bg "$TMP/bridged-rollout" engineer "$CENTRAL" -t $T/cam1/rollout
+ready "$TMP/bridged-rollout" plant-a/line-2/cam1 "$SITE" $T/cam1/rollout
+pub plant-a/line-2/cam1 "$SITE" $T/cam1/rollout '{"phase":"via-bridge"}' -r
+await "$TMP/bridged-rollout" via-bridge 10 "a station's rollout state through the bridge"
+stop "$SUB"
+pass "bridge: a verdict and a rollout state published on the site broker arrive on the central broker (site state on central: $state)"
 
 sub_bg "$TMP/station" plant-a/line-2/cam1 "$SITE" -t $T/cam1/command
 STATION=$SUB

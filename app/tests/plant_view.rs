@@ -375,7 +375,9 @@ fn an_engineer_approves_a_waiting_rollout_in_the_browser_and_an_operator_cannot(
         try_count(&postgres, "SELECT count(*) FROM schema_migrations") == 3
     });
     let mqtt = format!(
-        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"engineer\"\n",
+        "[view.commander]\nclient_id = \"plant-view-commands\"\n\
+         [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"ingest-x\"\n\
+         [rollout]\nclient_id = \"engineer\"\n",
         broker.port
     );
     let station = Station::start(

@@ -116,8 +116,9 @@ fn fleet_config(dir: &Path, broker: &Broker) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"engineer\"\n\
-             [postgres]\nurl = \"host=/nonexistent dbname=none\"\n",
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"ingest-1\"\n\
+             [postgres]\nurl = \"host=/nonexistent dbname=none\"\n\
+             [rollout]\nclient_id = \"engineer\"\n",
             broker.port
         ),
     )

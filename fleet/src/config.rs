@@ -1,5 +1,6 @@
 //! `fleet.toml`: one file for the plant's central half. The ingest reads `[mqtt]`,
-//! `[postgres]` and `[prometheus]`; the plant view reads `[postgres]` and `[view]`.
+//! `[postgres]` and `[prometheus]`; the plant view reads `[postgres]` and `[view]`; model
+//! rollouts read `[mqtt]`'s broker and `[rollout]`'s account.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +17,21 @@ pub struct FleetConfig {
     pub prometheus: PrometheusConfig,
     /// The plant view (`inspecta fleet serve`).
     pub view: Option<ViewConfig>,
+    /// The account `inspecta fleet rollout|approve|rollback` command stations with.
+    pub rollout: Option<CommanderConfig>,
+}
+
+/// A broker account that commands stations, on `[mqtt]`'s broker. Never the ingest's: a
+/// broker that takes the user name as the client id (the shipped mosquitto config) would end
+/// the ingest's session, and its backlog, when the same user connects again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommanderConfig {
+    pub client_id: String,
+    pub username: Option<String>,
+    /// Better in the environment (`[rollout]`: `INSPECTA_ROLLOUT_PASSWORD`; the view's:
+    /// `INSPECTA_VIEW_MQTT_PASSWORD`) than in the file.
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +107,9 @@ pub struct ViewConfig {
     /// How long a sign-in lasts, in hours.
     #[serde(default = "default_session_hours")]
     pub session_hours: u64,
+    /// The account the Approve button sends approvals with (on `[mqtt]`'s broker); none:
+    /// the view shows rollouts but approves nothing.
+    pub commander: Option<CommanderConfig>,
 }
 
 fn default_port() -> u16 {
@@ -124,7 +143,10 @@ mod tests {
         assert_eq!(mqtt.group, "", "no shared subscription unless asked for");
         assert_eq!(config.postgres.batch, 200);
         assert!(config.prometheus.targets.is_some());
-        assert_eq!(config.view.expect("[view]").session_hours, 12);
+        let view = config.view.expect("[view]");
+        assert_eq!(view.session_hours, 12);
+        assert!(view.commander.is_some(), "approvals in the view");
+        assert!(config.rollout.is_some(), "[rollout]");
         let misspelt = example.replace("batch = 200", "bacth = 200");
         let error = toml::from_str::<FleetConfig>(&misspelt).expect_err("unknown key");
         assert!(error.to_string().contains("bacth"), "{error}");

@@ -54,7 +54,7 @@ while IFS= read -r -u 3 line || [[ -n $line ]]; do
     plain "$site" "$line"; plain "$ln" "$line"; plain "$station" "$line"
     key="$P\\.$site\\.$ln\\.$station"
     users+=("${words[0]}" "$P-$site-$ln-$station"
-      "^$key\\.(verdict|review|alarm|kpi|status|command\\.reply)\$" "^$key\\.command\$")
+      "^$key\\.(verdict|review|alarm|kpi|status|rollout|command\\.reply)\$" "^$key\\.command\$")
     continue
   fi
   ((${#words[@]} == 2)) || die "line '$line': expected site/line/station or '<role> <name>'"

@@ -5,7 +5,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use inspecta_fleet::config::BrokerConfig;
+use inspecta_fleet::config::{BrokerConfig, CommanderConfig};
 use inspecta_pipeline::publish::rollout::RolloutState;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
@@ -27,7 +27,7 @@ pub enum Heard {
     },
 }
 
-/// A clean session of its own (`<client_id>-<role>-<pid>`), so it never takes the ingest's.
+/// A clean session of its own account (`<client_id>-<pid>`), never the ingest's.
 pub struct Commander {
     client: Client,
     heard: Receiver<Heard>,
@@ -46,8 +46,12 @@ impl std::fmt::Debug for Commander {
 impl Commander {
     /// Connects, hearing states and replies, and waits until the broker has accepted the
     /// session.
-    pub fn connect(config: &BrokerConfig, role: &str) -> anyhow::Result<Self> {
-        let commander = Self::start(config, role, &["rollout", "command/reply"])?;
+    pub fn connect(
+        config: &BrokerConfig,
+        account: &CommanderConfig,
+        password_env: &str,
+    ) -> anyhow::Result<Self> {
+        let commander = Self::start(config, account, password_env, &["rollout", "command/reply"])?;
         commander
             .up
             .recv_timeout(Duration::from_secs(15))
@@ -65,17 +69,18 @@ impl Commander {
     /// stations' `kinds` of topic (`rollout`, `command/reply`).
     pub fn start(
         config: &BrokerConfig,
-        role: &str,
+        account: &CommanderConfig,
+        password_env: &str,
         kinds: &'static [&'static str],
     ) -> anyhow::Result<Self> {
-        let id = format!("{}-{role}-{}", config.client_id, std::process::id());
+        let id = format!("{}-{}", account.client_id, std::process::id());
         let mut options = MqttOptions::new(id, &config.host, config.port);
         options.set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)));
         options.set_clean_session(true);
-        let password = std::env::var("INSPECTA_MQTT_PASSWORD")
+        let password = std::env::var(password_env)
             .ok()
-            .or_else(|| config.password.clone());
-        if let Some(user) = &config.username {
+            .or_else(|| account.password.clone());
+        if let Some(user) = &account.username {
             options.set_credentials(user, password.unwrap_or_default());
         }
         let (client, connection) = Client::new(options, 256);

@@ -94,7 +94,7 @@ pub fn rollout(config: &FleetConfig, request: &RolloutRequest) -> anyhow::Result
     let mut body = serde_json::to_value(&order).context("the order")?;
     body["command"] = json!("rollout");
     body["request_id"] = json!(rollout);
-    let commander = Commander::connect(mqtt(config)?, "rollout")?;
+    let commander = commander(config)?;
     let ended = follow(&commander, &targets, &body, request.wait, true, |state| {
         state.rollout == rollout && state.phase.is_settled()
     })?;
@@ -114,7 +114,7 @@ pub fn approve(
 ) -> anyhow::Result<bool> {
     let targets = select(config, stations)?;
     let body = json!({"command": "approve_rollout", "rollout": rollout, "who": who, "request_id": rollout});
-    let commander = Commander::connect(mqtt(config)?, "approve")?;
+    let commander = commander(config)?;
     let ended = follow(&commander, &targets, &body, wait, false, |state| {
         state.rollout == rollout && state.phase == Phase::Promoted
     })?;
@@ -130,7 +130,7 @@ pub fn rollback(
 ) -> anyhow::Result<bool> {
     let targets = select(config, stations)?;
     let body = json!({"command": "rollback", "who": who, "request_id": format!("rollback-{}", std::process::id())});
-    let commander = Commander::connect(mqtt(config)?, "rollback")?;
+    let commander = commander(config)?;
     let ended = follow(&commander, &targets, &body, wait, false, |state| {
         matches!(state.phase, Phase::RolledBack | Phase::Cancelled)
     })?;
@@ -139,11 +139,19 @@ pub fn rollback(
     }))
 }
 
-fn mqtt(config: &FleetConfig) -> anyhow::Result<&inspecta_fleet::config::BrokerConfig> {
-    config
+/// Where the stations' password for `[rollout]` comes from.
+const PASSWORD_ENV: &str = "INSPECTA_ROLLOUT_PASSWORD";
+
+/// `[mqtt]`'s broker with `[rollout]`'s account.
+fn commander(config: &FleetConfig) -> anyhow::Result<Commander> {
+    let broker = config
         .mqtt
         .as_ref()
-        .context("fleet.toml has no [mqtt]: a rollout speaks to the stations through the broker")
+        .context("fleet.toml has no [mqtt]: a rollout speaks to the stations through the broker")?;
+    let account = config.rollout.as_ref().context(
+        "fleet.toml has no [rollout]: the broker account that commands stations (client_id, username; never the ingest's)",
+    )?;
+    Commander::connect(broker, account, PASSWORD_ENV)
 }
 
 /// `<model>-<version>-<digest>-<time>`, in the characters a folder and a topic allow.

@@ -32,6 +32,8 @@ use store::{Scope, Store, StoreError};
 
 /// Where the stations' API token comes from when `[view] station_token` is not set.
 const STATION_TOKEN_ENV: &str = "INSPECTA_STATION_TOKEN";
+/// Where `[view.commander]`'s password comes from.
+const VIEW_PASSWORD_ENV: &str = "INSPECTA_VIEW_MQTT_PASSWORD";
 /// A query slower than this is an error page: the view must not hang on a loaded store.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Alarms listed on the alarms page, and on a level's page.
@@ -86,15 +88,28 @@ pub fn start(config: &FleetConfig) -> anyhow::Result<Server> {
             view.secure_cookie,
         ),
         stations: image::Stations::new(token)?,
-        commander: config
-            .mqtt
-            .as_ref()
-            .map(|mqtt| Commander::start(mqtt, "view", &["command/reply"]).map(Mutex::new))
-            .transpose()?,
+        commander: approvals(config)?,
     });
     let server = Server::start("plant-view", view.listen, router(state), Limits::scrapes())?;
     tracing::info!(address = %server.address, "plant view listening");
     Ok(server)
+}
+
+/// `[view.commander]` on `[mqtt]`'s broker, when both are there.
+fn approvals(config: &FleetConfig) -> anyhow::Result<Option<Mutex<Commander>>> {
+    let account = config.view.as_ref().and_then(|v| v.commander.as_ref());
+    match (&config.mqtt, account) {
+        (Some(broker), Some(account)) => {
+            let commander =
+                Commander::start(broker, account, VIEW_PASSWORD_ENV, &["command/reply"])?;
+            Ok(Some(Mutex::new(commander)))
+        }
+        (None, Some(_)) => anyhow::bail!("[view.commander] needs [mqtt], the broker it is on"),
+        _ => {
+            tracing::info!("no [view.commander]: the view shows rollouts, approves none");
+            Ok(None)
+        }
+    }
 }
 
 fn router(state: Shared) -> Router {
