@@ -23,6 +23,8 @@ const STATION: &str = "plant-a/line-2/rollout-test";
 /// A station on the sample parts, round and round, that takes rollout commands.
 struct Line {
     dir: PathBuf,
+    /// `[model] path`.
+    model: &'static str,
     broker_port: u16,
     api: u16,
     child: Option<Child>,
@@ -32,6 +34,7 @@ impl Line {
     fn start(dir: &Path, broker: &Broker) -> Self {
         let mut line = Self {
             dir: dir.to_owned(),
+            model: "models/casting",
             broker_port: broker.port,
             api: free_port(),
             child: None,
@@ -45,11 +48,12 @@ impl Line {
         std::fs::write(
             &config,
             format!(
-                "[station]\nname = \"rollout-test\"\n[model]\npath = \"models/casting\"\nthreads = 1\n\
+                "[station]\nname = \"rollout-test\"\n[model]\npath = \"{}\"\nthreads = 1\n\
                  [source]\nkind = \"folder\"\npath = \"samples/casting\"\nparts_per_second = 20.0\nrepeat = true\n\
                  [store]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\n\
                  [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nsite = \"plant-a\"\nline = \"line-2\"\n\
                  commands = [\"rollout\", \"approve_rollout\", \"rollback\"]\n",
+                self.model,
                 self.dir.join("records").display(),
                 self.api,
                 self.broker_port,
@@ -208,23 +212,26 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
     assert_eq!(line.model_version(), "1.0.0");
 
     // A rolled-out model whose files change on disk is never run again.
-    let out = fleet(&[
-        "rollout",
-        "--config",
-        config.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--stations",
-        STATION,
-        "--shadow-parts",
-        "5",
-        "--auto-promote",
-        "0.95",
-        "--listen",
-        &listen,
-        "--wait-s",
-        "120",
-    ]);
+    let rollout_again = || {
+        fleet(&[
+            "rollout",
+            "--config",
+            config.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--stations",
+            STATION,
+            "--shadow-parts",
+            "5",
+            "--auto-promote",
+            "0.95",
+            "--listen",
+            &listen,
+            "--wait-s",
+            "120",
+        ])
+    };
+    let out = rollout_again();
     assert!(out.status.success(), "{}", stdout(&out));
     assert_eq!(line.model_version(), "1.1.0");
     line.stop();
@@ -247,6 +254,22 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
     );
     let log = line.stop();
     assert!(log.contains("no longer matches its digest"), "{log}");
+
+    // A config changed after a rollout took charge wins over the rollout.
+    line.resume();
+    let out = rollout_again();
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(line.model_version(), "1.1.0");
+    line.stop();
+    line.model = "models/xsdd";
+    line.resume();
+    assert_eq!(
+        line.status()["model"]["name"],
+        "xsdd-steel",
+        "[model] path wins"
+    );
+    let log = line.stop();
+    assert!(log.contains("[model] path changed"), "{log}");
 }
 
 #[test]

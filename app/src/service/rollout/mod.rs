@@ -50,12 +50,17 @@ pub fn model_to_start(dir: &Path, configured: &Path) -> PathBuf {
     let Some(in_charge) = read_json::<InCharge>(&dir.join(IN_CHARGE)) else {
         return configured.to_owned();
     };
+    let rollout = dir.join(&in_charge.rollout);
     if in_charge.configured != configured {
         tracing::warn!(rollout = %in_charge.rollout, configured = %configured.display(), "[model] path changed since the rollout took charge: the configured model runs");
+        settle(
+            &rollout,
+            Phase::Superseded,
+            "[model] path changed after it took charge".into(),
+        );
         remove_in_charge(dir);
         return configured.to_owned();
     }
-    let rollout = dir.join(&in_charge.rollout);
     let checked = kept_package(&rollout, &in_charge.digest)
         .and_then(|package| Ok(package.verify(&in_charge.model)?));
     match checked {
@@ -65,16 +70,22 @@ pub fn model_to_start(dir: &Path, configured: &Path) -> PathBuf {
         }
         Err(e) => {
             tracing::error!(rollout = %in_charge.rollout, "the rolled-out model no longer matches its digest, so it does not run: {e}");
-            if let Some(mut state) = read_json::<RolloutState>(&rollout.join(STATE)) {
-                state.enter(
-                    Phase::Rejected,
-                    Some(format!("changed on disk after it took charge: {e}")),
-                );
-                save(&rollout.join(STATE), &state);
-            }
+            settle(
+                &rollout,
+                Phase::Rejected,
+                format!("changed on disk after it took charge: {e}"),
+            );
             remove_in_charge(dir);
             configured.to_owned()
         }
+    }
+}
+
+/// Ends the rollout in `folder` as `phase`, before the station runs (its report follows).
+fn settle(folder: &Path, phase: Phase, reason: String) {
+    if let Some(mut state) = read_json::<RolloutState>(&folder.join(STATE)) {
+        state.enter(phase, Some(reason));
+        save(&folder.join(STATE), &state);
     }
 }
 
