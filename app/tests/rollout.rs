@@ -182,10 +182,13 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
         "1.1.0",
         "the rolled-out model is in charge"
     );
+    let status = line.status();
     assert!(
-        line.status()["shadow"].is_null(),
+        status["shadow"].is_null(),
         "the shadow stops once it is promoted"
     );
+    assert_eq!(status["rollout"]["phase"], "promoted", "{status}");
+    assert_eq!(status["rollout"]["replaced"], "casting-defect 1.0.0");
 
     // A restart keeps the rolled-out model, after checking it again.
     let log = line.stop();

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 #[cfg(feature = "mqtt")]
 use inspecta_pipeline::publish::mqtt::{CommandMessage, CommandReply, MqttLink, PlantCommand};
+use inspecta_pipeline::publish::rollout::RolloutBoard;
 use inspecta_pipeline::quality::watch::ProcessWatch;
 use inspecta_pipeline::source::SourceSpec;
 use inspecta_pipeline::station::shadow::{Shadow, ShadowSlot};
@@ -119,6 +120,7 @@ impl Service {
             #[cfg(not(feature = "mqtt"))]
             mqtt: None,
             shadow,
+            rollout: RolloutBoard::default(),
         };
         let mut choices = vec![started];
         for path in std::iter::once(&config.model.path).chain(&config.model.alternatives) {
@@ -138,7 +140,7 @@ impl Service {
             .candidates_dir(config.store.as_ref())
             .map(|dir| Candidates::new(dir, settings.clone(), handles.shadow.clone()));
         #[cfg(feature = "mqtt")]
-        let rollouts = match open_rollouts(config, mqtt.as_ref(), &settings, &handles.shadow) {
+        let rollouts = match open_rollouts(config, mqtt.as_ref(), &settings, &handles) {
             Ok(rollouts) => rollouts,
             Err(e) => {
                 station.stop();
@@ -445,7 +447,7 @@ fn open_rollouts(
     config: &StationConfig,
     link: Option<&MqttLink>,
     settings: &Settings,
-    shadow: &ShadowSlot,
+    handles: &StationHandles,
 ) -> anyhow::Result<Option<rollout::Rollouts>> {
     let (Some(dir), Some(_)) = (rollouts_dir(config), link) else {
         return Ok(None);
@@ -455,7 +457,8 @@ fn open_rollouts(
         config.model.path.clone(),
         config.model.threads,
         settings.clone(),
-        shadow.clone(),
+        handles.shadow.clone(),
+        handles.rollout.clone(),
     )?;
     Ok(Some(rollouts))
 }

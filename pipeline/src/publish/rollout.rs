@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -378,6 +379,23 @@ impl RolloutState {
         self.phase = phase;
         self.reason = reason;
         self.at = jiff::Timestamp::now();
+    }
+}
+
+/// The station's last reported rollout state, for its own doors (the API's `/status`).
+#[derive(Debug, Clone, Default)]
+pub struct RolloutBoard(Arc<Mutex<Option<RolloutState>>>);
+
+impl RolloutBoard {
+    pub fn set(&self, state: RolloutState) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+    }
+
+    pub fn get(&self) -> Option<RolloutState> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::shadow::ShadowSlot;
 use super::status::{LinkStatus, StationStatus};
 use super::{ModelSwitch, Triggers};
+use crate::publish::rollout::RolloutBoard;
 use crate::store::RecordStore;
 
 /// Handles only: cheap to clone, and every clone sees the same station.
@@ -27,4 +28,6 @@ pub struct StationHandles {
     pub mqtt: Option<Arc<LinkStatus>>,
     /// The candidate model judging beside the one in charge, when there is one.
     pub shadow: ShadowSlot,
+    /// Where the station's last model rollout stands, once there was one.
+    pub rollout: RolloutBoard,
 }

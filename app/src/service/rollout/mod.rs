@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::time::{Duration, Instant};
 
-use inspecta_pipeline::publish::rollout::{Phase, Promote, RolloutOrder, RolloutState};
+use inspecta_pipeline::publish::rollout::{
+    Phase, Promote, RolloutBoard, RolloutOrder, RolloutState,
+};
 use inspecta_pipeline::station::shadow::{Shadow, ShadowSlot};
 use inspecta_vision::model::Model;
 use serde::{Deserialize, Serialize};
@@ -135,6 +137,7 @@ pub struct Rollouts {
     configured: PathBuf,
     settings: Settings,
     slot: ShadowSlot,
+    board: RolloutBoard,
     /// `[model] shadow`, back in the slot when a rollout's shadow phase ends.
     standing: Option<Arc<Shadow>>,
     active: Option<Active>,
@@ -162,6 +165,7 @@ impl Rollouts {
         threads: usize,
         settings: Settings,
         slot: ShadowSlot,
+        board: RolloutBoard,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir).map_err(|e| {
             anyhow::anyhow!("cannot create the rollouts folder {}: {e}", dir.display())
@@ -178,6 +182,7 @@ impl Rollouts {
             settings,
             standing: slot.current(),
             slot,
+            board,
             active: None,
             jobs,
             done,
@@ -404,7 +409,7 @@ impl Rollouts {
     }
 
     /// Moves the rollout on (fetched, shadow parts judged, loaded); the state to report on
-    /// `.../rollout` when it changed.
+    /// `.../rollout` when it changed (the station's board shows it too).
     pub fn tick(&mut self) -> Option<RolloutState> {
         loop {
             match self.done.try_recv() {
@@ -427,6 +432,7 @@ impl Rollouts {
         // Each report carries its own time: the central store keeps the newest.
         let active = self.active.as_mut()?;
         active.state.at = jiff::Timestamp::now();
+        self.board.set(active.state.clone());
         Some(active.state.clone())
     }
 
