@@ -392,14 +392,18 @@ impl Rollouts {
         if active.loading {
             return Err("the rollout's model is already being loaded".into());
         }
-        active.loading = true;
         let job = Job::Load(Load {
             rollout: active.order.rollout.clone(),
             path: self.dir.join(&active.order.rollout).join("model"),
             digest: Some(active.order.digest.clone()),
             step,
         });
-        self.send(job)
+        // Marked only once the worker has it: a refused job is tried again at the next tick.
+        self.jobs
+            .try_send(job)
+            .map_err(|_| "the rollout worker is busy; try again".to_owned())?;
+        active.loading = true;
+        Ok(())
     }
 
     fn send(&self, job: Job) -> Result<(), String> {
