@@ -20,6 +20,8 @@
 mod link;
 #[cfg(feature = "mqtt")]
 mod tls;
+#[cfg(feature = "mqtt")]
+mod topics;
 
 use std::path::PathBuf;
 
