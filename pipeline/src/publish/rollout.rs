@@ -303,14 +303,6 @@ impl Phase {
     pub fn is_settled(self) -> bool {
         !matches!(self, Self::Downloading | Self::Shadow)
     }
-
-    /// The rollout may still take charge (on approval) or is in charge.
-    pub fn is_live(self) -> bool {
-        matches!(
-            self,
-            Self::Downloading | Self::Shadow | Self::AwaitingApproval | Self::Promoted
-        )
-    }
 }
 
 /// What a station reports on `<base>/rollout`, retained, at every change.

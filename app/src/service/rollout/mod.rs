@@ -7,6 +7,7 @@
 //! names the rolled-out model in charge, so a restart keeps it, after checking it again.
 
 mod fetch;
+mod kept;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,78 +19,14 @@ use inspecta_pipeline::publish::rollout::{
 };
 use inspecta_pipeline::station::shadow::{Shadow, ShadowSlot};
 use inspecta_vision::model::Model;
-use serde::{Deserialize, Serialize};
 
 use super::Settings;
-use fetch::{FetchError, kept_package, write_synced};
+use fetch::{FetchError, kept_package};
+pub use kept::model_to_start;
+use kept::{IN_CHARGE, InCharge, ORDER, STATE, read_json, remove_in_charge, save};
 
-const ORDER: &str = "order.json";
-const STATE: &str = "state.json";
-const IN_CHARGE: &str = "in_charge.json";
 /// How often a rollout in its shadow phase reports its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-
-/// The rolled-out model in charge, and what was in charge before it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct InCharge {
-    rollout: String,
-    digest: String,
-    model: PathBuf,
-    /// The model it replaced, which a rollback puts back.
-    previous: PathBuf,
-    /// `[model] path` when it took charge: a config changed since then wins.
-    configured: PathBuf,
-    who: String,
-    at: jiff::Timestamp,
-    /// The rolled-out model that was in charge before, if any: in charge again after a
-    /// rollback.
-    before: Option<Box<InCharge>>,
-}
-
-/// The model a station starts with: the rolled-out one in charge when it still matches its
-/// digest and `[model] path` has not changed since, else `[model] path`.
-pub fn model_to_start(dir: &Path, configured: &Path) -> PathBuf {
-    let Some(in_charge) = read_json::<InCharge>(&dir.join(IN_CHARGE)) else {
-        return configured.to_owned();
-    };
-    let rollout = dir.join(&in_charge.rollout);
-    if in_charge.configured != configured {
-        tracing::warn!(rollout = %in_charge.rollout, configured = %configured.display(), "[model] path changed since the rollout took charge: the configured model runs");
-        settle(
-            &rollout,
-            Phase::Superseded,
-            "[model] path changed after it took charge".into(),
-        );
-        remove_in_charge(dir);
-        return configured.to_owned();
-    }
-    let checked = kept_package(&rollout, &in_charge.digest)
-        .and_then(|package| Ok(package.verify(&in_charge.model)?));
-    match checked {
-        Ok(()) => {
-            tracing::warn!(rollout = %in_charge.rollout, model = %in_charge.model.display(), by = %in_charge.who, "the rolled-out model is in charge, not [model] path (`inspecta fleet rollback` returns to the one before)");
-            in_charge.model
-        }
-        Err(e) => {
-            tracing::error!(rollout = %in_charge.rollout, "the rolled-out model no longer matches its digest, so it does not run: {e}");
-            settle(
-                &rollout,
-                Phase::Rejected,
-                format!("changed on disk after it took charge: {e}"),
-            );
-            remove_in_charge(dir);
-            configured.to_owned()
-        }
-    }
-}
-
-/// Ends the rollout in `folder` as `phase`, before the station runs (its report follows).
-fn settle(folder: &Path, phase: Phase, reason: String) {
-    if let Some(mut state) = read_json::<RolloutState>(&folder.join(STATE)) {
-        state.enter(phase, Some(reason));
-        save(&folder.join(STATE), &state);
-    }
-}
 
 /// Slow work, off the thread that records the verdicts.
 enum Job {
@@ -399,10 +336,10 @@ impl Rollouts {
             step,
         });
         // Marked only once the worker has it: a refused job is tried again at the next tick.
-        self.jobs
-            .try_send(job)
-            .map_err(|_| "the rollout worker is busy; try again".to_owned())?;
-        active.loading = true;
+        self.send(job)?;
+        if let Some(active) = &mut self.active {
+            active.loading = true;
+        }
         Ok(())
     }
 
@@ -682,34 +619,4 @@ fn install(settings: &Settings, path: &Path, model: &Arc<Model>, who: &str) -> a
         tracing::error!("{}", crate::error_text::describe(&e));
     }
     Ok(())
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    let bytes = std::fs::read(path).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(value) => Some(value),
-        Err(e) => {
-            tracing::error!(path = %path.display(), "unreadable rollout file, ignored: {e}");
-            None
-        }
-    }
-}
-
-/// Writes a rollout file; a failure is logged: the rollout goes on in memory and reports.
-fn save<T: Serialize>(path: &Path, value: &T) {
-    let written = serde_json::to_vec_pretty(value)
-        .map_err(|e| FetchError::Failed(e.to_string()))
-        .and_then(|bytes| write_synced(path, &bytes));
-    if let Err(e) = written {
-        tracing::error!(path = %path.display(), "cannot keep the rollout's state on disk: {e}");
-    }
-}
-
-fn remove_in_charge(dir: &Path) {
-    let path = dir.join(IN_CHARGE);
-    if let Err(e) = std::fs::remove_file(&path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::error!(path = %path.display(), "cannot remove: {e}");
-    }
 }
