@@ -141,6 +141,34 @@ fn fleet(args: &[&str]) -> Output {
     out
 }
 
+/// `inspecta fleet rollout` promoted from `auto_promote` agreement on, served on `listen`.
+fn roll_out(
+    config: &Path,
+    model: &Path,
+    stations: &str,
+    shadow_parts: u32,
+    auto_promote: f64,
+    listen: &str,
+) -> Output {
+    fleet(&[
+        "rollout",
+        "--config",
+        config.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--stations",
+        stations,
+        "--shadow-parts",
+        &shadow_parts.to_string(),
+        "--auto-promote",
+        &auto_promote.to_string(),
+        "--listen",
+        listen,
+        "--wait-s",
+        "120",
+    ])
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -155,23 +183,7 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
     let config = fleet_config(dir.path(), &broker);
     let listen = format!("127.0.0.1:{}", free_port());
 
-    let out = fleet(&[
-        "rollout",
-        "--config",
-        config.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--stations",
-        STATION,
-        "--shadow-parts",
-        "15",
-        "--auto-promote",
-        "0.95",
-        "--listen",
-        &listen,
-        "--wait-s",
-        "120",
-    ]);
+    let out = roll_out(&config, &model, STATION, 15, 0.95, &listen);
     let report = stdout(&out);
     assert!(out.status.success(), "{report}");
     assert!(report.contains("Shadow"), "{report}");
@@ -215,25 +227,7 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
     assert_eq!(line.model_version(), "1.0.0");
 
     // A rolled-out model whose files change on disk is never run again.
-    let rollout_again = || {
-        fleet(&[
-            "rollout",
-            "--config",
-            config.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--stations",
-            STATION,
-            "--shadow-parts",
-            "5",
-            "--auto-promote",
-            "0.95",
-            "--listen",
-            &listen,
-            "--wait-s",
-            "120",
-        ])
-    };
+    let rollout_again = || roll_out(&config, &model, STATION, 5, 0.95, &listen);
     let out = rollout_again();
     assert!(out.status.success(), "{}", stdout(&out));
     assert_eq!(line.model_version(), "1.1.0");
@@ -284,23 +278,14 @@ fn a_model_that_disagrees_waits_for_an_engineer_who_approves_it() {
     let listen = format!("127.0.0.1:{}", free_port());
     let xsdd = repo().join("models/xsdd");
 
-    let out = fleet(&[
-        "rollout",
-        "--config",
-        config.to_str().unwrap(),
-        "--model",
-        xsdd.to_str().unwrap(),
-        "--stations",
+    let out = roll_out(
+        &config,
+        &xsdd,
         "plant-a/line-2/rollout-*",
-        "--shadow-parts",
-        "10",
-        "--auto-promote",
-        "0.99",
-        "--listen",
+        10,
+        0.99,
         &listen,
-        "--wait-s",
-        "120",
-    ]);
+    );
     // The pattern needs the central store, which this test has none of: a clear error.
     assert!(!out.status.success());
     assert!(
@@ -309,23 +294,7 @@ fn a_model_that_disagrees_waits_for_an_engineer_who_approves_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = fleet(&[
-        "rollout",
-        "--config",
-        config.to_str().unwrap(),
-        "--model",
-        xsdd.to_str().unwrap(),
-        "--stations",
-        STATION,
-        "--shadow-parts",
-        "10",
-        "--auto-promote",
-        "0.99",
-        "--listen",
-        &listen,
-        "--wait-s",
-        "120",
-    ]);
+    let out = roll_out(&config, &xsdd, STATION, 10, 0.99, &listen);
     let report = stdout(&out);
     assert!(
         out.status.success(),

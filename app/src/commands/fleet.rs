@@ -70,30 +70,32 @@ enum Action {
     },
     /// Put a rollout that waits for approval in charge.
     Approve {
-        #[arg(long, short)]
-        config: PathBuf,
         /// The rollout's id, as `fleet rollout` printed it.
         #[arg(long)]
         rollout: String,
-        #[arg(long)]
-        stations: String,
-        #[arg(long, env = "USER", default_value = "engineer")]
-        who: String,
-        #[arg(long, default_value_t = 120)]
-        wait_s: u64,
+        #[command(flatten)]
+        to: OneStep,
     },
     /// Undo the last rollout: the model before it takes charge again (or a rollout not
     /// yet in charge stops).
     Rollback {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[arg(long)]
-        stations: String,
-        #[arg(long, env = "USER", default_value = "engineer")]
-        who: String,
-        #[arg(long, default_value_t = 120)]
-        wait_s: u64,
+        #[command(flatten)]
+        to: OneStep,
     },
+}
+
+/// Where a one-step rollout command goes, from whom, and how long its outcome is followed.
+#[derive(Debug, clap::Args)]
+struct OneStep {
+    /// fleet.toml: [mqtt] and [rollout] (and [postgres] for a pattern).
+    #[arg(long, short)]
+    config: PathBuf,
+    #[arg(long)]
+    stations: String,
+    #[arg(long, env = "USER", default_value = "engineer")]
+    who: String,
+    #[arg(long, default_value_t = 120)]
+    wait_s: u64,
 }
 
 /// How often the ingest says what it did.
@@ -126,29 +128,18 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             };
             outcome(rollout::rollout(&load(config)?, &request)?)
         }
-        Action::Approve {
-            config,
+        Action::Approve { rollout, to } => outcome(rollout::approve(
+            &load(&to.config)?,
             rollout,
-            stations,
-            who,
-            wait_s,
-        } => outcome(rollout::approve(
-            &load(config)?,
-            rollout,
-            stations,
-            who,
-            Duration::from_secs(*wait_s),
+            &to.stations,
+            &to.who,
+            Duration::from_secs(to.wait_s),
         )?),
-        Action::Rollback {
-            config,
-            stations,
-            who,
-            wait_s,
-        } => outcome(rollout::rollback(
-            &load(config)?,
-            stations,
-            who,
-            Duration::from_secs(*wait_s),
+        Action::Rollback { to } => outcome(rollout::rollback(
+            &load(&to.config)?,
+            &to.stations,
+            &to.who,
+            Duration::from_secs(to.wait_s),
         )?),
     }
 }
