@@ -114,7 +114,8 @@ fn sign_in(tab: &Tab, base: &str, name: &str) -> String {
         .unwrap()
         .click()
         .unwrap();
-    tab.wait_until_navigated().unwrap();
+    // The click's navigation may not have begun yet: wait for what only a signed-in page has.
+    tab.wait_for_element("header span.who").unwrap();
     tab.get_content().unwrap()
 }
 
@@ -139,7 +140,14 @@ fn follow(tab: &Tab, text: &str) -> String {
     let link = tab
         .find_element_by_xpath(&format!("//main//a[normalize-space(.)='{text}']"))
         .unwrap_or_else(|e| panic!("no link {text:?} on {}: {e}", tab.get_url()));
+    let from = tab.get_url();
     link.click().unwrap();
+    // The click's navigation may not have begun yet: wait until the address has changed.
+    wait_for(
+        &format!("the page behind {text:?}"),
+        Duration::from_secs(30),
+        || tab.get_url() != from,
+    );
     tab.wait_until_navigated().unwrap();
     tab.get_content().unwrap()
 }
