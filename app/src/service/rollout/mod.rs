@@ -80,7 +80,9 @@ pub struct Rollouts {
     active: Option<Active>,
     jobs: SyncSender<Job>,
     done: Receiver<Done>,
-    reported: Option<(Phase, u64)>,
+    /// The rollout, phase and parts judged last reported: a second rollout that ends in the
+    /// phase the first ended in is still news.
+    reported: Option<Mark>,
     progress: Instant,
 }
 
@@ -361,11 +363,12 @@ impl Rollouts {
         }
         self.watch_shadow();
         let active = self.active.as_ref()?;
-        let mark = (active.state.phase, active.state.judged);
-        let changed = self.reported.is_none_or(|(phase, judged)| {
-            phase != mark.0 || (judged != mark.1 && self.progress.elapsed() >= PROGRESS_EVERY)
-        });
-        if !changed {
+        let mark = (
+            active.order.rollout.clone(),
+            active.state.phase,
+            active.state.judged,
+        );
+        if !is_news(self.reported.as_ref(), &mark, self.progress.elapsed()) {
             return None;
         }
         self.reported = Some(mark);
@@ -563,6 +566,16 @@ impl Rollouts {
     }
 }
 
+type Mark = (String, Phase, u64);
+
+/// Whether `mark` is worth a report after `reported`: another rollout or phase always is,
+/// more parts judged once per [`PROGRESS_EVERY`].
+fn is_news(reported: Option<&Mark>, mark: &Mark, since: Duration) -> bool {
+    reported.is_none_or(|(rollout, phase, judged)| {
+        *rollout != mark.0 || *phase != mark.1 || (*judged != mark.2 && since >= PROGRESS_EVERY)
+    })
+}
+
 /// The rollout worker: fetches and loads, one job at a time.
 fn work(inbox: &Receiver<Job>, done: &SyncSender<Done>, threads: usize) {
     while let Ok(job) = inbox.recv() {
@@ -619,4 +632,26 @@ fn install(settings: &Settings, path: &Path, model: &Arc<Model>, who: &str) -> a
         tracing::error!("{}", crate::error_text::describe(&e));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_rollout_ending_as_the_first_did_is_reported() {
+        let first = ("tampered".to_owned(), Phase::Rejected, 0);
+        let second = ("forged".to_owned(), Phase::Rejected, 0);
+        assert!(is_news(Some(&first), &second, Duration::ZERO));
+        assert!(!is_news(Some(&first), &first, PROGRESS_EVERY));
+    }
+
+    #[test]
+    fn shadow_progress_is_reported_at_most_every_few_seconds() {
+        let before = ("r".to_owned(), Phase::Shadow, 3);
+        let after = ("r".to_owned(), Phase::Shadow, 4);
+        assert!(!is_news(Some(&before), &after, Duration::from_millis(10)));
+        assert!(is_news(Some(&before), &after, PROGRESS_EVERY));
+        assert!(is_news(None, &after, Duration::ZERO));
+    }
 }
