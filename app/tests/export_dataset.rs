@@ -293,7 +293,7 @@ fn reviewed_parts_become_a_class_folder_data_set_that_eval_reads() {
     assert_eq!(overridden["reason"], reason);
     assert_eq!(overridden["station"], "export-test");
     assert_eq!(overridden["model"], "casting-defect");
-    assert_eq!(overridden["model_version"], "1.0.0");
+    assert_eq!(overridden["model_version"], "2.0.0");
     assert_eq!(overridden["time"], good["captured_at"].as_str().unwrap());
     assert!(overridden["review_time"].parse::<jiff::Timestamp>().is_ok());
     let confirmed = row(d1);

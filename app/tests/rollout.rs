@@ -109,7 +109,7 @@ fn casting_as(dir: &Path, version: &str) -> PathBuf {
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(
         &manifest,
-        text.replace("version = \"1.0.0\"", &format!("version = \"{version}\"")),
+        text.replace("version = \"2.0.0\"", &format!("version = \"{version}\"")),
     )
     .unwrap();
     model
@@ -178,8 +178,8 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let mut line = Line::start(dir.path(), &broker);
-    assert_eq!(line.model_version(), "1.0.0");
-    let model = casting_as(dir.path(), "1.1.0");
+    assert_eq!(line.model_version(), "2.0.0");
+    let model = casting_as(dir.path(), "2.1.0");
     let config = fleet_config(dir.path(), &broker);
     let listen = format!("127.0.0.1:{}", free_port());
 
@@ -191,7 +191,7 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
     assert!(report.contains("agreement 100.00 %"), "{report}");
     assert_eq!(
         line.model_version(),
-        "1.1.0",
+        "2.1.0",
         "the rolled-out model is in charge"
     );
     let status = line.status();
@@ -200,13 +200,13 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
         "the shadow stops once it is promoted"
     );
     assert_eq!(status["rollout"]["phase"], "promoted", "{status}");
-    assert_eq!(status["rollout"]["replaced"], "casting-defect 1.0.0");
+    assert_eq!(status["rollout"]["replaced"], "casting-defect 2.0.0");
 
     // A restart keeps the rolled-out model, after checking it again.
     let log = line.stop();
     assert!(log.contains("rolled-out model in charge"), "{log}");
     line.resume();
-    assert_eq!(line.model_version(), "1.1.0");
+    assert_eq!(line.model_version(), "2.1.0");
 
     let out = fleet(&[
         "rollback",
@@ -219,18 +219,18 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
     ]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(stdout(&out).contains("RolledBack"), "{}", stdout(&out));
-    assert_eq!(line.model_version(), "1.0.0", "the model before it is back");
+    assert_eq!(line.model_version(), "2.0.0", "the model before it is back");
 
     // The rollback holds over a restart too.
     line.stop();
     line.resume();
-    assert_eq!(line.model_version(), "1.0.0");
+    assert_eq!(line.model_version(), "2.0.0");
 
     // A rolled-out model whose files change on disk is never run again.
     let rollout_again = || roll_out(&config, &model, STATION, 5, 0.95, &listen);
     let out = rollout_again();
     assert!(out.status.success(), "{}", stdout(&out));
-    assert_eq!(line.model_version(), "1.1.0");
+    assert_eq!(line.model_version(), "2.1.0");
     line.stop();
     let in_charge: Value = serde_json::from_slice(
         &std::fs::read(dir.path().join("records/rollouts/in_charge.json")).unwrap(),
@@ -246,7 +246,7 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
     line.resume();
     assert_eq!(
         line.model_version(),
-        "1.0.0",
+        "2.0.0",
         "a rolled-out model that changed on disk must not run"
     );
     let log = line.stop();
@@ -256,7 +256,7 @@ fn a_rolled_out_model_is_checked_shadowed_promoted_kept_over_a_restart_and_rolle
     line.resume();
     let out = rollout_again();
     assert!(out.status.success(), "{}", stdout(&out));
-    assert_eq!(line.model_version(), "1.1.0");
+    assert_eq!(line.model_version(), "2.1.0");
     line.stop();
     line.model = "models/xsdd";
     line.resume();
@@ -302,7 +302,7 @@ fn a_model_that_disagrees_waits_for_an_engineer_who_approves_it() {
     );
     assert!(report.contains("AwaitingApproval"), "{report}");
     assert!(report.contains("is under the 99.00 %"), "{report}");
-    assert_eq!(line.model_version(), "1.0.0", "not promoted on its own");
+    assert_eq!(line.model_version(), "2.0.0", "not promoted on its own");
     let rollout = report
         .strip_prefix("rollout ")
         .and_then(|rest| rest.split(':').next())
@@ -477,7 +477,7 @@ fn a_package_that_does_not_match_its_digest_never_runs() {
             state["site"], "plant-a",
             "stamped like every payload: {state}"
         );
-        assert_eq!(line.model_version(), "1.0.0");
+        assert_eq!(line.model_version(), "2.0.0");
         assert!(line.status()["shadow"].is_null(), "nothing of it ran");
     }
 }

@@ -1,9 +1,12 @@
-//! Inference benchmark: per-image latency and evaluation throughput of tract, side by side
-//! with ONNX Runtime on the same model, inputs and thread counts, with a parity check.
+//! Inference benchmark: per-image latency of tract, side by side with ONNX Runtime on the
+//! same model, inputs and thread counts, with a parity check; then folder throughput of the
+//! default and the peer model, each through Inspecta and through a Python ONNX Runtime
+//! script (`ort_eval.py`), with the ratio to that script running the peer model.
 //!
-//! `make bench` (or `PYTHON=.venv/bin/python cargo bench -p inspecta-pipeline --bench inference`).
-//! Env: BENCH_MODEL (default models/casting), BENCH_FOLDER (default samples/casting),
-//! BENCH_ROUNDS (default 10), PYTHON (with onnxruntime; the ORT columns are skipped without it).
+//! `make bench` (or `PYTHON=.venv/bin/python cargo bench -p inspecta-vision --bench inference`).
+//! Env: BENCH_MODEL (default models/casting), BENCH_PEER (default models/casting-v1),
+//! BENCH_FOLDER (default samples/casting), BENCH_ROUNDS (default 10), PYTHON (with
+//! onnxruntime; the ORT rows are skipped without it).
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -141,6 +144,159 @@ fn write_inputs(model: &Model, frames: &[Frame], path: &Path) -> Result<String> 
     })
 }
 
+/// One model judging a folder: decode, preprocess and infer each image, `workers` at a time.
+struct Pass {
+    images_per_s: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn inspecta_pass(
+    model_dir: &Path,
+    dataset: &Dataset,
+    workers: usize,
+    rounds: usize,
+) -> Result<(Pass, f64)> {
+    let model = Arc::new(Model::load(model_dir, RunnerOptions::default())?);
+    let options = EvalOptions {
+        threads: workers,
+        target_escape_rate: 0.0,
+        target_false_reject_rate: 0.01,
+    };
+    let started = Instant::now();
+    let mut images = 0;
+    let mut totals = Vec::new();
+    let mut top1 = 0.0;
+    for _ in 0..rounds {
+        let report = evaluate(&model, dataset, &options, &|| {})?;
+        images += report.evaluated;
+        top1 = report.top1_accuracy.unwrap_or(report.accuracy);
+        totals.extend(
+            report
+                .samples
+                .iter()
+                .map(|s| s.decode_ms + s.preprocess_ms + s.inference_ms),
+        );
+    }
+    let rate = images as f64 / started.elapsed().as_secs_f64();
+    let p = Percentiles::of(totals).ok_or("no samples")?;
+    Ok((
+        Pass {
+            images_per_s: rate,
+            p50: p.p50,
+            p99: p.p99,
+        },
+        top1,
+    ))
+}
+
+/// The peer stack: `ort_eval.py` (PIL, numpy, one ONNX Runtime session per worker process).
+fn ort_pass(
+    python: &str,
+    model_dir: &Path,
+    folder: &Path,
+    workers: usize,
+    rounds: usize,
+) -> Result<Pass> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ort_eval.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg("--model")
+        .arg(model_dir)
+        .arg("--folder")
+        .arg(folder)
+        .args([
+            "--workers",
+            &workers.to_string(),
+            "--rounds",
+            &rounds.to_string(),
+        ])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "ONNX Runtime peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let field = |name: &str| {
+        json[name]
+            .as_f64()
+            .ok_or(format!("ort_eval.py printed no {name}"))
+    };
+    Ok(Pass {
+        images_per_s: field("images_per_s")?,
+        p50: field("p50_ms")?,
+        p99: field("p99_ms")?,
+    })
+}
+
+/// Each model through Inspecta and through the ONNX Runtime peer, 1 and 2 workers, in one
+/// run; the ratio is to the peer running `peer` (the model a user would otherwise run).
+fn throughput(
+    models: &[&Path],
+    dataset: &Dataset,
+    peer: &Path,
+    python: Option<&str>,
+    rounds: usize,
+) -> Result<String> {
+    let mut rows = Vec::new();
+    let mut baseline = BTreeMap::new();
+    for workers in [1, 2] {
+        for model_dir in models {
+            let name = Model::load(model_dir, RunnerOptions::default())?
+                .manifest()
+                .version
+                .clone();
+            let (pass, top1) = inspecta_pass(model_dir, dataset, workers, rounds)?;
+            rows.push((
+                model_dir.to_path_buf(),
+                name.clone(),
+                "Inspecta (tract)",
+                workers,
+                pass,
+                top1,
+            ));
+            if let Some(py) = python {
+                let pass = ort_pass(py, model_dir, &dataset.root, workers, rounds)?;
+                if *model_dir == peer {
+                    baseline.insert(workers, pass.images_per_s);
+                }
+                rows.push((
+                    model_dir.to_path_buf(),
+                    name,
+                    "Python + ONNX Runtime",
+                    workers,
+                    pass,
+                    top1,
+                ));
+            }
+        }
+    }
+    let mut out = format!(
+        "\n{} images x {rounds} rounds; ratio: images/s over the ONNX Runtime peer running {}\n\n",
+        dataset.samples.len(),
+        peer.display()
+    );
+    out.push_str("| model | version | engine | workers | images/s | p50 ms | p99 ms | top-1 on the folder | ratio to the peer |\n|---|---|---|---|---|---|---|---|---|\n");
+    for (dir, version, engine, workers, pass, top1) in rows {
+        let ratio = baseline
+            .get(&workers)
+            .map_or("-".to_owned(), |b| format!("{:.2}x", pass.images_per_s / b));
+        let name = dir.file_name().unwrap_or(dir.as_os_str()).to_string_lossy();
+        writeln!(
+            out,
+            "| {name} | {version} | {engine} | {workers} | {:.1} | {:.2} | {:.2} | {:.2} % | {ratio} |",
+            pass.images_per_s,
+            pass.p50,
+            pass.p99,
+            100.0 * top1
+        )?;
+    }
+    Ok(out)
+}
+
 /// Where tract spends one inference: the slowest nodes, averaged over `rounds` runs.
 fn profile_ops(onnx_path: &Path, shape: &str, rounds: usize) -> Result<String> {
     use tract_onnx::prelude::*;
@@ -264,40 +420,14 @@ fn main() -> Result<()> {
         }
     }
 
-    writeln!(
-        table,
-        "\n| evaluation (decode + preprocess + inference) | worker threads | images/s | p50 ms | p99 ms |"
-    )?;
-    writeln!(table, "|---|---|---|---|---|")?;
-    for threads in [1, 2] {
-        let options = EvalOptions {
-            threads,
-            target_escape_rate: 0.0,
-            target_false_reject_rate: 0.01,
-        };
-        let started = Instant::now();
-        let mut images = 0;
-        let mut totals = Vec::new();
-        for _ in 0..rounds.div_ceil(2) {
-            let report = evaluate(&model, &dataset, &options, &|| {})?;
-            images += report.evaluated;
-            totals.extend(
-                report
-                    .samples
-                    .iter()
-                    .map(|s| s.decode_ms + s.preprocess_ms + s.inference_ms),
-            );
-        }
-        let rate = images as f64 / started.elapsed().as_secs_f64();
-        let p = Percentiles::of(totals).ok_or("no samples")?;
-        writeln!(
-            table,
-            "| {} | {threads} | {rate:.1} | {:.2} | {:.2} |",
-            folder.display(),
-            p.p50,
-            p.p99
-        )?;
-    }
+    let peer = env_path("BENCH_PEER", &repo.join("models/casting-v1"));
+    table.push_str(&throughput(
+        &[&model_dir, &peer],
+        &dataset,
+        &peer,
+        python.as_deref(),
+        rounds.div_ceil(2),
+    )?);
     table.push_str(&profile_ops(model.onnx_path(), &shape, rounds)?);
     println!("{table}");
     std::fs::write(work.join("report.md"), &table)?;

@@ -203,7 +203,7 @@ fn an_engineer_switches_the_model_and_the_labels_follow() {
     let change = stored_change(&mut harness, &rig, 1);
     assert_eq!(change.kind, ChangeKind::Model);
     assert_eq!(change.who, "hal");
-    assert_eq!(change.before, "casting-defect 1.0.0");
+    assert_eq!(change.before, "casting-defect 2.0.0");
     let now = rig.settings.model();
     assert_eq!(
         change.after,
