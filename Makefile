@@ -113,7 +113,7 @@ models: build deps-python export-venv
 	$$py models/recipe/train.py --data out/splits/xsdd/train --heldout out/splits/xsdd/heldout \
 	  --backbone $(BACKBONE) --out models/xsdd --name xsdd-steel --class-threshold 0.5 \
 	  --description "X-SDD hot-rolled steel strip defects, 7 classes (Apache-2.0 data)"
-	$(INSPECTA) familiarize models/casting --data out/splits/casting/train --features features --quiet
+	$(INSPECTA) familiarize models/casting --data out/splits/casting/train --features relu2 --features relu4 --features features --quiet
 	$(INSPECTA) familiarize models/casting-v1 --data out/splits/casting/train --features add_171 --quiet
 	$(INSPECTA) familiarize models/xsdd --data out/splits/xsdd/train --features add_171 --quiet
 

@@ -346,11 +346,12 @@ fn main() -> Result<()> {
     writeln!(
         table,
         "model {} ({}), clip of {} frames at 30 fps (300x300 MJPEG, {loops} x the sample parts), \
-         {rounds} rounds, {} logical CPUs, load average {load_before} before and {} after\n",
+         {rounds} rounds, {} logical CPUs, {}, load average {load_before} before and {} after\n",
         model.manifest().name,
         model_dir.display(),
         loops * 240,
         std::thread::available_parallelism()?,
+        inspecta_vision::model::cpu::instruction_sets(),
         load_average()
     )?;
     writeln!(

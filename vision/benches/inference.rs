@@ -378,11 +378,12 @@ fn main() -> Result<()> {
     let mut table = String::new();
     writeln!(
         table,
-        "model {} ({}), {} images x {rounds} rounds, {} logical CPUs\n",
+        "model {} ({}), {} images x {rounds} rounds, {} logical CPUs, {}\n",
         model.manifest().name,
         model_dir.display(),
         frames.len(),
-        std::thread::available_parallelism()?
+        std::thread::available_parallelism()?,
+        inspecta_vision::model::cpu::instruction_sets()
     )?;
     writeln!(
         table,

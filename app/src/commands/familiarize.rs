@@ -46,7 +46,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         (given, _) if !given.is_empty() => given.clone(),
         (_, Some(head)) => head.features().to_vec(),
         (_, None) => bail!(
-            "{} has no trained head to take features from: name the network's feature maps with --features (the bundled models: `features` for models/casting, `add_171` for models/xsdd)",
+            "{} has no trained head to take features from: name the network's feature maps with --features (the bundled models: `relu2 relu4 features` for models/casting, `add_171` for models/xsdd)",
             args.model.display()
         ),
     };

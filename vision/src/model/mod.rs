@@ -1,6 +1,7 @@
 //! The model runner: an ONNX classifier loaded and optimised once with tract, shared by
 //! every worker thread, each of which runs it through its own [`Session`].
 
+pub mod cpu;
 pub mod familiarity;
 pub mod head;
 pub mod manifest;
@@ -192,7 +193,7 @@ impl Model {
                 .map(|f| model_dir.join(&f.weights)),
         );
         let fingerprint = fingerprint(&files)?;
-        tracing::info!(model = %manifest.name, version = %manifest.version, fingerprint = %&fingerprint[..12], path = %onnx_path.display(), "model loaded");
+        tracing::info!(model = %manifest.name, version = %manifest.version, fingerprint = %&fingerprint[..12], path = %onnx_path.display(), cpu = %cpu::instruction_sets(), "model loaded");
         Ok(Self {
             rule: RwLock::new(Arc::new(DecisionRule::from_manifest(&manifest))),
             manifest,
