@@ -32,8 +32,10 @@ struct Timing {
     scores: Vec<Vec<f32>>,
 }
 
-fn env_path(name: &str, default: &Path) -> PathBuf {
-    std::env::var_os(name).map_or_else(|| default.to_owned(), PathBuf::from)
+/// `name`'s path from the environment, relative to the repository (cargo runs benches in
+/// the crate's folder), else `repo/default`.
+fn env_path(name: &str, repo: &Path, default: &str) -> PathBuf {
+    repo.join(std::env::var_os(name).map_or_else(|| PathBuf::from(default), PathBuf::from))
 }
 
 fn tract(model_dir: &Path, frames: &[Frame], threads: usize, rounds: usize) -> Result<Timing> {
@@ -354,9 +356,11 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(());
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let model_dir = env_path("BENCH_MODEL", &repo.join("models/casting"));
-    let folder = env_path("BENCH_FOLDER", &repo.join("samples/casting"));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()?;
+    let model_dir = env_path("BENCH_MODEL", &repo, "models/casting");
+    let folder = env_path("BENCH_FOLDER", &repo, "samples/casting");
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -421,7 +425,7 @@ fn main() -> Result<()> {
         }
     }
 
-    let peer = env_path("BENCH_PEER", &repo.join("models/casting-v1"));
+    let peer = env_path("BENCH_PEER", &repo, "models/casting-v1");
     table.push_str(&throughput(
         &[&model_dir, &peer],
         &dataset,
