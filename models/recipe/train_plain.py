@@ -29,7 +29,8 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from torch import nn
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+from train import list_images, toml_list
+
 MEAN, STD = 127.0, 128.0
 # (output channels, stride) of each 3x3 convolution.
 LAYERS = [(16, 2), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 1)]
@@ -50,16 +51,6 @@ class Plain(nn.Module):
     def forward(self, x):
         f = self.body(x)
         return self.head(self.drop(torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)))
-
-
-def list_images(root: Path, labels: list[str]):
-    files, targets = [], []
-    for index, label in enumerate(labels):
-        for f in sorted((root / label).iterdir()):
-            if f.suffix.lower() in IMAGE_EXTS:
-                files.append(f)
-                targets.append(index)
-    return files, np.array(targets)
 
 
 def load(files, size: int) -> torch.Tensor:
@@ -178,15 +169,14 @@ def heldout_figures(p: np.ndarray, y: np.ndarray, labels: list[str], good: list[
 
 
 def write_manifest(out: Path, args, labels, metrics, recipe: str) -> None:
-    lists = lambda items: "[" + ", ".join(json.dumps(i) for i in items) + "]"
     lines = [
         "# Inspecta model manifest, written by models/recipe/train_plain.py.",
         f"name = {json.dumps(args.name)}",
         f"version = {json.dumps(args.version)}",
         f"description = {json.dumps(args.description)}",
         'onnx = "model.onnx"',
-        f"labels = {lists(labels)}",
-        f"good = {lists(args.good)}",
+        f"labels = {toml_list(labels)}",
+        f"good = {toml_list(args.good)}",
         "",
         "[input]",
         f"width = {args.size}",
