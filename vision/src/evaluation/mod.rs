@@ -332,10 +332,12 @@ fn inspect_sample(
     let decode = started.elapsed();
     let inspection = session.inspect(&frame).map_err(|e| failure(sample, &e))?;
     let top = inspection.scores.top;
-    let pixels = match (&inspection.heat_map, truth) {
-        (Some(heat), Truth::Good) => Some(pixels::split(heat, None)),
-        (Some(heat), _) => sample.mask.as_deref().map(|m| pixels::split(heat, Some(m))),
-        (None, _) => None,
+    // Every pixel of a good part is normal (MVTec's pixel AUROC): whether its folder is
+    // MVTec's `good` or the model's own good label, as an anomaly model's is.
+    let pixels = match &inspection.heat_map {
+        Some(heat) if !truth.is_defect(rule) => Some(pixels::split(heat, None)),
+        Some(heat) => sample.mask.as_deref().map(|m| pixels::split(heat, Some(m))),
+        None => None,
     }
     .transpose()
     .map_err(|e| failure(sample, &e))?;
