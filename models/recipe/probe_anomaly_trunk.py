@@ -11,7 +11,11 @@ draws the coreset from a random share of the patches (--pool), so its figures ar
 compare rows of one run of this script, and confirm a winner with `make anomaly-mt`.
 
 Usage: probe_anomaly_trunk.py ROOT [--trunk lite0|lite1|lite2] [--size 224] [--stages=-3,-2]
-       [--grid 28] [--coreset 0.01] [--pool 0.25] [--sigma 2]
+       [--grid 28] [--coreset 0.01] [--pool 0.25] [--sigma 2] [--head patchcore|simplenet]
+
+--head simplenet replaces the memory bank with a feature adaptor and a discriminator trained to
+tell good patches from the same patches plus Gaussian noise (SimpleNet, Liu et al. 2023; --noise,
+--epochs), to see whether learning on the box beats the bank on the same features.
 ROOT holds train/good, test/<class> and ground_truth/<class>/<stem>_mask.png
 (scripts/magnetic-tile-layout.sh builds one). --stages indexes the trunk's stage ends from the
 last (-1: the 320-channel stage of Lite0, -2: `add_234`, -3: `add_171`).
@@ -122,6 +126,30 @@ def blur(maps: np.ndarray, sigma: float) -> np.ndarray:
     return F.conv2d(t, k.view(1, 1, -1, 1))[:, 0].numpy()
 
 
+def simplenet_scores(train: np.ndarray, queries: np.ndarray, noise: float, epochs: int) -> np.ndarray:
+    """Anomaly score per query patch: minus the discriminator's "good" output."""
+    torch.manual_seed(0)
+    good = torch.from_numpy(train)
+    dim = good.shape[1]
+    adaptor = torch.nn.Linear(dim, dim, bias=False)
+    torch.nn.init.eye_(adaptor.weight)
+    judge = torch.nn.Sequential(torch.nn.Linear(dim, 512), torch.nn.BatchNorm1d(512),
+                                torch.nn.LeakyReLU(0.2), torch.nn.Linear(512, 1))
+    optimiser = torch.optim.AdamW([*adaptor.parameters(), *judge.parameters()], lr=2e-4, weight_decay=1e-5)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(good)).split(2048):
+            x = adaptor(good[batch])
+            out = judge(torch.cat([x, x + noise * torch.randn_like(x)]))[:, 0]
+            loss = F.relu(0.5 - out[:len(x)]).mean() + F.relu(out[len(x):] + 0.5).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    judge.eval()
+    with torch.no_grad():
+        q = torch.from_numpy(queries)
+        return torch.cat([-judge(adaptor(part))[:, 0] for part in q.split(20000)]).numpy()
+
+
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
     ranks = np.concatenate([positive, negative]).argsort().argsort().astype(np.float64) + 1
     n = len(positive)
@@ -138,6 +166,9 @@ def main() -> None:
     p.add_argument("--coreset", type=float, default=0.01)
     p.add_argument("--pool", type=float, default=0.25, help="share of patches the coreset is drawn from")
     p.add_argument("--sigma", type=float, default=2.0)
+    p.add_argument("--head", default="patchcore", choices=["patchcore", "simplenet"])
+    p.add_argument("--noise", type=float, default=0.3, help="simplenet: noise std in standardised units")
+    p.add_argument("--epochs", type=int, default=4, help="simplenet: passes over the good patches")
     a = p.parse_args()
 
     model = load_trunk(a.trunk)
@@ -153,10 +184,15 @@ def main() -> None:
     flat = train.reshape(-1, train.shape[-1])
     mean, std = flat.mean(0), flat.std(0) + 1e-6
     flat = (flat - mean) / std
-    pool = flat[np.random.default_rng(0).random(len(flat)) < a.pool].astype(np.float32)
-    bank = pool[greedy_coreset(pool, int(np.ceil(len(flat) * a.coreset)))]
     queries = ((test.reshape(-1, test.shape[-1]) - mean) / std).astype(np.float32)
-    distances = np.concatenate([nearest(queries[i:i + 20000], bank) for i in range(0, len(queries), 20000)])
+    if a.head == "simplenet":
+        distances = simplenet_scores(flat.astype(np.float32), queries, a.noise, a.epochs)
+        learned = f"adaptor and discriminator, noise {a.noise}, {a.epochs} epochs"
+    else:
+        pool = flat[np.random.default_rng(0).random(len(flat)) < a.pool].astype(np.float32)
+        bank = pool[greedy_coreset(pool, int(np.ceil(len(flat) * a.coreset)))]
+        distances = np.concatenate([nearest(queries[i:i + 20000], bank) for i in range(0, len(queries), 20000)])
+        learned = f"bank {len(bank)}"
     maps = blur(distances.reshape(-1, a.grid, a.grid), a.sigma)
 
     scores = maps.reshape(len(maps), -1).max(1)
@@ -167,7 +203,7 @@ def main() -> None:
                       np.asarray(Image.open(m).convert("L").resize((MASK_GRID, MASK_GRID), Image.NEAREST)) > 127
                       for m in masks])
     print(f"{a.trunk} {a.size}px stages {widths} grid {a.grid}: {len(train)} good to train, "
-          f"{len(files)} to test, bank {len(bank)}, features {extract:.0f} s")
+          f"{len(files)} to test, {learned}, features {extract:.0f} s")
     print(f"image AUROC {auroc(scores[defective], scores[~defective]):.4f}  "
           f"pixel AUROC {auroc(up[truth], up[~truth]):.4f}")
     classes = np.array([f.parent.name for f in files])
